@@ -1,0 +1,31 @@
+// Architecture of a Mult-VAE / Mult-DAE (Liang et al. 2018, section 2).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vaecf {
+
+struct ModelConfig {
+  // q_dims: encoder sizes [n_items, hidden..., latent]; the last encoder layer of a VAE outputs 2 x latent
+  // values (mu, then logvar).
+  std::vector<int64_t> encoderDims;
+  // p_dims: decoder sizes [latent, hidden..., n_items].
+  std::vector<int64_t> decoderDims;
+  // true: Mult-VAE (Gaussian code, KL term); false: Mult-DAE (deterministic code, tanh on it).
+  bool variational = true;
+  // Dropout probability applied to the input of each encoder / decoder layer (inverted dropout).
+  // Paper: encoder {0.5, 0, ...}, decoder all 0.
+  std::vector<double> encoderDropout;
+  std::vector<double> decoderDropout;
+
+  int64_t numItems() const { return encoderDims.empty() ? 0 : encoderDims.front(); }
+  int64_t latent() const { return encoderDims.empty() ? 0 : encoderDims.back(); }
+  int64_t numEncoderLayers() const { return int64_t(encoderDims.size()) - 1; }
+  int64_t numDecoderLayers() const { return int64_t(decoderDims.size()) - 1; }
+  int64_t numLayers() const { return numEncoderLayers() + numDecoderLayers(); }
+  // Throws InvalidArgument with a message naming the offending field.
+  void validate() const;
+};
+
+}  // namespace vaecf

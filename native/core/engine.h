@@ -1,0 +1,69 @@
+// The backend interface: one Mult-VAE / Mult-DAE instance with its parameters, gradients and optimizer
+// state on one device. The training loop (trainer.h) and the binding only talk to this interface.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "csr.h"
+
+namespace vaecf {
+
+struct OptimizerOptions {
+  double learningRate = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
+  double weightDecay = 0.0;
+  bool decoupled = false;  // false: Adam with coupled L2 (g += wd * p); true: AdamW (p *= 1 - lr * wd)
+};
+
+struct StepOptions {
+  double beta = 0.0;        // KL weight for this update
+  double l2 = 0.0;          // lam in lam * sum of squared weights (biases excluded)
+  uint64_t seed = 0;        // run seed; with `step` it fixes dropout masks and eps
+  uint64_t step = 0;        // global update index (noise counter)
+  OptimizerOptions optimizer;
+  bool update = true;       // false: forward + backward only (gradients left in gradients())
+};
+
+struct StepResult {
+  double loss = 0, nll = 0, kl = 0, l2 = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual std::string backendName() const = 0;
+  virtual int64_t numParams() const = 0;
+  virtual void setThreads(int threads) = 0;
+  // Xavier-uniform weights, N(0, 0.001^2) biases, zero optimizer state.
+  virtual void initialize(uint64_t seed) = 0;
+  // One training update on the users `rows[0..m)` of `data`.
+  virtual StepResult trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) = 0;
+  // Evaluation-mode scores (no dropout, z = mu) for rows [first, first + m) of `data`; top-k items
+  // and scores per row, best first; clicked items of the row excluded when excludeSeen.
+  // outItems / outScores: [m x k]; rows with fewer than k candidates are padded with -1 / -inf.
+  virtual void recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen,
+                         int32_t* outItems, float* outScores) = 0;
+  // Evaluation-mode logits, dense [m x n_items], for small batches and tests.
+  virtual void scores(const CsrView& data, int64_t first, int64_t m, float* out) = 0;
+  // Flat parameter vector: per layer W [in x out] row-major then b [out]; encoder layers first.
+  virtual void getParameters(float* out) const = 0;
+  virtual void setParameters(const float* in) = 0;
+  // Adam moments (each numParams()) and the optimizer's step count.
+  virtual void getOptimizerState(float* m, float* v, int64_t* t) const = 0;
+  virtual void setOptimizerState(const float* m, const float* v, int64_t t) = 0;
+};
+
+// Offsets of every layer's weight and bias in the flat parameter vector.
+struct ParameterLayout {
+  struct Layer {
+    int64_t in, out, weightOffset, biasOffset;
+  };
+  std::vector<Layer> layers;
+  int64_t total = 0;
+  explicit ParameterLayout(const ModelConfig& c);
+};
+
+}  // namespace vaecf

@@ -1,0 +1,487 @@
+#include "mult_vae_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+#include "../core/rng.h"
+#include "blas.h"
+
+namespace vaecf::cpu {
+
+namespace {
+constexpr int64_t kColumnBlock = 64;  // columns per task in column-parallel kernels
+
+inline uint32_t hiddenStream(int64_t layer) { return uint32_t(Stream::HiddenDropout) * 1000u + uint32_t(layer); }
+}  // namespace
+
+template <typename T>
+MultVaeCpu<T>::MultVaeCpu(const ModelConfig& config) : config_(config), layout_((config.validate(), config)) {
+  nEnc_ = config_.numEncoderLayers();
+  nLayers_ = config_.numLayers();
+  latent_ = config_.latent();
+  params_.assign(layout_.total, T(0));
+  grads_.assign(layout_.total, T(0));
+  adamM_.assign(layout_.total, T(0));
+  adamV_.assign(layout_.total, T(0));
+  acts_.resize(nLayers_);
+  dropped_.resize(nLayers_);
+  masks_.resize(nLayers_);
+  indptr_.assign(1, 0);
+}
+
+template <typename T>
+void MultVaeCpu<T>::setThreads(int threads) {
+  threads_ = std::max(1, threads);
+}
+
+template <typename T>
+bool MultVaeCpu<T>::hasTanh(int64_t layer) const {
+  if (layer == nLayers_ - 1) return false;                      // logits
+  if (layer == nEnc_ - 1) return !config_.variational;          // mu/logvar are linear; the DAE code is tanh
+  return true;
+}
+
+template <typename T>
+double MultVaeCpu<T>::dropoutOf(int64_t layer) const {
+  return layer < nEnc_ ? config_.encoderDropout[layer] : config_.decoderDropout[layer - nEnc_];
+}
+
+template <typename T>
+const T* MultVaeCpu<T>::layerSource(int64_t layer) const {
+  return (layer == nEnc_ && config_.variational) ? z_.data() : acts_[layer - 1].data();
+}
+
+template <typename T>
+void MultVaeCpu<T>::reserve(int64_t rows) {
+  if (rows <= capacityRows_) return;
+  capacityRows_ = rows;
+  int64_t widest = 2 * latent_;
+  for (int64_t k = 0; k < nLayers_; ++k) {
+    const auto& l = layout_.layers[k];
+    acts_[k].assign(rows * l.out, T(0));
+    if (k >= 1) {
+      widest = std::max(widest, l.in);
+      if (dropoutOf(k) > 0) {
+        dropped_[k].assign(rows * l.in, T(0));
+        masks_[k].assign(rows * l.in, T(1));
+      }
+    }
+    if (k < nLayers_ - 1) widest = std::max(widest, l.out);
+  }
+  z_.assign(rows * latent_, T(0));
+  eps_.assign(rows * latent_, T(0));
+  gradA_.assign(rows * widest, T(0));
+  gradB_.assign(rows * widest, T(0));
+  rowNll_.assign(rows, 0.0);
+  rowKl_.assign(rows, 0.0);
+}
+
+template <typename T>
+void MultVaeCpu<T>::initialize(uint64_t seed) {
+  // Xavier (Glorot) uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)); biases N(0, 0.001^2).
+  for (size_t k = 0; k < layout_.layers.size(); ++k) {
+    const auto& l = layout_.layers[k];
+    const double a = std::sqrt(6.0 / double(l.in + l.out));
+    CounterRng rng(seed, uint32_t(Stream::Initialisation), uint64_t(k));
+    T* w = params_.data() + l.weightOffset;
+    const int64_t n = l.in * l.out;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+    for (int64_t i = 0; i < n; ++i) w[i] = T((2.0 * rng.uniformDouble(uint64_t(i)) - 1.0) * a);
+    CounterRng brng(seed, uint32_t(Stream::Initialisation), uint64_t(k) + (uint64_t(1) << 20));
+    T* b = params_.data() + l.biasOffset;
+    for (int64_t i = 0; i < l.out; ++i) b[i] = T(0.001 * brng.normal(uint64_t(i)));
+  }
+  std::fill(adamM_.begin(), adamM_.end(), T(0));
+  std::fill(adamV_.begin(), adamV_.end(), T(0));
+  adamT_ = 0;
+}
+
+template <typename T>
+void MultVaeCpu<T>::loadBatch(const CsrView& data, const int64_t* rows, int64_t first, int64_t m) {
+  if (data.cols != config_.numItems())
+    throw InvalidArgument("the click matrix has " + std::to_string(data.cols) + " item columns but the model has " +
+                          std::to_string(config_.numItems()) + " items");
+  reserve(m);
+  m_ = m;
+  indptr_.resize(m + 1);
+  indptr_[0] = 0;
+  for (int64_t u = 0; u < m; ++u) {
+    const int64_t r = rows ? rows[u] : first + u;
+    if (r < 0 || r >= data.rows) throw InvalidArgument("row " + std::to_string(r) + " is out of range");
+    indptr_[u + 1] = indptr_[u] + (data.indptr[r + 1] - data.indptr[r]);
+  }
+  const int64_t nnz = indptr_[m];
+  indices_.resize(nnz);
+  raw_.resize(nnz);
+  input_.resize(nnz);
+  inputScale_.assign(nnz, T(1));
+  for (int64_t u = 0; u < m; ++u) {
+    const int64_t r = rows ? rows[u] : first + u;
+    const int64_t b = data.indptr[r], e = data.indptr[r + 1];
+    std::memcpy(indices_.data() + indptr_[u], data.indices + b, size_t(e - b) * sizeof(int32_t));
+    for (int64_t k = b; k < e; ++k) raw_[indptr_[u] + (k - b)] = T(data.value(k));
+  }
+}
+
+template <typename T>
+void MultVaeCpu<T>::sampleNoise(uint64_t seed, uint64_t step) {
+  const int64_t m = m_, nnz = batchNnz();
+  const double p0 = dropoutOf(0);
+  CounterRng inRng(seed, uint32_t(Stream::InputDropout), step);
+  for (int64_t k = 0; k < nnz; ++k)
+    inputScale_[k] = p0 > 0 ? (inRng.uniform(uint64_t(k)) >= p0 ? T(1.0 / (1.0 - p0)) : T(0)) : T(1);
+  for (int64_t l = 1; l < nLayers_; ++l) {
+    const double p = dropoutOf(l);
+    if (p <= 0) continue;
+    CounterRng rng(seed, hiddenStream(l), step);
+    const int64_t n = m * layout_.layers[l].in;
+    T* mask = masks_[l].data();
+    const T keepScale = T(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static) num_threads(threads_)
+    for (int64_t i = 0; i < n; ++i) mask[i] = rng.uniform(uint64_t(i)) >= p ? keepScale : T(0);
+  }
+  if (config_.variational) {
+    CounterRng rng(seed, uint32_t(Stream::Reparameterisation), step);
+    const int64_t n = m * latent_;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+    for (int64_t i = 0; i < n; ++i) eps_[i] = T(rng.normal(uint64_t(i)));
+  }
+}
+
+template <typename T>
+void MultVaeCpu<T>::forward(bool training) {
+  training_ = training;
+  const int64_t m = m_;
+  const T* P = params_.data();
+  setBlasThreads(threads_);
+
+  // Encoder input: x_u / ||x_u||_2, then inverted dropout (training only). Values live on the nnz.
+#pragma omp parallel for schedule(static) num_threads(threads_)
+  for (int64_t u = 0; u < m; ++u) {
+    double sq = 0;
+    for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) sq += double(raw_[k]) * double(raw_[k]);
+    const T inv = sq > 0 ? T(1.0 / std::sqrt(sq)) : T(0);
+    for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k)
+      input_[k] = raw_[k] * inv * (training ? inputScale_[k] : T(1));
+  }
+
+  for (int64_t layer = 0; layer < nLayers_; ++layer) {
+    const auto& L = layout_.layers[layer];
+    const T* W = P + L.weightOffset;
+    const T* b = P + L.biasOffset;
+    T* out = acts_[layer].data();
+    if (layer == 0) {
+      // Sparse first layer: A[u, :] = b + sum_{i in row u} input_ui * W[i, :]  (no dense batch x items input).
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads_)
+      for (int64_t u = 0; u < m; ++u) {
+        T* row = out + u * L.out;
+        std::memcpy(row, b, size_t(L.out) * sizeof(T));
+        for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
+          const T v = input_[k];
+          if (v == T(0)) continue;
+          const T* w = W + int64_t(indices_[k]) * L.out;
+          for (int64_t c = 0; c < L.out; ++c) row[c] += v * w[c];
+        }
+      }
+    } else {
+      const T* in = layerSource(layer);
+      if (training && dropoutOf(layer) > 0) {
+        T* d = dropped_[layer].data();
+        const T* mask = masks_[layer].data();
+        const int64_t n = m * L.in;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+        for (int64_t i = 0; i < n; ++i) d[i] = in[i] * mask[i];
+        in = d;
+      }
+      // A = In W + b: [m x in] x [in x out].
+#pragma omp parallel for schedule(static) num_threads(threads_)
+      for (int64_t u = 0; u < m; ++u) std::memcpy(out + u * L.out, b, size_t(L.out) * sizeof(T));
+      gemm(false, false, int(m), int(L.out), int(L.in), T(1), in, int(L.in), W, int(L.out), T(1), out, int(L.out));
+    }
+    if (hasTanh(layer)) {
+      const int64_t n = m * L.out;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+      for (int64_t i = 0; i < n; ++i) out[i] = std::tanh(out[i]);
+    }
+    if (layer == nEnc_ - 1 && config_.variational) {
+      // Reparameterisation: z = mu + eps * exp(logvar / 2) in training, z = mu in evaluation.
+      const int64_t D = latent_;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+      for (int64_t u = 0; u < m; ++u) {
+        const T* mu = out + u * 2 * D;
+        const T* logvar = mu + D;
+        T* z = z_.data() + u * D;
+        const T* eps = eps_.data() + u * D;
+        for (int64_t d = 0; d < D; ++d) z[d] = training ? mu[d] + eps[d] * std::exp(T(0.5) * logvar[d]) : mu[d];
+      }
+    }
+  }
+}
+
+template <typename T>
+void MultVaeCpu<T>::forwardEval() {
+  forward(false);
+}
+
+template <typename T>
+StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
+  forward(true);
+  const int64_t m = m_, D = latent_, nItems = config_.numItems();
+  const T invM = T(1.0 / double(m));
+  T* logits = acts_.back().data();
+
+  // Multinomial likelihood per user: nll_u = n_u * logsumexp(logits_u) - sum_i x_ui logits_ui, n_u = sum_i x_ui.
+  // Its gradient, written over the logits: d nll / d logits_ui = (n_u softmax_ui - x_ui) / M.
+#pragma omp parallel for schedule(static) num_threads(threads_)
+  for (int64_t u = 0; u < m; ++u) {
+    T* row = logits + u * nItems;
+    double n = 0, dot = 0;
+    for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
+      n += double(raw_[k]);
+      dot += double(raw_[k]) * double(row[indices_[k]]);
+    }
+    T mx = row[0];
+    for (int64_t i = 1; i < nItems; ++i) mx = std::max(mx, row[i]);
+    double sum = 0;
+    for (int64_t i = 0; i < nItems; ++i) {
+      row[i] = std::exp(row[i] - mx);
+      sum += double(row[i]);
+    }
+    const double lse = double(mx) + std::log(sum);
+    rowNll_[u] = n * lse - dot;
+    const T scale = T(n / sum) * invM;
+    for (int64_t i = 0; i < nItems; ++i) row[i] *= scale;
+    for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) row[indices_[k]] -= raw_[k] * invM;
+  }
+
+  // KL(q(z|x) || N(0, I)) per user = 0.5 sum_d (-logvar + exp(logvar) + mu^2 - 1).
+  double nll = 0, kl = 0;
+  for (int64_t u = 0; u < m; ++u) nll += rowNll_[u];
+  nll /= double(m);
+  if (config_.variational) {
+    const T* enc = acts_[nEnc_ - 1].data();
+    for (int64_t u = 0; u < m; ++u) {
+      const T* mu = enc + u * 2 * D;
+      const T* lv = mu + D;
+      double s = 0;
+      for (int64_t d = 0; d < D; ++d)
+        s += 0.5 * (-double(lv[d]) + std::exp(double(lv[d])) + double(mu[d]) * double(mu[d]) - 1.0);
+      kl += s;
+    }
+    kl /= double(m);
+  }
+  double l2sum = 0;
+  if (l2 > 0)
+    for (const auto& L : layout_.layers)
+      for (int64_t i = 0; i < L.in * L.out; ++i) {
+        const double w = double(params_[L.weightOffset + i]);
+        l2sum += w * w;
+      }
+
+  // Backward. `dcur` = gradient of the loss w.r.t. the pre-activation of the current layer.
+  std::fill(grads_.begin(), grads_.end(), T(0));
+  T* dcur = logits;
+  T* spare[2] = {gradA_.data(), gradB_.data()};
+  int next = 0;
+  for (int64_t layer = nLayers_ - 1; layer >= 0; --layer) {
+    const auto& L = layout_.layers[layer];
+    T* dW = grads_.data() + L.weightOffset;
+    T* db = grads_.data() + L.biasOffset;
+    // db = column sums of dcur (column blocks per thread: deterministic order).
+    const int64_t nBlocks = (L.out + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+    for (int64_t blk = 0; blk < nBlocks; ++blk) {
+      const int64_t c0 = blk * kColumnBlock, c1 = std::min(L.out, c0 + kColumnBlock);
+      for (int64_t u = 0; u < m; ++u) {
+        const T* row = dcur + u * L.out;
+        for (int64_t c = c0; c < c1; ++c) db[c] += row[c];
+      }
+    }
+    if (layer == 0) {
+      // Sparse weight gradient: dW[i, :] += input_ui * dcur[u, :] for every click (u, i).
+#pragma omp parallel for schedule(static) num_threads(threads_)
+      for (int64_t blk = 0; blk < nBlocks; ++blk) {
+        const int64_t c0 = blk * kColumnBlock, c1 = std::min(L.out, c0 + kColumnBlock);
+        for (int64_t u = 0; u < m; ++u) {
+          const T* g = dcur + u * L.out;
+          for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
+            const T v = input_[k];
+            if (v == T(0)) continue;
+            T* w = dW + int64_t(indices_[k]) * L.out;
+            for (int64_t c = c0; c < c1; ++c) w[c] += v * g[c];
+          }
+        }
+      }
+      break;
+    }
+    const T* in = (dropoutOf(layer) > 0) ? dropped_[layer].data() : layerSource(layer);
+    const T* W = params_.data() + L.weightOffset;
+    // dW = In^T dcur: [in x m] x [m x out].
+    gemm(true, false, int(L.in), int(L.out), int(m), T(1), in, int(L.in), dcur, int(L.out), T(0), dW, int(L.out));
+    // dIn = dcur W^T: [m x out] x [out x in].
+    T* dIn = spare[next];
+    next ^= 1;
+    gemm(false, true, int(m), int(L.in), int(L.out), T(1), dcur, int(L.out), W, int(L.out), T(0), dIn, int(L.in));
+    if (dropoutOf(layer) > 0) {
+      const T* mask = masks_[layer].data();
+      const int64_t n = m * L.in;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+      for (int64_t i = 0; i < n; ++i) dIn[i] *= mask[i];
+    }
+    if (layer == nEnc_ && config_.variational) {
+      // Through z = mu + eps * exp(logvar / 2), plus beta * dKL/d(mu, logvar) / M.
+      T* dE = spare[next];
+      next ^= 1;
+      const T* enc = acts_[nEnc_ - 1].data();
+      const T b = T(beta) * invM;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+      for (int64_t u = 0; u < m; ++u) {
+        const T* mu = enc + u * 2 * D;
+        const T* lv = mu + D;
+        const T* dz = dIn + u * D;
+        const T* eps = eps_.data() + u * D;
+        T* dmu = dE + u * 2 * D;
+        T* dlv = dmu + D;
+        for (int64_t d = 0; d < D; ++d) {
+          const T sd = std::exp(T(0.5) * lv[d]);
+          dmu[d] = dz[d] + b * mu[d];
+          dlv[d] = dz[d] * eps[d] * T(0.5) * sd + b * T(0.5) * (sd * sd - T(1));
+        }
+      }
+      dcur = dE;
+    } else {
+      // Through tanh: d pre = d post * (1 - tanh^2).
+      const T* act = acts_[layer - 1].data();
+      const int64_t n = m * L.in;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+      for (int64_t i = 0; i < n; ++i) dIn[i] *= T(1) - act[i] * act[i];
+      dcur = dIn;
+    }
+  }
+  if (l2 > 0) {
+    for (const auto& L : layout_.layers) {
+      const int64_t n = L.in * L.out;
+      T* g = grads_.data() + L.weightOffset;
+      const T* w = params_.data() + L.weightOffset;
+      const T s = T(2.0 * l2);
+#pragma omp parallel for schedule(static) num_threads(threads_)
+      for (int64_t i = 0; i < n; ++i) g[i] += s * w[i];
+    }
+  }
+  StepResult r;
+  r.nll = nll;
+  r.kl = kl;
+  r.l2 = l2 * l2sum;
+  r.loss = nll + beta * kl + r.l2;
+  return r;
+}
+
+template <typename T>
+void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
+  // PyTorch's Adam / AdamW: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+  // p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+  adamT_ += 1;
+  const double bc1 = 1.0 - std::pow(o.beta1, double(adamT_));
+  const double bc2 = 1.0 - std::pow(o.beta2, double(adamT_));
+  const T stepSize = T(o.learningRate / bc1);
+  const T bc2Sqrt = T(std::sqrt(bc2));
+  const T b1 = T(o.beta1), b2 = T(o.beta2), eps = T(o.epsilon);
+  const T decay = T(o.weightDecay);
+  const T shrink = T(1.0 - o.learningRate * o.weightDecay);
+  const bool decoupled = o.decoupled && o.weightDecay != 0;
+  const bool coupled = !o.decoupled && o.weightDecay != 0;
+  T* p = params_.data();
+  const T* g = grads_.data();
+  T* mm = adamM_.data();
+  T* vv = adamV_.data();
+  const int64_t n = layout_.total;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+  for (int64_t i = 0; i < n; ++i) {
+    T gi = g[i];
+    if (coupled) gi += decay * p[i];
+    if (decoupled) p[i] *= shrink;
+    mm[i] = b1 * mm[i] + (T(1) - b1) * gi;
+    vv[i] = b2 * vv[i] + (T(1) - b2) * gi * gi;
+    p[i] -= stepSize * mm[i] / (std::sqrt(vv[i]) / bc2Sqrt + eps);
+  }
+}
+
+template <typename T>
+void MultVaeCpu<T>::topK(int64_t k, bool excludeSeen, int32_t* outItems, float* outScores) {
+  const int64_t m = m_, nItems = config_.numItems();
+  T* logits = acts_.back().data();
+  const int64_t kk = std::min(k, nItems);
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<int32_t> order(nItems);
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t u = 0; u < m; ++u) {
+      T* row = logits + u * nItems;
+      if (excludeSeen)
+        for (int64_t j = indptr_[u]; j < indptr_[u + 1]; ++j) row[indices_[j]] = -std::numeric_limits<T>::infinity();
+      std::iota(order.begin(), order.end(), 0);
+      // Best first; ties broken by the smaller item index so results are deterministic.
+      std::partial_sort(order.begin(), order.begin() + kk, order.end(), [row](int32_t a, int32_t b) {
+        return row[a] > row[b] || (row[a] == row[b] && a < b);
+      });
+      for (int64_t r = 0; r < k; ++r) {
+        const bool valid = r < kk && row[order[r]] != -std::numeric_limits<T>::infinity();
+        outItems[u * k + r] = valid ? order[r] : -1;
+        outScores[u * k + r] = valid ? float(row[order[r]]) : -std::numeric_limits<float>::infinity();
+      }
+    }
+  }
+}
+
+template class MultVaeCpu<float>;
+template class MultVaeCpu<double>;
+
+// ---- CpuEngine ----
+
+StepResult CpuEngine::trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
+  model_.loadBatch(data, rows, 0, m);
+  model_.sampleNoise(opt.seed, opt.step);
+  StepResult r = model_.forwardBackward(opt.beta, opt.l2);
+  if (!std::isfinite(r.loss))
+    throw std::runtime_error("the loss became non-finite at step " + std::to_string(opt.step) +
+                             " (nll " + std::to_string(r.nll) + ", kl " + std::to_string(r.kl) +
+                             "); try a smaller learning rate");
+  if (opt.update) model_.optimizerStep(opt.optimizer);
+  return r;
+}
+
+void CpuEngine::recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen,
+                          int32_t* outItems, float* outScores) {
+  model_.loadBatch(data, nullptr, first, m);
+  model_.forwardEval();
+  model_.topK(k, excludeSeen, outItems, outScores);
+}
+
+void CpuEngine::scores(const CsrView& data, int64_t first, int64_t m, float* out) {
+  model_.loadBatch(data, nullptr, first, m);
+  model_.forwardEval();
+  std::memcpy(out, model_.logits(), size_t(m * model_.config().numItems()) * sizeof(float));
+}
+
+void CpuEngine::getParameters(float* out) const {
+  std::memcpy(out, model_.parameters(), size_t(model_.numParams()) * sizeof(float));
+}
+void CpuEngine::setParameters(const float* in) {
+  std::memcpy(model_.parameters(), in, size_t(model_.numParams()) * sizeof(float));
+}
+void CpuEngine::getOptimizerState(float* m, float* v, int64_t* t) const {
+  auto& self = const_cast<MultVaeCpu<float>&>(model_);
+  std::memcpy(m, self.adamM().data(), size_t(model_.numParams()) * sizeof(float));
+  std::memcpy(v, self.adamV().data(), size_t(model_.numParams()) * sizeof(float));
+  *t = self.adamStepCount();
+}
+void CpuEngine::setOptimizerState(const float* m, const float* v, int64_t t) {
+  std::memcpy(model_.adamM().data(), m, size_t(model_.numParams()) * sizeof(float));
+  std::memcpy(model_.adamV().data(), v, size_t(model_.numParams()) * sizeof(float));
+  model_.adamStepCount() = t;
+}
+
+}  // namespace vaecf::cpu

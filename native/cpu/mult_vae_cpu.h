@@ -1,0 +1,105 @@
+// Mult-VAE / Mult-DAE on the CPU: sparse first layer, BLAS matrix products, fused row kernels, OpenMP.
+// T = float for training; T = double is the higher-precision reference used by the gradient checks.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "../core/config.h"
+#include "../core/csr.h"
+#include "../core/engine.h"
+
+namespace vaecf::cpu {
+
+template <typename T>
+class MultVaeCpu {
+ public:
+  explicit MultVaeCpu(const ModelConfig& config);
+
+  const ModelConfig& config() const { return config_; }
+  const ParameterLayout& layout() const { return layout_; }
+  int64_t numParams() const { return layout_.total; }
+  T* parameters() { return params_.data(); }
+  const T* parameters() const { return params_.data(); }
+  T* gradients() { return grads_.data(); }
+  void setThreads(int threads);
+  int threads() const { return threads_; }
+
+  void initialize(uint64_t seed);
+
+  // Gather a batch: the rows listed in `rows` (or rows [first, first + m) when rows is null).
+  void loadBatch(const CsrView& data, const int64_t* rows, int64_t first, int64_t m);
+  int64_t batchRows() const { return m_; }
+  int64_t batchNnz() const { return int64_t(indices_.size()); }
+
+  // Training noise for the loaded batch from the counter RNG; tests may overwrite it afterwards.
+  void sampleNoise(uint64_t seed, uint64_t step);
+  T* inputDropoutScale() { return inputScale_.data(); }             // [nnz]: 0 or 1 / keep
+  T* hiddenDropoutScale(int64_t layer) { return masks_[layer].data(); }  // [m x in_layer], layer >= 1
+  T* epsilon() { return eps_.data(); }                               // [m x latent]
+
+  // Training-mode forward and backward on the loaded batch with the current noise; fills gradients().
+  StepResult forwardBackward(double beta, double l2);
+  // Evaluation-mode forward (no dropout, z = mu); logits() then holds [m x n_items].
+  void forwardEval();
+  const T* logits() const { return acts_.back().data(); }
+
+  // Adam / AdamW on all parameters with the current gradients.
+  void optimizerStep(const OptimizerOptions& options);
+  std::vector<T>& adamM() { return adamM_; }
+  std::vector<T>& adamV() { return adamV_; }
+  int64_t& adamStepCount() { return adamT_; }
+
+  // Top-k of the current logits per row (seen items excluded when asked), best first.
+  void topK(int64_t k, bool excludeSeen, int32_t* outItems, float* outScores);
+
+ private:
+  void reserve(int64_t rows);
+  void forward(bool training);
+  bool hasTanh(int64_t layer) const;
+  const T* layerSource(int64_t layer) const;  // dense input of a layer >= 1 before its dropout
+  double dropoutOf(int64_t layer) const;
+
+  ModelConfig config_;
+  ParameterLayout layout_;
+  int threads_ = 1;
+  int64_t nEnc_, nLayers_, latent_;
+  std::vector<T> params_, grads_, adamM_, adamV_;
+  int64_t adamT_ = 0;
+
+  // The loaded batch (CSR): raw click values and the normalised, dropped-out encoder input.
+  int64_t m_ = 0, capacityRows_ = 0;
+  std::vector<int64_t> indptr_;
+  std::vector<int32_t> indices_;
+  std::vector<T> raw_, input_, inputScale_;
+  bool training_ = false;
+
+  // Activations: acts_[k] = output of layer k after its activation ([rows x out_k]); the last is the logits.
+  std::vector<std::vector<T>> acts_, dropped_, masks_;
+  std::vector<T> z_, eps_, gradA_, gradB_;
+  std::vector<double> rowNll_, rowKl_;
+};
+
+// The float CPU backend behind the Engine interface.
+class CpuEngine final : public Engine {
+ public:
+  explicit CpuEngine(const ModelConfig& config) : model_(config) {}
+  const ModelConfig& config() const override { return model_.config(); }
+  std::string backendName() const override { return "cpu"; }
+  int64_t numParams() const override { return model_.numParams(); }
+  void setThreads(int threads) override { model_.setThreads(threads); }
+  void initialize(uint64_t seed) override { model_.initialize(seed); }
+  StepResult trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) override;
+  void recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, int32_t* outItems,
+                 float* outScores) override;
+  void scores(const CsrView& data, int64_t first, int64_t m, float* out) override;
+  void getParameters(float* out) const override;
+  void setParameters(const float* in) override;
+  void getOptimizerState(float* m, float* v, int64_t* t) const override;
+  void setOptimizerState(const float* m, const float* v, int64_t t) override;
+  MultVaeCpu<float>& model() { return model_; }
+
+ private:
+  MultVaeCpu<float> model_;
+};
+
+}  // namespace vaecf::cpu

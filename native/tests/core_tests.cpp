@@ -1,0 +1,317 @@
+// C++ tests of the engine core, no Node: gradients against central finite differences in double
+// precision, the sparse forward against a dense reference, Adam against its formula, the trainer's
+// determinism, and input validation. Prints "N passed, N failed" and exits non-zero on a failure.
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/trainer.h"
+#include "cpu/mult_vae_cpu.h"
+
+using namespace vaecf;
+
+static int passed = 0, failed = 0;
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (!(cond)) {                                         \
+      std::printf("  FAIL %s:%d: ", __FILE__, __LINE__);   \
+      std::printf(__VA_ARGS__);                            \
+      std::printf("\n");                                   \
+      throw std::runtime_error("check failed");            \
+    }                                                      \
+  } while (0)
+
+static void run(const char* name, const std::function<void()>& f) {
+  try {
+    f();
+    ++passed;
+    std::printf("ok   %s\n", name);
+  } catch (const std::exception& e) {
+    ++failed;
+    std::printf("FAIL %s (%s)\n", name, e.what());
+  }
+}
+
+// A random binary click matrix with every row non-empty.
+struct Clicks {
+  std::vector<int64_t> indptr{0};
+  std::vector<int32_t> indices;
+  std::vector<float> values;
+  CsrView view(int64_t cols, bool withValues = false) const {
+    CsrView v;
+    v.rows = int64_t(indptr.size()) - 1;
+    v.cols = cols;
+    v.indptr = indptr.data();
+    v.indices = indices.data();
+    v.values = withValues ? values.data() : nullptr;
+    return v;
+  }
+};
+static Clicks randomClicks(int64_t rows, int64_t cols, double density, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  Clicks c;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < cols; ++i)
+      if (u(gen) < density || (i == cols - 1 && n == 0)) {
+        c.indices.push_back(int32_t(i));
+        c.values.push_back(float(1 + int(u(gen) * 3)));
+        ++n;
+      }
+    c.indptr.push_back(int64_t(c.indices.size()));
+  }
+  return c;
+}
+
+static ModelConfig smallConfig(bool variational, int64_t items) {
+  ModelConfig c;
+  c.encoderDims = {items, 7, 3};
+  c.decoderDims = {3, 6, items};
+  c.variational = variational;
+  c.encoderDropout = {0.5, 0.3};
+  c.decoderDropout = {0.2, 0.25};
+  return c;
+}
+
+static void gradientCheck(bool variational, bool withValues) {
+  const int64_t items = 11;
+  ModelConfig cfg = smallConfig(variational, items);
+  cpu::MultVaeCpu<double> model(cfg);
+  model.initialize(7);
+  // Larger weights than Xavier so that tanh is well inside its non-linear range.
+  for (int64_t i = 0; i < model.numParams(); ++i) model.parameters()[i] *= 1.5;
+  Clicks clicks = randomClicks(6, items, 0.35, 3);
+  CsrView data = clicks.view(items, withValues);
+  model.loadBatch(data, nullptr, 0, data.rows);
+  model.sampleNoise(11, 5);
+  const double beta = 0.3, l2 = 0.02;
+  model.forwardBackward(beta, l2);
+  std::vector<double> analytic(model.gradients(), model.gradients() + model.numParams());
+  double num2 = 0, diff2 = 0, worst = 0;
+  const double h = 1e-6;
+  for (int64_t i = 0; i < model.numParams(); ++i) {
+    double& p = model.parameters()[i];
+    const double keep = p;
+    p = keep + h;
+    const double up = model.forwardBackward(beta, l2).loss;
+    p = keep - h;
+    const double down = model.forwardBackward(beta, l2).loss;
+    p = keep;
+    const double fd = (up - down) / (2 * h);
+    num2 += fd * fd;
+    diff2 += (fd - analytic[i]) * (fd - analytic[i]);
+    if (std::fabs(fd) > 1e-3) worst = std::max(worst, std::fabs(fd - analytic[i]) / std::fabs(fd));
+  }
+  const double rel = std::sqrt(diff2 / num2);
+  std::printf("     %s%s: %lld parameters, ||g - fd|| / ||fd|| = %.3g, worst element %.3g\n",
+              variational ? "Mult-VAE" : "Mult-DAE", withValues ? " (weighted clicks)" : "",
+              (long long)model.numParams(), rel, worst);
+  CHECK(rel < 1e-6, "relative error %g", rel);
+  CHECK(worst < 1e-6, "worst element relative error %g", worst);
+}
+
+// Dense reference of the training-mode loss and the evaluation logits, written from the paper's
+// equations with dense batch x items matrices, in double.
+static void denseReference(bool variational) {
+  const int64_t items = 23;
+  ModelConfig cfg = smallConfig(variational, items);
+  cpu::MultVaeCpu<double> model(cfg);
+  model.initialize(3);
+  Clicks clicks = randomClicks(9, items, 0.3, 8);
+  CsrView data = clicks.view(items, true);
+  const int64_t m = data.rows;
+  model.loadBatch(data, nullptr, 0, m);
+  model.sampleNoise(5, 2);
+  const double beta = 0.4;
+  const StepResult sparse = model.forwardBackward(beta, 0.0);
+
+  const auto& layout = model.layout();
+  const double* P = model.parameters();
+  auto run = [&](bool training, std::vector<double>& logitsOut, double& nll, double& kl) {
+    std::vector<double> x(m * items, 0.0), xin(m * items, 0.0);
+    for (int64_t u = 0; u < m; ++u)
+      for (int64_t k = data.indptr[u]; k < data.indptr[u + 1]; ++k) x[u * items + data.indices[k]] = data.values[k];
+    for (int64_t u = 0; u < m; ++u) {
+      double s = 0;
+      for (int64_t i = 0; i < items; ++i) s += x[u * items + i] * x[u * items + i];
+      for (int64_t k = data.indptr[u]; k < data.indptr[u + 1]; ++k) {
+        const int64_t i = data.indices[k];
+        xin[u * items + i] = x[u * items + i] / std::sqrt(s) * (training ? model.inputDropoutScale()[k] : 1.0);
+      }
+    }
+    std::vector<double> h = xin, mu, lv;
+    const int64_t nEnc = cfg.numEncoderLayers(), nLayers = cfg.numLayers();
+    for (int64_t layer = 0; layer < nLayers; ++layer) {
+      const auto& L = layout.layers[layer];
+      if (layer > 0 && training && (layer < nEnc ? cfg.encoderDropout[layer] : cfg.decoderDropout[layer - nEnc]) > 0)
+        for (int64_t i = 0; i < m * L.in; ++i) h[i] *= model.hiddenDropoutScale(layer)[i];
+      std::vector<double> a(m * L.out, 0.0);
+      for (int64_t u = 0; u < m; ++u)
+        for (int64_t o = 0; o < L.out; ++o) {
+          double s = P[L.biasOffset + o];
+          for (int64_t i = 0; i < L.in; ++i) s += h[u * L.in + i] * P[L.weightOffset + i * L.out + o];
+          a[u * L.out + o] = s;
+        }
+      const bool last = layer == nLayers - 1;
+      if (layer == nEnc - 1 && variational) {
+        const int64_t D = cfg.latent();
+        mu.assign(m * D, 0);
+        lv.assign(m * D, 0);
+        h.assign(m * D, 0);
+        for (int64_t u = 0; u < m; ++u)
+          for (int64_t d = 0; d < D; ++d) {
+            mu[u * D + d] = a[u * 2 * D + d];
+            lv[u * D + d] = a[u * 2 * D + D + d];
+            h[u * D + d] = mu[u * D + d] + (training ? model.epsilon()[u * D + d] * std::exp(0.5 * lv[u * D + d]) : 0.0);
+          }
+      } else if (!last) {
+        for (auto& v : a) v = std::tanh(v);
+        h = a;
+      } else {
+        h = a;
+      }
+    }
+    logitsOut = h;
+    nll = 0;
+    kl = 0;
+    for (int64_t u = 0; u < m; ++u) {
+      double mx = -1e300, s = 0;
+      for (int64_t i = 0; i < items; ++i) mx = std::max(mx, h[u * items + i]);
+      for (int64_t i = 0; i < items; ++i) s += std::exp(h[u * items + i] - mx);
+      for (int64_t i = 0; i < items; ++i) nll -= x[u * items + i] * (h[u * items + i] - mx - std::log(s));
+      for (size_t d = 0; d < (variational ? size_t(cfg.latent()) : 0); ++d) {
+        const double a = mu[u * cfg.latent() + d], b = lv[u * cfg.latent() + d];
+        kl += 0.5 * (-b + std::exp(b) + a * a - 1);
+      }
+    }
+    nll /= double(m);
+    kl /= double(m);
+  };
+  std::vector<double> logits;
+  double nll, kl;
+  run(true, logits, nll, kl);
+  CHECK(std::fabs(nll - sparse.nll) < 1e-10 * std::fabs(nll), "nll %.15g vs dense %.15g", sparse.nll, nll);
+  CHECK(std::fabs(kl - sparse.kl) < 1e-10 * (std::fabs(kl) + 1e-12), "kl %.15g vs dense %.15g", sparse.kl, kl);
+  CHECK(std::fabs(sparse.loss - (nll + beta * kl)) < 1e-10 * std::fabs(sparse.loss), "loss");
+  run(false, logits, nll, kl);
+  model.forwardEval();
+  double worst = 0;
+  for (int64_t i = 0; i < m * items; ++i) worst = std::max(worst, std::fabs(logits[i] - model.logits()[i]));
+  CHECK(worst < 1e-12, "eval logits differ from the dense reference by %g", worst);
+}
+
+static void adamMatchesFormula(bool decoupled) {
+  ModelConfig cfg = smallConfig(true, 5);
+  cpu::MultVaeCpu<double> model(cfg);
+  model.initialize(1);
+  std::vector<double> p0(model.parameters(), model.parameters() + model.numParams());
+  OptimizerOptions o;
+  o.learningRate = 0.01;
+  o.weightDecay = 0.1;
+  o.decoupled = decoupled;
+  std::vector<double> m(p0.size(), 0), v(p0.size(), 0), p = p0;
+  for (int t = 1; t <= 3; ++t) {
+    for (int64_t i = 0; i < model.numParams(); ++i) model.gradients()[i] = std::sin(double(i + t));
+    model.optimizerStep(o);
+    for (size_t i = 0; i < p.size(); ++i) {
+      double g = std::sin(double(i + t));
+      if (!decoupled) g += o.weightDecay * p[i];
+      else p[i] *= 1 - o.learningRate * o.weightDecay;
+      m[i] = 0.9 * m[i] + 0.1 * g;
+      v[i] = 0.999 * v[i] + 0.001 * g * g;
+      const double bc1 = 1 - std::pow(0.9, t), bc2 = 1 - std::pow(0.999, t);
+      p[i] -= o.learningRate / bc1 * m[i] / (std::sqrt(v[i]) / std::sqrt(bc2) + o.epsilon);
+    }
+  }
+  double worst = 0;
+  for (size_t i = 0; i < p.size(); ++i) worst = std::max(worst, std::fabs(p[i] - model.parameters()[i]));
+  CHECK(worst < 1e-12, "parameters differ from the Adam formula by %g", worst);
+  CHECK(model.adamStepCount() == 3, "step count");
+}
+
+static std::vector<float> trainTwoEpochs(uint64_t seed, int threads) {
+  const int64_t items = 40;
+  ModelConfig cfg;
+  cfg.encoderDims = {items, 16, 4};
+  cfg.decoderDims = {4, 16, items};
+  cfg.variational = true;
+  cfg.encoderDropout = {0.5, 0};
+  cfg.decoderDropout = {0, 0};
+  cpu::CpuEngine engine(cfg);
+  engine.setThreads(threads);
+  engine.initialize(seed);
+  Clicks clicks = randomClicks(97, items, 0.2, 4);
+  CsrView data = clicks.view(items);
+  TrainingCounters counters;
+  for (uint64_t epoch = 0; epoch < 2; ++epoch) {
+    EpochOptions eo;
+    eo.batchSize = 20;
+    eo.seed = seed;
+    eo.epoch = epoch;
+    eo.beta.totalSteps = 7;
+    trainEpoch(engine, data, eo, counters, nullptr, nullptr);
+  }
+  CHECK(counters.step == 10 && counters.annealCount == 10, "counters after 2 x 5 batches");
+  std::vector<float> p(engine.numParams());
+  engine.getParameters(p.data());
+  return p;
+}
+
+int main() {
+  run("gradients of Mult-VAE match central finite differences (double)", [] { gradientCheck(true, false); });
+  run("gradients of Mult-DAE match central finite differences (double)", [] { gradientCheck(false, false); });
+  run("gradients with weighted clicks match finite differences (double)", [] { gradientCheck(true, true); });
+  run("sparse-batch forward equals the dense reference (Mult-VAE)", [] { denseReference(true); });
+  run("sparse-batch forward equals the dense reference (Mult-DAE)", [] { denseReference(false); });
+  run("Adam step matches the PyTorch formula", [] { adamMatchesFormula(false); });
+  run("AdamW step matches the PyTorch formula", [] { adamMatchesFormula(true); });
+  run("epoch order is a seeded permutation", [] {
+    auto a = epochOrder(1000, 42, 3, true), b = epochOrder(1000, 42, 3, true), c = epochOrder(1000, 42, 4, true);
+    CHECK(a == b, "same seed and epoch must give the same order");
+    CHECK(a != c, "another epoch must give another order");
+    std::vector<int> seen(1000, 0);
+    for (auto x : a) seen[x]++;
+    for (auto s : seen) CHECK(s == 1, "not a permutation");
+  });
+  run("same seed and thread count give identical weights", [] {
+    auto a = trainTwoEpochs(9, 2), b = trainTwoEpochs(9, 2), c = trainTwoEpochs(10, 2);
+    CHECK(a == b, "two runs with the same seed differ");
+    CHECK(a != c, "another seed gave the same weights");
+  });
+  run("beta schedule: linear to the cap, constant", [] {
+    BetaSchedule s;
+    s.cap = 0.2;
+    s.totalSteps = 100;
+    CHECK(s.at(0) == 0 && std::fabs(s.at(10) - 0.1) < 1e-15 && s.at(1000) == 0.2, "linear");
+    s.kind = BetaSchedule::Kind::Constant;
+    s.value = 0.5;
+    CHECK(s.at(7) == 0.5, "constant");
+  });
+  run("bad input is rejected with a message", [] {
+    Clicks c = randomClicks(3, 5, 0.5, 1);
+    c.indices[1] = 9;
+    bool threw = false;
+    try {
+      validateCsr(c.view(5), "train", false);
+    } catch (const InvalidArgument& e) {
+      threw = std::string(e.what()).find("item index 9") != std::string::npos;
+    }
+    CHECK(threw, "out-of-range item not reported");
+    ModelConfig bad = smallConfig(true, 5);
+    bad.decoderDims.back() = 6;
+    threw = false;
+    try {
+      cpu::MultVaeCpu<float> m(bad);
+    } catch (const InvalidArgument& e) {
+      threw = std::string(e.what()).find("n_items") != std::string::npos;
+    }
+    CHECK(threw, "mismatched dims not reported");
+  });
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
