@@ -1,0 +1,21 @@
+{
+  "targets": [
+    {
+      "target_name": "vaecf",
+      "sources": [
+        "<!@(node -p \"const s = require('./native/sources.json'); [...s.core, ...s.cpu, ...s.binding].join(' ')\")"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "native",
+        "/usr/include/x86_64-linux-gnu"
+      ],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=c++17", "-std=gnu++20"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fexceptions", "-frtti"],
+      "ldflags": ["-fopenmp", "-Wl,-rpath,'$$ORIGIN'"],
+      "libraries": ["-lopenblas"]
+    }
+  ]
+}

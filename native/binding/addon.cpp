@@ -1,0 +1,490 @@
+// The N-API binding: the only file that includes napi.h. Heavy calls run in AsyncWorkers and return
+// Promises; per-batch progress goes through a thread-safe function; cancel() sets a flag the trainer
+// checks between batches. Native exceptions become JavaScript errors with a `code`.
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/trainer.h"
+#include "cpu/mult_vae_cpu.h"
+
+namespace vaecf::binding {
+
+// ---------- helpers ----------
+
+struct NativeError {
+  std::string message;
+  std::string code;
+};
+
+static Napi::Error makeError(Napi::Env env, const NativeError& e) {
+  Napi::Error err = Napi::Error::New(env, e.message);
+  err.Set("code", Napi::String::New(env, e.code));
+  if (e.code == "ABORT_ERR") err.Set("name", Napi::String::New(env, "AbortError"));
+  return err;
+}
+
+static NativeError classify(const std::exception& e) {
+  if (dynamic_cast<const Cancelled*>(&e)) return {e.what(), "ABORT_ERR"};
+  if (dynamic_cast<const InvalidArgument*>(&e)) return {e.what(), "ERR_VAECF_INVALID_ARGUMENT"};
+  if (dynamic_cast<const std::bad_alloc*>(&e)) return {"out of memory in the native engine", "ERR_VAECF_OUT_OF_MEMORY"};
+  return {e.what(), "ERR_VAECF_NATIVE"};
+}
+
+static void throwTypeError(Napi::Env env, const std::string& msg) {
+  Napi::TypeError err = Napi::TypeError::New(env, msg);
+  err.Set("code", Napi::String::New(env, "ERR_VAECF_INVALID_ARGUMENT"));
+  throw err;
+}
+
+static double getNumber(const Napi::Object& o, const char* key, double fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) throwTypeError(o.Env(), std::string("expected a number for ") + key);
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+static std::vector<int64_t> getIntArray(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsArray()) throwTypeError(o.Env(), std::string("expected an array of integers for ") + key);
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<int64_t> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(a.Get(i).As<Napi::Number>().Int64Value());
+  return out;
+}
+static std::vector<double> getDoubleArray(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsArray()) throwTypeError(o.Env(), std::string("expected an array of numbers for ") + key);
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<double> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(a.Get(i).As<Napi::Number>().DoubleValue());
+  return out;
+}
+
+// A CSR matrix passed from JavaScript ({rows, cols, indptr: Int32Array, indices: Int32Array,
+// values?: Float32Array}); holds references so the arrays outlive an async call.
+class JsCsr {
+ public:
+  JsCsr(const Napi::Value& value, const char* what) {
+    Napi::Env env = value.Env();
+    if (!value.IsObject()) throwTypeError(env, std::string(what) + ": expected a CSR matrix object");
+    Napi::Object o = value.As<Napi::Object>();
+    const double rows = getNumber(o, "rows", -1), cols = getNumber(o, "cols", -1);
+    Napi::Value ip = o.Get("indptr"), ix = o.Get("indices"), vs = o.Get("values");
+    if (!ip.IsTypedArray() || ip.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throwTypeError(env, std::string(what) + ".indptr: expected an Int32Array");
+    if (!ix.IsTypedArray() || ix.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throwTypeError(env, std::string(what) + ".indices: expected an Int32Array");
+    auto indptr = ip.As<Napi::Int32Array>();
+    auto indices = ix.As<Napi::Int32Array>();
+    if (rows < 0 || double(int64_t(rows)) != rows || indptr.ElementLength() != size_t(rows) + 1)
+      throwTypeError(env, std::string(what) + ": expected indptr of length rows + 1");
+    indptr64_.resize(indptr.ElementLength());
+    for (size_t i = 0; i < indptr64_.size(); ++i) indptr64_[i] = indptr[i];
+    if (indptr64_.back() > int64_t(indices.ElementLength()))
+      throwTypeError(env, std::string(what) + ": indptr[rows] exceeds the length of indices");
+    refs_.push_back(Napi::Persistent(indices.As<Napi::Object>()));
+    view_.rows = int64_t(rows);
+    view_.cols = int64_t(cols);
+    view_.indptr = indptr64_.data();
+    view_.indices = indices.Data();
+    if (!vs.IsUndefined() && !vs.IsNull()) {
+      if (!vs.IsTypedArray() || vs.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throwTypeError(env, std::string(what) + ".values: expected a Float32Array or undefined");
+      auto values = vs.As<Napi::Float32Array>();
+      if (values.ElementLength() != indices.ElementLength())
+        throwTypeError(env, std::string(what) + ": values and indices must have the same length");
+      refs_.push_back(Napi::Persistent(values.As<Napi::Object>()));
+      view_.values = values.Data();
+    }
+  }
+  const CsrView& view() const { return view_; }
+
+ private:
+  std::vector<int64_t> indptr64_;
+  std::vector<Napi::ObjectReference> refs_;
+  CsrView view_;
+};
+
+// ---------- the model object ----------
+
+class Model : public Napi::ObjectWrap<Model> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod("initialize", &Model::Initialize),
+                        InstanceMethod("trainEpoch", &Model::TrainEpoch),
+                        InstanceMethod("recommend", &Model::Recommend),
+                        InstanceMethod("scores", &Model::Scores),
+                        InstanceMethod("getParameters", &Model::GetParameters),
+                        InstanceMethod("setParameters", &Model::SetParameters),
+                        InstanceMethod("getOptimizerState", &Model::GetOptimizerState),
+                        InstanceMethod("setOptimizerState", &Model::SetOptimizerState),
+                        InstanceMethod("setThreads", &Model::SetThreads),
+                        InstanceMethod("cancel", &Model::Cancel),
+                        InstanceMethod("dispose", &Model::Dispose),
+                        InstanceAccessor("numParams", &Model::NumParams, nullptr),
+                        InstanceAccessor("backend", &Model::Backend, nullptr)});
+  }
+
+  explicit Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throwTypeError(env, "NativeModel: expected a config object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    ModelConfig cfg;
+    cfg.encoderDims = getIntArray(o, "encoderDims");
+    cfg.decoderDims = getIntArray(o, "decoderDims");
+    cfg.variational = o.Get("variational").ToBoolean();
+    cfg.encoderDropout = getDoubleArray(o, "encoderDropout");
+    cfg.decoderDropout = getDoubleArray(o, "decoderDropout");
+    try {
+      engine_ = std::make_unique<cpu::CpuEngine>(cfg);
+    } catch (const std::exception& e) {
+      throw makeError(env, classify(e));
+    }
+    engine_->setThreads(int(getNumber(o, "threads", 1)));
+    externalBytes_ = int64_t(engine_->numParams()) * 4 * 4;  // parameters, gradients, two Adam moments
+    Napi::MemoryManagement::AdjustExternalMemory(env, externalBytes_);
+  }
+
+  ~Model() override { release(); }
+
+  Engine& engine(Napi::Env env) {
+    if (!engine_) {
+      Napi::Error err = Napi::Error::New(env, "this model has been disposed");
+      err.Set("code", Napi::String::New(env, "ERR_VAECF_DISPOSED"));
+      throw err;
+    }
+    if (busy_) {
+      Napi::Error err = Napi::Error::New(env, "the model is busy with another call (training or scoring); await it first");
+      err.Set("code", Napi::String::New(env, "ERR_VAECF_BUSY"));
+      throw err;
+    }
+    return *engine_;
+  }
+  std::atomic<bool> busy_{false};
+  std::atomic<bool> cancel_{false};
+  bool disposeRequested_ = false;
+
+  void finishAsync(Napi::Env env) {
+    busy_ = false;
+    if (disposeRequested_) releaseWithEnv(env);
+  }
+
+ private:
+  void release() { engine_.reset(); }
+  void releaseWithEnv(Napi::Env env) {
+    if (engine_) {
+      engine_.reset();
+      Napi::MemoryManagement::AdjustExternalMemory(env, -externalBytes_);
+    }
+  }
+
+  Napi::Value NumParams(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(engine(info.Env()).numParams()));
+  }
+  Napi::Value Backend(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), engine_ ? engine_->backendName() : "disposed");
+  }
+  Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+    engine(info.Env()).setThreads(info[0].As<Napi::Number>().Int32Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    cancel_ = true;
+    return info.Env().Undefined();
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (busy_) {
+      disposeRequested_ = true;
+      cancel_ = true;
+    } else {
+      releaseWithEnv(info.Env());
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Initialize(const Napi::CallbackInfo& info);
+  Napi::Value TrainEpoch(const Napi::CallbackInfo& info);
+  Napi::Value Recommend(const Napi::CallbackInfo& info);
+
+  Napi::Value Scores(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    JsCsr csr(info[0], "scores");
+    const int64_t first = info[1].As<Napi::Number>().Int64Value(), m = info[2].As<Napi::Number>().Int64Value();
+    if (first < 0 || m < 0 || first + m > csr.view().rows) throwTypeError(env, "scores: row range out of bounds");
+    try {
+      validateCsr(csr.view(), "scores input", true);
+      auto out = Napi::Float32Array::New(env, size_t(m * e.config().numItems()));
+      e.scores(csr.view(), first, m, out.Data());
+      return out;
+    } catch (const std::exception& ex) {
+      throw makeError(env, classify(ex));
+    }
+  }
+  Napi::Value GetParameters(const Napi::CallbackInfo& info) {
+    Engine& e = engine(info.Env());
+    auto out = Napi::Float32Array::New(info.Env(), size_t(e.numParams()));
+    e.getParameters(out.Data());
+    return out;
+  }
+  Napi::Value SetParameters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throwTypeError(env, "setParameters: expected a Float32Array");
+    auto a = info[0].As<Napi::Float32Array>();
+    if (int64_t(a.ElementLength()) != e.numParams())
+      throwTypeError(env, "setParameters: expected " + std::to_string(e.numParams()) + " values, got " +
+                              std::to_string(a.ElementLength()));
+    e.setParameters(a.Data());
+    return env.Undefined();
+  }
+  Napi::Value GetOptimizerState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    auto m = Napi::Float32Array::New(env, size_t(e.numParams()));
+    auto v = Napi::Float32Array::New(env, size_t(e.numParams()));
+    int64_t t = 0;
+    e.getOptimizerState(m.Data(), v.Data(), &t);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("m", m);
+    o.Set("v", v);
+    o.Set("t", Napi::Number::New(env, double(t)));
+    return o;
+  }
+  Napi::Value SetOptimizerState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    Napi::Object o = info[0].As<Napi::Object>();
+    auto m = o.Get("m").As<Napi::Float32Array>();
+    auto v = o.Get("v").As<Napi::Float32Array>();
+    if (int64_t(m.ElementLength()) != e.numParams() || int64_t(v.ElementLength()) != e.numParams())
+      throwTypeError(env, "setOptimizerState: expected moments of " + std::to_string(e.numParams()) + " values");
+    e.setOptimizerState(m.Data(), v.Data(), int64_t(getNumber(o, "t", 0)));
+    return env.Undefined();
+  }
+
+  std::unique_ptr<Engine> engine_;
+  int64_t externalBytes_ = 0;
+};
+
+// A promise-returning async worker that keeps its model alive and marks it busy.
+class ModelWorker : public Napi::AsyncWorker {
+ public:
+  ModelWorker(Napi::Env env, Model* model)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(model) {
+    modelRef_ = Napi::Persistent(model->Value());
+    model_->busy_ = true;
+    model_->cancel_ = false;
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      run();
+    } catch (const std::exception& e) {
+      error_ = classify(e);
+      SetError(error_.message);
+    } catch (...) {
+      error_ = {"unknown native error", "ERR_VAECF_NATIVE"};
+      SetError(error_.message);
+    }
+  }
+  virtual void run() = 0;
+  virtual Napi::Value result(Napi::Env env) = 0;
+  void OnOK() override {
+    Napi::Env env = Env();
+    model_->finishAsync(env);
+    deferred_.Resolve(result(env));
+  }
+  void OnError(const Napi::Error&) override {
+    Napi::Env env = Env();
+    model_->finishAsync(env);
+    deferred_.Reject(makeError(env, error_).Value());
+  }
+
+  Napi::Promise::Deferred deferred_;
+  Model* model_;
+  Napi::ObjectReference modelRef_;
+  NativeError error_;
+};
+
+class InitializeWorker : public ModelWorker {
+ public:
+  InitializeWorker(Napi::Env env, Model* model, Engine& engine, uint64_t seed)
+      : ModelWorker(env, model), engine_(engine), seed_(seed) {}
+  void run() override { engine_.initialize(seed_); }
+  Napi::Value result(Napi::Env env) override { return env.Undefined(); }
+
+ private:
+  Engine& engine_;
+  uint64_t seed_;
+};
+
+Napi::Value Model::Initialize(const Napi::CallbackInfo& info) {
+  Engine& e = engine(info.Env());
+  const double seed = info[0].As<Napi::Number>().DoubleValue();
+  auto* w = new InitializeWorker(info.Env(), this, e, uint64_t(seed));
+  w->Queue();
+  return w->promise();
+}
+
+class TrainEpochWorker : public ModelWorker {
+ public:
+  TrainEpochWorker(Napi::Env env, Model* model, Engine& engine, std::unique_ptr<JsCsr> data, EpochOptions options,
+                   TrainingCounters counters, Napi::Function onBatch)
+      : ModelWorker(env, model), engine_(engine), data_(std::move(data)), options_(options), counters_(counters) {
+    if (!onBatch.IsEmpty()) {
+      progress_ = Napi::ThreadSafeFunction::New(env, onBatch, "vaecf.onBatch", 0, 1);
+      hasProgress_ = true;
+    }
+  }
+  ~TrainEpochWorker() override {
+    if (hasProgress_) progress_.Release();
+  }
+  void run() override {
+    validateCsr(data_->view(), "training matrix", false);
+    std::function<void(const BatchStats&)> cb;
+    if (hasProgress_)
+      cb = [this](const BatchStats& s) {
+        auto* copy = new BatchStats(s);
+        const napi_status st = progress_.NonBlockingCall(copy, [](Napi::Env env, Napi::Function fn, BatchStats* b) {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("batch", double(b->batch));
+          o.Set("batches", double(b->batches));
+          o.Set("loss", b->loss);
+          o.Set("nll", b->nll);
+          o.Set("kl", b->kl);
+          o.Set("beta", b->beta);
+          delete b;
+          fn.Call({o});
+        });
+        if (st != napi_ok) delete copy;
+      };
+    stats_ = trainEpoch(engine_, data_->view(), options_, counters_, cb, &model_->cancel_);
+  }
+  Napi::Value result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("loss", stats_.loss);
+    o.Set("nll", stats_.nll);
+    o.Set("kl", stats_.kl);
+    o.Set("beta", stats_.beta);
+    o.Set("batches", double(stats_.batches));
+    o.Set("step", double(counters_.step));
+    o.Set("annealCount", double(counters_.annealCount));
+    return o;
+  }
+
+ private:
+  Engine& engine_;
+  std::unique_ptr<JsCsr> data_;
+  EpochOptions options_;
+  TrainingCounters counters_;
+  EpochStats stats_;
+  Napi::ThreadSafeFunction progress_;
+  bool hasProgress_ = false;
+};
+
+Napi::Value Model::TrainEpoch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine& e = engine(env);
+  auto data = std::make_unique<JsCsr>(info[0], "training matrix");
+  if (!info[1].IsObject()) throwTypeError(env, "trainEpoch: expected an options object");
+  Napi::Object o = info[1].As<Napi::Object>();
+  EpochOptions eo;
+  eo.batchSize = int64_t(getNumber(o, "batchSize", 500));
+  eo.seed = uint64_t(getNumber(o, "seed", 0));
+  eo.epoch = uint64_t(getNumber(o, "epoch", 0));
+  eo.shuffle = o.Get("shuffle").IsUndefined() ? true : o.Get("shuffle").ToBoolean().Value();
+  eo.l2 = getNumber(o, "l2", 0);
+  const std::string betaKind = o.Get("betaKind").IsString() ? o.Get("betaKind").As<Napi::String>().Utf8Value() : "linear";
+  eo.beta.kind = betaKind == "constant" ? BetaSchedule::Kind::Constant : BetaSchedule::Kind::Linear;
+  eo.beta.cap = getNumber(o, "betaCap", 0.2);
+  eo.beta.totalSteps = getNumber(o, "betaTotalSteps", 200000);
+  eo.beta.value = getNumber(o, "betaValue", 0);
+  eo.optimizer.learningRate = getNumber(o, "learningRate", 1e-3);
+  eo.optimizer.beta1 = getNumber(o, "adamBeta1", 0.9);
+  eo.optimizer.beta2 = getNumber(o, "adamBeta2", 0.999);
+  eo.optimizer.epsilon = getNumber(o, "adamEpsilon", 1e-8);
+  eo.optimizer.weightDecay = getNumber(o, "weightDecay", 0);
+  eo.optimizer.decoupled = o.Get("decoupledWeightDecay").ToBoolean();
+  TrainingCounters counters;
+  counters.step = uint64_t(getNumber(o, "step", 0));
+  counters.annealCount = uint64_t(getNumber(o, "annealCount", 0));
+  Napi::Function onBatch;
+  if (info.Length() > 2 && info[2].IsFunction()) onBatch = info[2].As<Napi::Function>();
+  auto* w = new TrainEpochWorker(env, this, e, std::move(data), eo, counters, onBatch);
+  w->Queue();
+  return w->promise();
+}
+
+class RecommendWorker : public ModelWorker {
+ public:
+  RecommendWorker(Napi::Env env, Model* model, Engine& engine, std::unique_ptr<JsCsr> data, int64_t k,
+                  bool excludeSeen, int64_t batchSize)
+      : ModelWorker(env, model), engine_(engine), data_(std::move(data)), k_(k), excludeSeen_(excludeSeen),
+        batchSize_(batchSize) {}
+  void run() override {
+    const CsrView& v = data_->view();
+    validateCsr(v, "recommend input", true);
+    items_.assign(size_t(v.rows * k_), -1);
+    scores_.assign(size_t(v.rows * k_), 0.0f);
+    for (int64_t first = 0; first < v.rows; first += batchSize_) {
+      if (model_->cancel_) throw Cancelled();
+      const int64_t m = std::min(batchSize_, v.rows - first);
+      engine_.recommend(v, first, m, k_, excludeSeen_, items_.data() + first * k_, scores_.data() + first * k_);
+    }
+  }
+  Napi::Value result(Napi::Env env) override {
+    auto items = Napi::Int32Array::New(env, items_.size());
+    auto scores = Napi::Float32Array::New(env, scores_.size());
+    std::copy(items_.begin(), items_.end(), items.Data());
+    std::copy(scores_.begin(), scores_.end(), scores.Data());
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("items", items);
+    o.Set("scores", scores);
+    return o;
+  }
+
+ private:
+  Engine& engine_;
+  std::unique_ptr<JsCsr> data_;
+  int64_t k_;
+  bool excludeSeen_;
+  int64_t batchSize_;
+  std::vector<int32_t> items_;
+  std::vector<float> scores_;
+};
+
+Napi::Value Model::Recommend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine& e = engine(env);
+  auto data = std::make_unique<JsCsr>(info[0], "recommend input");
+  Napi::Object o = info[1].As<Napi::Object>();
+  const int64_t k = int64_t(getNumber(o, "k", 100));
+  const int64_t batchSize = int64_t(getNumber(o, "batchSize", 1000));
+  if (k <= 0) throwTypeError(env, "recommend: expected k >= 1");
+  if (batchSize <= 0) throwTypeError(env, "recommend: expected batchSize >= 1");
+  const bool excludeSeen = o.Get("excludeSeen").IsUndefined() ? true : o.Get("excludeSeen").ToBoolean().Value();
+  auto* w = new RecommendWorker(env, this, e, std::move(data), k, excludeSeen, batchSize);
+  w->Queue();
+  return w->promise();
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeModel", Model::Define(env));
+  exports.Set("hardwareThreads", Napi::Number::New(env, double(std::thread::hardware_concurrency())));
+  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  return exports;
+}
+
+NODE_API_MODULE(vaecf, Init)
+
+}  // namespace vaecf::binding

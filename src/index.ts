@@ -1,0 +1,15 @@
+// The public API of vaecf.
+export { type CsrMatrix, csrFromRows, selectRows, rowItems, nnz, validateCsr, VaecfInputError } from './data/csr';
+export { generateClicks, ML20M_SHAPE, type GeneratorOptions } from './data/generator';
+export { strongGeneralizationSplit, type StrongSplit, type StrongSplitOptions, type HeldOutSet } from './data/split';
+export { NumpyRandomState } from './data/numpy-random';
+export { rankingMetrics, summarize, parseMetric, type MetricReport, type MetricSummary, type MetricName } from './metrics/ranking';
+export { MultVAE, MultDAE, loadModel, VaeFamilyModel, type ArchitectureOptions, type ModelKind } from './models/mult-vae';
+export type { ItemId, Recommender, Recommendation, RecommendOptions, TopK, TrainingData, HeldOutData } from './models/types';
+export { train, type TrainFunctionOptions } from './training/train';
+export { evaluateHeldOut } from './training/evaluate';
+export type {
+  TrainOptions, TrainingHistory, TrainingState, EpochReport, BatchReport, BetaOptions, EarlyStoppingOptions, PlateauOptions,
+} from './training/options';
+export { ModelFileError, readModelFile } from './io/model-file';
+export { VERSION } from './version';

@@ -1,0 +1,374 @@
+// Mult-VAE and Mult-DAE (Liang et al. 2018): constructors only store options; fit() learns the state
+// (the native engine with its weights, the item ids, the training state).
+import * as os from 'node:os';
+
+import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
+import { readModelFile, writeModelFile, type NamedTensor } from '../io/model-file';
+import { loadNative, type NativeModel, type NativeModelConfig } from '../native';
+import type { TrainOptions, TrainingHistory, TrainingState } from '../training/options';
+import { VERSION } from '../version';
+import type { HeldOutData, ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
+
+export interface ArchitectureOptions {
+  /**
+   * Decoder sizes without the item layer: [latent, hidden...]; the paper's Mult-VAE uses [200, 600]
+   * (p_dims = [200, 600, n_items]); Mult-DAE defaults to [200] (I-200-I). RecoTour's DAE: [200, 600].
+   */
+  pDims?: number[];
+  /** Encoder sizes without the item layer: [hidden..., latent]; default: pDims reversed. */
+  qDims?: number[];
+  /** Dropout on the encoder input (default 0.5, i.e. keep probability 0.5). */
+  dropout?: number;
+  /** Full per-layer lists (RecoTour's dropout_enc / dropout_dec); override `dropout`. */
+  encoderDropout?: number[];
+  decoderDropout?: number[];
+  /** Native threads (default: the machine's available parallelism). */
+  threads?: number;
+}
+
+export type ModelKind = 'mult-vae' | 'mult-dae';
+
+/** @internal what training needs of a model */
+export interface LearnedState {
+  native: NativeModel;
+  config: NativeModelConfig;
+  itemIds: ItemId[] | null;
+  nItems: number;
+  training: TrainingState | null;
+  trainOptions: Record<string, unknown> | null;
+  protocol: Record<string, unknown> | null;
+  /** best validation weights kept during training (checkpoints carry them) */
+  bestParameters: Float32Array | null;
+}
+
+function checkDims(name: string, dims: unknown): number[] {
+  if (!Array.isArray(dims) || dims.length === 0 || !dims.every((d) => Number.isInteger(d) && d > 0))
+    throw new VaecfInputError(`${name}: expected a non-empty array of positive integers, got ${JSON.stringify(dims)}`);
+  return dims as number[];
+}
+
+export abstract class VaeFamilyModel implements Recommender {
+  abstract readonly kind: ModelKind;
+  readonly options: Readonly<ArchitectureOptions>;
+  protected state: LearnedState | null = null;
+  private idIndex: Map<ItemId, number> | null = null;
+
+  constructor(options: ArchitectureOptions = {}) {
+    this.options = Object.freeze({ ...options });
+  }
+
+  protected abstract get variational(): boolean;
+  protected abstract get defaultPDims(): number[];
+
+  get isFitted(): boolean {
+    return this.state !== null;
+  }
+
+  /** Number of items the model ranks. */
+  get numItems(): number {
+    return this.learned().nItems;
+  }
+
+  /** Item ids in column order. */
+  get itemIds(): ItemId[] {
+    const s = this.learned();
+    return s.itemIds ?? Array.from({ length: s.nItems }, (_, i) => i);
+  }
+
+  /** Training state after fit or load (epoch, step, annealing counter, history). */
+  get trainingState(): TrainingState | null {
+    return this.state?.training ?? null;
+  }
+
+  /** The native architecture this model builds for `nItems` items. */
+  architecture(nItems: number): NativeModelConfig {
+    const o = this.options;
+    const pDims = checkDims('pDims', o.pDims ?? this.defaultPDims);
+    const qDims = checkDims('qDims', o.qDims ?? [...pDims].reverse());
+    if (qDims[qDims.length - 1] !== pDims[0])
+      throw new VaecfInputError(`qDims must end with the latent size pDims[0] = ${pDims[0]}, got ${JSON.stringify(qDims)}`);
+    const encoderDims = [nItems, ...qDims];
+    const decoderDims = [...pDims, nItems];
+    const dropout = o.dropout ?? 0.5;
+    const encoderDropout = o.encoderDropout ?? [dropout, ...new Array(qDims.length - 1).fill(0)];
+    const decoderDropout = o.decoderDropout ?? new Array(pDims.length).fill(0);
+    for (const [name, list, n] of [
+      ['encoderDropout', encoderDropout, encoderDims.length - 1],
+      ['decoderDropout', decoderDropout, decoderDims.length - 1],
+    ] as const) {
+      if (!Array.isArray(list) || list.length !== n || !list.every((p) => typeof p === 'number' && p >= 0 && p < 1))
+        throw new VaecfInputError(`${name}: expected ${n} probabilities in [0, 1) (one per layer), got ${JSON.stringify(list)}`);
+    }
+    const threads = o.threads ?? Math.max(1, os.availableParallelism());
+    if (!Number.isInteger(threads) || threads < 1) throw new VaecfInputError(`threads: expected a positive integer, got ${threads}`);
+    return { encoderDims, decoderDims, variational: this.variational, encoderDropout, decoderDropout, threads };
+  }
+
+  /** @internal */
+  learned(): LearnedState {
+    if (!this.state) throw new VaecfInputError(`this ${this.kind} model is not trained yet: call fit() or load() first`);
+    return this.state;
+  }
+
+  /** @internal create (or re-create) the native engine for `nItems` items with fresh weights. */
+  async createState(nItems: number, seed: number, itemIds: ReadonlyArray<ItemId> | undefined): Promise<LearnedState> {
+    this.dispose();
+    const config = this.architecture(nItems);
+    const { NativeModel: Ctor } = loadNative();
+    const native = new Ctor(config);
+    await native.initialize(seed);
+    if (itemIds && itemIds.length !== nItems)
+      throw new VaecfInputError(`itemIds: expected ${nItems} ids (one per item column), got ${itemIds.length}`);
+    this.state = {
+      native,
+      config,
+      itemIds: itemIds ? [...itemIds] : null,
+      nItems,
+      training: null,
+      trainOptions: null,
+      protocol: null,
+      bestParameters: null,
+    };
+    this.idIndex = null;
+    return this.state;
+  }
+
+  /** Train on `data` (see TrainOptions); resolves with the per-epoch history. */
+  async fit(data: TrainingData, options: TrainOptions = {}): Promise<TrainingHistory> {
+    const { runTraining } = await import('../training/train');
+    return runTraining(this, data, options);
+  }
+
+  /** Top-k items for brand-new users given their histories of item ids (fold-in). */
+  async recommend(histories: ReadonlyArray<ReadonlyArray<ItemId>>, options: RecommendOptions = {}): Promise<Recommendation[]> {
+    const s = this.learned();
+    if (!Array.isArray(histories)) throw new VaecfInputError('recommend: expected an array of item-id arrays, one per user');
+    const index = this.itemIndex();
+    const rows: number[][] = [];
+    const unknown: ItemId[][] = [];
+    histories.forEach((h, u) => {
+      if (!Array.isArray(h)) throw new VaecfInputError(`recommend: history ${u} is not an array of item ids`);
+      const known: number[] = [];
+      const missing: ItemId[] = [];
+      const seen = new Set<number>();
+      for (const id of h) {
+        const i = index.get(id);
+        if (i === undefined) missing.push(id);
+        else if (!seen.has(i)) {
+          seen.add(i);
+          known.push(i);
+        }
+      }
+      rows.push(known);
+      unknown.push(missing);
+    });
+    const indptr = new Int32Array(rows.length + 1);
+    rows.forEach((r, u) => (indptr[u + 1] = indptr[u] + r.length));
+    const matrix: CsrMatrix = { rows: rows.length, cols: s.nItems, indptr, indices: Int32Array.from(rows.flat()) };
+    const top = await this.recommendRows(matrix, options);
+    const ids = this.itemIds;
+    return rows.map((_, u) => {
+      const items: ItemId[] = [];
+      const scores: number[] = [];
+      for (let r = 0; r < top.k; r++) {
+        const it = top.items[u * top.k + r];
+        if (it < 0) break;
+        items.push(ids[it]);
+        scores.push(top.scores[u * top.k + r]);
+      }
+      return { items, scores, unknownItems: unknown[u] };
+    });
+  }
+
+  /** Top-k item indices for the rows of a click matrix (users x the model's items). */
+  async recommendRows(matrix: CsrMatrix, options: RecommendOptions = {}): Promise<TopK> {
+    const s = this.learned();
+    const k = options.k ?? 10;
+    if (!Number.isInteger(k) || k < 1) throw new VaecfInputError(`k: expected a positive integer, got ${k}`);
+    validateCsr(matrix, 'recommend input', { allowEmptyRows: true, cols: s.nItems });
+    const out = await s.native.recommend(matrix, { k, excludeSeen: options.excludeSeen ?? true, batchSize: options.batchSize ?? 1000 });
+    return { k, ...out };
+  }
+
+  /** Evaluation-mode scores (logits) of a few users, dense [rows x items]: for inspection and tests. */
+  scoreRows(matrix: CsrMatrix): Float32Array {
+    const s = this.learned();
+    validateCsr(matrix, 'scoreRows input', { allowEmptyRows: true, cols: s.nItems });
+    return s.native.scores(matrix, 0, matrix.rows);
+  }
+
+  /** Ranking metrics on held-out users (fold-in items excluded from the ranking). */
+  async evaluate(data: HeldOutData, metrics: readonly string[] = ['recall@20', 'recall@50', 'ndcg@100']) {
+    const { evaluateHeldOut } = await import('../training/evaluate');
+    return evaluateHeldOut(this, data, metrics);
+  }
+
+  /** Flat copy of the weights (per layer W [in x out] then b, encoder first). */
+  getParameters(): Float32Array {
+    return this.learned().native.getParameters();
+  }
+
+  /**
+   * Save weights and JSON metadata (architecture, hyperparameters, item ids, protocol, versions) and,
+   * unless `weightsOnly`, the training state (optimizer moments, counters, best weights) so that
+   * training can resume exactly. The write is atomic.
+   */
+  async save(file: string, options: { weightsOnly?: boolean } = {}): Promise<void> {
+    const s = this.learned();
+    const params = s.native.getParameters();
+    const tensors: NamedTensor[] = [];
+    const { encoderDims, decoderDims } = s.config;
+    let offset = 0;
+    const layerNames: string[] = [];
+    const nEnc = encoderDims.length - 1;
+    for (let k = 0; k < nEnc + decoderDims.length - 1; k++) {
+      const isEnc = k < nEnc;
+      const inDim = isEnc ? encoderDims[k] : decoderDims[k - nEnc];
+      const outDim = isEnc ? encoderDims[k + 1] * (k === nEnc - 1 && s.config.variational ? 2 : 1) : decoderDims[k - nEnc + 1];
+      const name = isEnc ? `encoder.${k}` : `decoder.${k - nEnc}`;
+      layerNames.push(name);
+      tensors.push({ name: `${name}.weight`, shape: [inDim, outDim], data: params.subarray(offset, offset + inDim * outDim) });
+      offset += inDim * outDim;
+      tensors.push({ name: `${name}.bias`, shape: [outDim], data: params.subarray(offset, offset + outDim) });
+      offset += outDim;
+    }
+    const includeState = !options.weightsOnly && s.training !== null;
+    if (includeState) {
+      const opt = s.native.getOptimizerState();
+      tensors.push({ name: 'optimizer.m', shape: [opt.m.length], data: opt.m });
+      tensors.push({ name: 'optimizer.v', shape: [opt.v.length], data: opt.v });
+      if (s.bestParameters) tensors.push({ name: 'best.parameters', shape: [s.bestParameters.length], data: s.bestParameters });
+    }
+    const opt = includeState ? s.native.getOptimizerState() : null;
+    writeModelFile(file, {
+      library: { name: 'vaecf', version: VERSION, node: process.versions.node, backend: s.native.backend },
+      model: this.kind,
+      architecture: {
+        encoderDims: s.config.encoderDims,
+        decoderDims: s.config.decoderDims,
+        variational: s.config.variational,
+        encoderDropout: s.config.encoderDropout,
+        decoderDropout: s.config.decoderDropout,
+        layers: layerNames,
+        weightLayout: 'W[in x out] row-major: y = x W + b',
+      },
+      hyperparameters: s.trainOptions,
+      protocol: s.protocol,
+      itemIds: s.itemIds,
+      nItems: s.nItems,
+      training: includeState ? { ...s.training, optimizerStep: opt?.t ?? 0 } : s.training ? { ...s.training, weightsOnly: true } : null,
+      savedAt: new Date().toISOString(),
+    }, tensors);
+  }
+
+  /** Release the native memory now (a disposed model can be fitted or loaded again). */
+  dispose(): void {
+    if (this.state) {
+      this.state.native.dispose();
+      this.state = null;
+    }
+  }
+
+  /** @internal replace the learned state from a model file's contents. */
+  async restoreFromFile(file: string, threads?: number): Promise<void> {
+    const { metadata, tensors } = readModelFile(file);
+    if (metadata.model !== this.kind)
+      throw new VaecfInputError(`${file}: holds a ${String(metadata.model)} model, not a ${this.kind}; use loadModel() for either`);
+    const arch = metadata.architecture as NativeModelConfig & { layers: string[] };
+    const nItems = metadata.nItems as number;
+    const { NativeModel: Ctor } = loadNative();
+    this.dispose();
+    const config: NativeModelConfig = {
+      encoderDims: arch.encoderDims,
+      decoderDims: arch.decoderDims,
+      variational: arch.variational,
+      encoderDropout: arch.encoderDropout,
+      decoderDropout: arch.decoderDropout,
+      threads: threads ?? this.options.threads ?? Math.max(1, os.availableParallelism()),
+    };
+    const native = new Ctor(config);
+    const params = new Float32Array(native.numParams);
+    let offset = 0;
+    for (const name of arch.layers) {
+      for (const part of ['weight', 'bias']) {
+        const t = tensors.get(`${name}.${part}`);
+        if (!t || !(t.data instanceof Float32Array)) {
+          native.dispose();
+          throw new VaecfInputError(`${file}: tensor ${name}.${part} is missing`);
+        }
+        params.set(t.data, offset);
+        offset += t.data.length;
+      }
+    }
+    if (offset !== params.length) {
+      native.dispose();
+      throw new VaecfInputError(`${file}: the tensors hold ${offset} parameters, the architecture needs ${params.length}`);
+    }
+    native.setParameters(params);
+    const training = (metadata.training as (TrainingState & { optimizerStep?: number; weightsOnly?: boolean }) | null) ?? null;
+    const m = tensors.get('optimizer.m');
+    const v = tensors.get('optimizer.v');
+    if (m && v && training) native.setOptimizerState({ m: m.data as Float32Array, v: v.data as Float32Array, t: training.optimizerStep ?? 0 });
+    const best = tensors.get('best.parameters');
+    this.state = {
+      native,
+      config,
+      itemIds: (metadata.itemIds as ItemId[] | null) ?? null,
+      nItems,
+      training: training && !training.weightsOnly ? training : null,
+      trainOptions: (metadata.hyperparameters as Record<string, unknown> | null) ?? null,
+      protocol: (metadata.protocol as Record<string, unknown> | null) ?? null,
+      bestParameters: best ? (best.data as Float32Array) : null,
+    };
+    this.idIndex = null;
+  }
+
+  private itemIndex(): Map<ItemId, number> {
+    if (!this.idIndex) {
+      const ids = this.itemIds;
+      this.idIndex = new Map(ids.map((id, i) => [id, i]));
+    }
+    return this.idIndex;
+  }
+}
+
+/** Mult-VAE: Gaussian code with an annealed KL weight (paper default p_dims [200, 600, n_items]). */
+export class MultVAE extends VaeFamilyModel {
+  readonly kind = 'mult-vae' as const;
+  protected get variational(): boolean {
+    return true;
+  }
+  protected get defaultPDims(): number[] {
+    return [200, 600];
+  }
+  /** Load a saved Mult-VAE. */
+  static async load(file: string, options: ArchitectureOptions = {}): Promise<MultVAE> {
+    const m = new MultVAE(options);
+    await m.restoreFromFile(file, options.threads);
+    return m;
+  }
+}
+
+/** Mult-DAE: deterministic code, tanh on every hidden layer, no KL (paper default I-200-I). */
+export class MultDAE extends VaeFamilyModel {
+  readonly kind = 'mult-dae' as const;
+  protected get variational(): boolean {
+    return false;
+  }
+  protected get defaultPDims(): number[] {
+    return [200];
+  }
+  static async load(file: string, options: ArchitectureOptions = {}): Promise<MultDAE> {
+    const m = new MultDAE(options);
+    await m.restoreFromFile(file, options.threads);
+    return m;
+  }
+}
+
+/** Load a saved model of either kind. */
+export async function loadModel(file: string, options: ArchitectureOptions = {}): Promise<MultVAE | MultDAE> {
+  const { metadata } = readModelFile(file);
+  const m = metadata.model === 'mult-dae' ? new MultDAE(options) : new MultVAE(options);
+  await m.restoreFromFile(file, options.threads);
+  return m;
+}

@@ -1,0 +1,104 @@
+// Loads the native addon (a prebuilt binary, or the local build) and says what to do when it cannot.
+import * as path from 'node:path';
+
+/** A CSR matrix as the addon reads it: rows are users, column indices are item indices. */
+export interface NativeCsr {
+  readonly rows: number;
+  readonly cols: number;
+  readonly indptr: Int32Array;
+  readonly indices: Int32Array;
+  readonly values?: Float32Array;
+}
+
+export interface NativeModelConfig {
+  encoderDims: number[];
+  decoderDims: number[];
+  variational: boolean;
+  encoderDropout: number[];
+  decoderDropout: number[];
+  threads: number;
+}
+
+export interface NativeEpochOptions {
+  batchSize: number;
+  seed: number;
+  epoch: number;
+  shuffle?: boolean;
+  l2: number;
+  betaKind: 'linear' | 'constant';
+  betaCap: number;
+  betaTotalSteps: number;
+  betaValue: number;
+  learningRate: number;
+  weightDecay: number;
+  decoupledWeightDecay: boolean;
+  step: number;
+  annealCount: number;
+}
+
+export interface NativeBatchStats {
+  batch: number;
+  batches: number;
+  loss: number;
+  nll: number;
+  kl: number;
+  beta: number;
+}
+
+export interface NativeEpochStats {
+  loss: number;
+  nll: number;
+  kl: number;
+  beta: number;
+  batches: number;
+  step: number;
+  annealCount: number;
+}
+
+export interface NativeModel {
+  readonly numParams: number;
+  readonly backend: string;
+  initialize(seed: number): Promise<void>;
+  trainEpoch(data: NativeCsr, options: NativeEpochOptions, onBatch?: (s: NativeBatchStats) => void): Promise<NativeEpochStats>;
+  recommend(
+    data: NativeCsr,
+    options: { k: number; excludeSeen: boolean; batchSize?: number },
+  ): Promise<{ items: Int32Array; scores: Float32Array }>;
+  scores(data: NativeCsr, first: number, count: number): Float32Array;
+  getParameters(): Float32Array;
+  setParameters(p: Float32Array): void;
+  getOptimizerState(): { m: Float32Array; v: Float32Array; t: number };
+  setOptimizerState(s: { m: Float32Array; v: Float32Array; t: number }): void;
+  setThreads(n: number): void;
+  cancel(): void;
+  dispose(): void;
+}
+
+export interface NativeAddon {
+  NativeModel: new (config: NativeModelConfig) => NativeModel;
+  hardwareThreads: number;
+  abiVersion: number;
+}
+
+let cached: NativeAddon | undefined;
+
+/** The package root (where package.json, build/ and prebuilds/ live). */
+export const packageRoot: string = path.resolve(__dirname, '..', '..');
+
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  try {
+    // node-gyp-build tries build/Release first, then prebuilds/<platform>-<arch>/.
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+    cached = load(packageRoot);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new Error(
+      `vaecf: the native engine could not be loaded (${reason}). ` +
+        `Build it with "npm run build:native" (needs cmake, a C++17 compiler and libopenblas-dev: ` +
+        `apt-get install cmake g++ libopenblas-dev), or reinstall the package to get the prebuilt binary.`,
+    );
+  }
+  return cached;
+}

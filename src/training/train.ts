@@ -1,0 +1,269 @@
+// The training loop: epochs of native updates, beta annealing, validation with the best weights kept,
+// early stopping, reduce-on-plateau, checkpoints after each epoch and exact resume.
+import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+
+import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
+import { parseMetric } from '../metrics/ranking';
+import { MultDAE, MultVAE, type ArchitectureOptions, type VaeFamilyModel } from '../models/mult-vae';
+import type { TrainingData } from '../models/types';
+import { evaluateHeldOut } from './evaluate';
+import type { TrainOptions, TrainingHistory, TrainingState, EpochReport } from './options';
+
+type Resolved = Required<
+  Pick<TrainOptions, 'epochs' | 'batchSize' | 'learningRate' | 'optimizer' | 'weightDecay' | 'l2' | 'seed' | 'evaluateEvery' | 'metric' | 'checkpointEvery'>
+> & {
+  beta: { kind: 'linear' | 'constant'; cap: number; totalSteps: number; value: number; described: TrainOptions['beta'] };
+  earlyStopping: TrainOptions['earlyStopping'] | null;
+  plateau: Required<NonNullable<TrainOptions['reduceLearningRateOnPlateau']>> | null;
+};
+
+const TRAJECTORY_KEYS = ['batchSize', 'learningRate', 'optimizer', 'weightDecay', 'l2', 'beta', 'seed', 'evaluateEvery', 'metric', 'earlyStopping', 'plateau'] as const;
+
+function expect(cond: boolean, field: string, expected: string, got: unknown): void {
+  if (!cond) throw new VaecfInputError(`${field}: expected ${expected}, got ${JSON.stringify(got)}`);
+}
+
+function resolveOptions(o: TrainOptions, model: VaeFamilyModel, trainRows: number): Resolved {
+  const known = new Set([
+    'epochs', 'batchSize', 'learningRate', 'optimizer', 'weightDecay', 'l2', 'beta', 'seed', 'evaluateEvery', 'metric',
+    'earlyStopping', 'reduceLearningRateOnPlateau', 'restoreBestWeights', 'signal', 'onEpoch', 'onBatch',
+    'checkpointPath', 'checkpointEvery', 'resumeFrom', 'model', 'architecture',
+  ]);
+  for (const key of Object.keys(o)) if (!known.has(key)) throw new VaecfInputError(`unknown training option "${key}"`);
+  const epochs = o.epochs ?? 200;
+  const batchSize = o.batchSize ?? 500;
+  const learningRate = o.learningRate ?? 1e-3;
+  const optimizer = o.optimizer ?? 'adam';
+  const weightDecay = o.weightDecay ?? 0;
+  const l2 = o.l2 ?? (model.kind === 'mult-dae' ? 0.01 / batchSize : 0);
+  const seed = o.seed ?? 98765;
+  const evaluateEvery = o.evaluateEvery ?? 1;
+  const metric = o.metric ?? 'ndcg@100';
+  const checkpointEvery = o.checkpointEvery ?? 1;
+  expect(Number.isInteger(epochs) && epochs >= 1, 'epochs', 'a positive integer', epochs);
+  expect(Number.isInteger(batchSize) && batchSize >= 1, 'batchSize', 'a positive integer', batchSize);
+  expect(Number.isFinite(learningRate) && learningRate > 0, 'learningRate', 'a positive number', learningRate);
+  expect(optimizer === 'adam' || optimizer === 'adamw', 'optimizer', "'adam' or 'adamw'", optimizer);
+  expect(Number.isFinite(weightDecay) && weightDecay >= 0, 'weightDecay', 'a number >= 0', weightDecay);
+  expect(Number.isFinite(l2) && l2 >= 0, 'l2', 'a number >= 0', l2);
+  expect(Number.isInteger(seed) && seed >= 0 && seed <= Number.MAX_SAFE_INTEGER, 'seed', 'a non-negative integer', seed);
+  expect(Number.isInteger(evaluateEvery) && evaluateEvery >= 1, 'evaluateEvery', 'a positive integer', evaluateEvery);
+  expect(Number.isInteger(checkpointEvery) && checkpointEvery >= 1, 'checkpointEvery', 'a positive integer', checkpointEvery);
+  parseMetric(metric);
+
+  const b = o.beta ?? { schedule: 'linear' };
+  let beta: Resolved['beta'];
+  const stepsPerEpoch = Math.ceil(trainRows / batchSize);
+  if (b.schedule === 'linear') {
+    const cap = b.cap ?? 0.2;
+    const totalSteps = b.totalSteps ?? 200_000;
+    expect(Number.isFinite(cap) && cap >= 0, 'beta.cap', 'a number >= 0', cap);
+    expect(Number.isFinite(totalSteps) && totalSteps > 0, 'beta.totalSteps', 'a positive number', totalSteps);
+    beta = { kind: 'linear', cap, totalSteps, value: 0, described: { schedule: 'linear', cap, totalSteps } };
+  } else if (b.schedule === 'constant') {
+    expect(Number.isFinite(b.value) && b.value >= 0, 'beta.value', 'a number >= 0', b.value);
+    beta = { kind: 'constant', cap: b.value, totalSteps: 1, value: b.value, described: { schedule: 'constant', value: b.value } };
+  } else if (b.schedule === 'epoch-relative') {
+    const cap = b.cap ?? 0.2;
+    const fraction = b.fraction ?? 0.85;
+    expect(Number.isFinite(cap) && cap > 0, 'beta.cap', 'a positive number', cap);
+    expect(fraction > 0 && fraction <= 1, 'beta.fraction', 'a number in (0, 1]', fraction);
+    // RecoTour: total_anneal_steps = steps_per_epoch * (epochs - int(0.15 * epochs)) / cap
+    const annealEpochs = epochs - Math.floor((1 - fraction) * epochs);
+    const totalSteps = (stepsPerEpoch * annealEpochs) / cap;
+    beta = { kind: 'linear', cap, totalSteps, value: 0, described: { schedule: 'epoch-relative', cap, fraction } };
+  } else {
+    throw new VaecfInputError(`beta.schedule: expected 'linear', 'constant' or 'epoch-relative', got ${JSON.stringify((b as { schedule: unknown }).schedule)}`);
+  }
+  let earlyStopping: Resolved['earlyStopping'] = null;
+  if (o.earlyStopping) {
+    const e = o.earlyStopping;
+    expect(Number.isInteger(e.patience) && e.patience >= 1, 'earlyStopping.patience', 'a positive integer', e.patience);
+    expect(e.monitor === undefined || e.monitor === 'metric' || e.monitor === 'loss', 'earlyStopping.monitor', "'metric' or 'loss'", e.monitor);
+    earlyStopping = { patience: e.patience, monitor: e.monitor ?? 'metric', minDelta: e.minDelta ?? 0 };
+  }
+  let plateau: Resolved['plateau'] = null;
+  if (o.reduceLearningRateOnPlateau) {
+    const p = o.reduceLearningRateOnPlateau;
+    plateau = { factor: p.factor ?? 0.5, patience: p.patience ?? 5, minLearningRate: p.minLearningRate ?? 1e-6, threshold: p.threshold ?? 1e-4 };
+    expect(plateau.factor > 0 && plateau.factor < 1, 'reduceLearningRateOnPlateau.factor', 'a number in (0, 1)', plateau.factor);
+    expect(Number.isInteger(plateau.patience) && plateau.patience >= 0, 'reduceLearningRateOnPlateau.patience', 'an integer >= 0', plateau.patience);
+  }
+  return { epochs, batchSize, learningRate, optimizer, weightDecay, l2, seed, evaluateEvery, metric, checkpointEvery, beta, earlyStopping, plateau };
+}
+
+/** A short fingerprint of the training matrix, so that a resume on other data is refused. */
+export function fingerprint(m: CsrMatrix): string {
+  const h = createHash('sha256');
+  h.update(`${m.rows}x${m.cols}:${m.indptr[m.rows]}|`);
+  h.update(new Uint8Array(m.indptr.buffer, m.indptr.byteOffset, m.indptr.byteLength));
+  h.update(new Uint8Array(m.indices.buffer, m.indices.byteOffset, m.indices.byteLength));
+  if (m.values) h.update(new Uint8Array(m.values.buffer, m.values.byteOffset, m.values.byteLength));
+  return h.digest('hex').slice(0, 32);
+}
+
+function abortError(): Error {
+  const e = new Error('training was aborted') as Error & { code: string };
+  e.name = 'AbortError';
+  e.code = 'ABORT_ERR';
+  return e;
+}
+
+function serializable(r: Resolved): Record<string, unknown> {
+  return {
+    epochs: r.epochs, batchSize: r.batchSize, learningRate: r.learningRate, optimizer: r.optimizer, weightDecay: r.weightDecay,
+    l2: r.l2, beta: r.beta.described, seed: r.seed, evaluateEvery: r.evaluateEvery, metric: r.metric,
+    earlyStopping: r.earlyStopping, plateau: r.plateau,
+  };
+}
+
+export async function runTraining(model: VaeFamilyModel, data: TrainingData, options: TrainOptions): Promise<TrainingHistory> {
+  if (!data || typeof data !== 'object') throw new VaecfInputError('data: expected {train, validation?, itemIds?}');
+  validateCsr(data.train, 'data.train');
+  if (data.validation) {
+    validateCsr(data.validation.foldIn, 'data.validation.foldIn', { allowEmptyRows: true, cols: data.train.cols });
+    validateCsr(data.validation.targets, 'data.validation.targets', { allowEmptyRows: true, cols: data.train.cols });
+    if (data.validation.foldIn.rows !== data.validation.targets.rows)
+      throw new VaecfInputError('data.validation: foldIn and targets must have the same number of users');
+  }
+  const o = resolveOptions(options, model, data.train.rows);
+  const print = fingerprint(data.train);
+  let state: TrainingState;
+  if (options.resumeFrom) {
+    await model.restoreFromFile(options.resumeFrom);
+    const s = model.learned();
+    if (!s.training) throw new VaecfInputError(`${options.resumeFrom}: holds no training state (saved with weightsOnly?)`);
+    if (s.training.dataFingerprint !== print)
+      throw new VaecfInputError(`${options.resumeFrom}: the checkpoint was trained on other data (fingerprint differs); resume with the same training matrix`);
+    const saved = s.trainOptions ?? {};
+    const now = serializable(o);
+    const differing = TRAJECTORY_KEYS.filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(now[k]));
+    if (differing.length)
+      throw new VaecfInputError(`${options.resumeFrom}: options differ from the checkpoint's (${differing.join(', ')}); resume with the same options`);
+    if (s.nItems !== data.train.cols) throw new VaecfInputError(`${options.resumeFrom}: the checkpoint has ${s.nItems} items, the data ${data.train.cols}`);
+    state = s.training;
+    // A finished run can be extended with more epochs.
+    if (state.stopped === 'completed' && o.epochs > state.epoch) state.stopped = null;
+  } else {
+    await model.createState(data.train.cols, o.seed, data.itemIds);
+    state = {
+      epoch: 0, step: 0, annealCount: 0, seed: o.seed, learningRate: o.learningRate, bestScore: null, bestEpoch: null,
+      badEvaluations: 0, plateauBest: null, plateauBad: 0, stopped: null, dataFingerprint: print, history: [],
+    };
+  }
+  const s = model.learned();
+  s.training = state;
+  s.trainOptions = serializable(o);
+  if (data.protocol) s.protocol = data.protocol;
+  if (data.itemIds && !options.resumeFrom) s.itemIds = [...data.itemIds];
+  const native = s.native;
+  const started = performance.now();
+  const lossBest = { value: Infinity };
+  for (const h of state.history) lossBest.value = Math.min(lossBest.value, h.loss);
+  const validation = data.validation;
+
+  while (state.epoch < o.epochs && state.stopped === null) {
+    if (options.signal?.aborted) throw abortError();
+    const epoch = state.epoch;
+    const t0 = performance.now();
+    const onAbort = (): void => native.cancel();
+    options.signal?.addEventListener('abort', onAbort);
+    let stats;
+    try {
+      stats = await native.trainEpoch(
+        data.train,
+        {
+          batchSize: o.batchSize, seed: o.seed, epoch, l2: o.l2, betaKind: o.beta.kind, betaCap: o.beta.cap,
+          betaTotalSteps: o.beta.totalSteps, betaValue: o.beta.value, learningRate: state.learningRate,
+          weightDecay: o.weightDecay, decoupledWeightDecay: o.optimizer === 'adamw', step: state.step, annealCount: state.annealCount,
+        },
+        options.onBatch ? (b) => options.onBatch?.({ epoch: epoch + 1, ...b }) : undefined,
+      );
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+    state.step = stats.step;
+    state.annealCount = stats.annealCount;
+    state.epoch = epoch + 1;
+    const report: EpochReport = {
+      epoch: epoch + 1, epochs: o.epochs, loss: stats.loss, nll: stats.nll, kl: stats.kl, beta: stats.beta,
+      learningRate: state.learningRate, seconds: 0, best: false,
+    };
+    let stop = false;
+    if (validation && (state.epoch % o.evaluateEvery === 0 || state.epoch === o.epochs)) {
+      const result = await evaluateHeldOut(model, validation, [o.metric]);
+      const score = result.summary[o.metric].mean;
+      report.validation = { [o.metric]: score };
+      const minDelta = o.earlyStopping?.monitor === 'metric' ? (o.earlyStopping.minDelta ?? 0) : 0;
+      if (state.bestScore === null || score > state.bestScore + minDelta) {
+        state.bestScore = score;
+        state.bestEpoch = state.epoch;
+        state.badEvaluations = 0;
+        report.best = true;
+        s.bestParameters = native.getParameters();
+      } else {
+        state.badEvaluations += 1;
+      }
+      if (o.plateau) {
+        // ReduceLROnPlateau(mode='max', threshold_mode='rel'): the metric is maximised.
+        if (state.plateauBest === null || score > state.plateauBest * (1 + o.plateau.threshold)) {
+          state.plateauBest = score;
+          state.plateauBad = 0;
+        } else if (++state.plateauBad > o.plateau.patience) {
+          state.learningRate = Math.max(o.plateau.minLearningRate, state.learningRate * o.plateau.factor);
+          state.plateauBad = 0;
+        }
+      }
+      if (o.earlyStopping?.monitor === 'metric' && state.badEvaluations >= o.earlyStopping.patience) stop = true;
+    }
+    if (o.earlyStopping?.monitor === 'loss') {
+      if (stats.loss < lossBest.value - (o.earlyStopping.minDelta ?? 0)) {
+        lossBest.value = stats.loss;
+        state.badEvaluations = 0;
+      } else if (++state.badEvaluations >= o.earlyStopping.patience) stop = true;
+    }
+    if (stop) state.stopped = 'early-stopping';
+    else if (state.epoch === o.epochs) state.stopped = 'completed';
+    report.seconds = (performance.now() - t0) / 1000;
+    state.history.push(report);
+    options.onEpoch?.(report);
+    if (options.checkpointPath && (state.epoch % o.checkpointEvery === 0 || state.stopped !== null)) {
+      await model.save(options.checkpointPath);
+    }
+  }
+  if (state.stopped === null) state.stopped = 'completed';
+  if ((options.restoreBestWeights ?? true) && s.bestParameters) {
+    native.setParameters(s.bestParameters);
+  }
+  return {
+    epochs: state.history,
+    bestEpoch: state.bestEpoch,
+    bestScore: state.bestScore,
+    metric: o.metric,
+    stoppedEarly: state.stopped === 'early-stopping',
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+export interface TrainFunctionOptions extends TrainOptions {
+  /** which model (default Mult-VAE) */
+  model?: 'mult-vae' | 'mult-dae' | 'vae' | 'dae';
+  architecture?: ArchitectureOptions;
+}
+
+/** Train a Mult-VAE (default) or Mult-DAE on `data` and return the trained model. */
+export async function train(data: TrainingData, options: TrainFunctionOptions = {}): Promise<MultVAE | MultDAE> {
+  const kind = options.model ?? 'mult-vae';
+  if (!['mult-vae', 'mult-dae', 'vae', 'dae'].includes(kind))
+    throw new VaecfInputError(`model: expected 'mult-vae' or 'mult-dae', got ${JSON.stringify(kind)}`);
+  const model = kind === 'mult-dae' || kind === 'dae' ? new MultDAE(options.architecture) : new MultVAE(options.architecture);
+  const { model: _m, architecture: _a, ...trainOptions } = options;
+  try {
+    await model.fit(data, trainOptions);
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  return model;
+}
