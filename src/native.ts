@@ -87,6 +87,9 @@ export const packageRoot: string = path.resolve(__dirname, '..', '..');
 
 export function loadNative(): NativeAddon {
   if (cached) return cached;
+  // Idle OpenMP threads sleep instead of spinning: the engine shares the machine with Node's own
+  // threads and often with other processes (the user may override this).
+  process.env.OMP_WAIT_POLICY ??= 'passive';
   try {
     // node-gyp-build tries build/Release first, then prebuilds/<platform>-<arch>/.
     // eslint-disable-next-line @typescript-eslint/no-var-requires

@@ -1,0 +1,41 @@
+// Shared fixtures for the ava tests.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { csrFromRows, generateClicks, strongGeneralizationSplit, type CsrMatrix, type StrongSplit } from '../src/index';
+
+export function tempDir(prefix = 'vaecf-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Two disjoint taste groups: users of group A click only items 0..9, group B only 10..19. */
+export function twoGroups(usersPerGroup = 60, seed = 1): CsrMatrix {
+  const rows: number[][] = [];
+  let s = seed;
+  const rand = (): number => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return s / 4294967296;
+  };
+  for (let u = 0; u < 2 * usersPerGroup; u++) {
+    const base = u % 2 === 0 ? 0 : 10;
+    const row: number[] = [];
+    for (let i = 0; i < 10; i++) if (rand() < 0.5) row.push(base + i);
+    if (row.length === 0) row.push(base);
+    rows.push(row);
+  }
+  return csrFromRows(rows, 20);
+}
+
+/** A small realistic dataset split by the paper's protocol. */
+export function smallSplit(seed = 3, users = 3000, items = 1500): StrongSplit {
+  const m = generateClicks({ users, items, meanClicksPerUser: 40, seed });
+  return strongGeneralizationSplit(m, { heldOutUsers: 300 });
+}
+
+export const MODELS = [
+  { name: 'Mult-VAE', kind: 'mult-vae' as const },
+  { name: 'Mult-DAE', kind: 'mult-dae' as const },
+];
+
+export const BACKENDS = ['cpu'] as const;
