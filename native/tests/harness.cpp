@@ -93,7 +93,6 @@ static int step(const std::string& dir) {
   o.decoupled = cfgFile["decoupled"].at(0) != 0;
   model.optimizerStep(o);
   writeBinary(dir + "/params_after.f32", model.parameters(), size_t(model.numParams()));
-  std::ofstream(dir + "/result.txt") << std::to_string(r.loss) << " " << r.nll << " " << r.kl << "\n";
   FILE* f = std::fopen((dir + "/result.txt").c_str(), "w");
   std::fprintf(f, "%.9g %.9g %.9g\n", r.loss, r.nll, r.kl);
   std::fclose(f);
