@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { csrFromRows, generateClicks, strongGeneralizationSplit, type CsrMatrix, type StrongSplit } from '../src/index';
+import { csrFromRows, generateClicks, strongGeneralizationSplit, type CsrMatrix, type PreparedDataset } from '../src/index';
 
 export function tempDir(prefix = 'vaecf-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -28,7 +28,7 @@ export function twoGroups(usersPerGroup = 60, seed = 1): CsrMatrix {
 }
 
 /** A small realistic dataset split by the paper's protocol. */
-export function smallSplit(seed = 3, users = 3000, items = 1500): StrongSplit {
+export function smallSplit(seed = 3, users = 3000, items = 1500): PreparedDataset {
   const m = generateClicks({ users, items, meanClicksPerUser: 40, seed });
   return strongGeneralizationSplit(m, { heldOutUsers: 300 });
 }
