@@ -8,6 +8,7 @@ export type { Interactions } from './data/interactions';
 export { NumpyRandomState } from './data/numpy-random';
 export { rankingMetrics, summarize, parseMetric, type MetricReport, type MetricSummary, type MetricName } from './metrics/ranking';
 export { MultVAE, MultDAE, loadModel, VaeFamilyModel, type ArchitectureOptions, type ModelKind } from './models/mult-vae';
+export { Popularity } from './models/popularity';
 export type { ItemId, Recommender, Recommendation, RecommendOptions, TopK, TrainingData, HeldOutData } from './models/types';
 export { train, type TrainFunctionOptions } from './training/train';
 export { evaluateHeldOut } from './training/evaluate';

@@ -1,0 +1,61 @@
+// Our preparation of ML-1M equals the reference code's (pandas + numpy) split, part by part, and the
+// baselines on it reproduce the reference numbers. The fixture holds only hashes and numbers made by
+// bench/reference_split.py, no MovieLens data.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import test from 'ava';
+
+import { Popularity, evaluateHeldOut, preparePaperProtocol, readInteractions, type CsrMatrix, type PreparedDataset } from '../src/index';
+import { sharedFile } from './data-root';
+
+const reference = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'test', 'fixtures', 'ml1m-reference-split.json'), 'utf8'));
+
+let prepared: Promise<PreparedDataset> | null = null;
+function ml1m(): Promise<PreparedDataset> {
+  prepared ??= readInteractions(sharedFile('ml-1m', 'ml1m_pairs_rating_ge4.tsv')).then((x) => preparePaperProtocol(x, { heldOutUsers: 600 }));
+  return prepared;
+}
+
+const sha = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
+function pairs(m: CsrMatrix, userIds: ReadonlyArray<string | number>, itemIds: ReadonlyArray<string | number>): string {
+  const lines: string[] = [];
+  for (let u = 0; u < m.rows; u++)
+    for (let k = m.indptr[u]; k < m.indptr[u + 1]; k++) lines.push(`${userIds[u]} ${itemIds[m.indices[k]]}`);
+  return lines.join('\n');
+}
+
+test('ML-1M: counts after filtering and of the training part match the reference', async (t) => {
+  const d = await ml1m();
+  t.like(d.counts, reference.counts);
+  t.like(d.counts, { clicks: 575_272, users: 6_034, items: 3_533, trainUsers: 4_834, trainItems: 3_497, trainClicks: 462_827 });
+});
+
+test('ML-1M: users, item order and every fold-in / target pair are identical to numpy', async (t) => {
+  const d = await ml1m();
+  // Held-out users as the reference lists them: the permuted order, including users without rows.
+  const ours = {
+    trainUsers: sha(d.trainUserIds.join('\n')),
+    itemIds: sha(d.itemIds.join('\n')),
+    train: sha(pairs(d.train, d.trainUserIds, d.itemIds)),
+    validationFoldIn: sha(pairs(d.validation.foldIn, d.validation.userIds, d.itemIds)),
+    validationTargets: sha(pairs(d.validation.targets, d.validation.userIds, d.itemIds)),
+    testFoldIn: sha(pairs(d.test.foldIn, d.test.userIds, d.itemIds)),
+    testTargets: sha(pairs(d.test.targets, d.test.userIds, d.itemIds)),
+    validationUsers: sha(d.validation.userIds.join('\n')),
+    testUsers: sha(d.test.userIds.join('\n')),
+  };
+  for (const [part, hash] of Object.entries(ours)) t.is(hash, reference.sha256[part], `part ${part} differs from the reference split`);
+});
+
+test('ML-1M: popularity reproduces the reference test metrics', async (t) => {
+  const d = await ml1m();
+  const pop = new Popularity();
+  pop.fit({ train: d.train });
+  const r = await evaluateHeldOut(pop, d.test, ['recall@20', 'recall@50', 'ndcg@100']);
+  for (const m of ['recall@20', 'recall@50', 'ndcg@100']) {
+    t.true(Math.abs(r.summary[m].mean - reference.test.popularity[m].mean) < 1e-3, `${m}: ${r.summary[m].mean} vs ${reference.test.popularity[m].mean}`);
+  }
+  t.true(Math.abs(r.summary['ndcg@100'].mean - 0.2158) < 1e-3);
+});
