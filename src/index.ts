@@ -9,6 +9,7 @@ export { NumpyRandomState } from './data/numpy-random';
 export { rankingMetrics, summarize, parseMetric, type MetricReport, type MetricSummary, type MetricName } from './metrics/ranking';
 export { MultVAE, MultDAE, loadModel, VaeFamilyModel, type ArchitectureOptions, type ModelKind } from './models/mult-vae';
 export { Popularity } from './models/popularity';
+export { EASE, type EaseOptions, type EaseFitReport } from './models/ease';
 export type { ItemId, Recommender, Recommendation, RecommendOptions, TopK, TrainingData, HeldOutData } from './models/types';
 export { train, type TrainFunctionOptions } from './training/train';
 export { evaluateHeldOut } from './training/evaluate';

@@ -74,8 +74,17 @@ export interface NativeModel {
   dispose(): void;
 }
 
+export interface NativeEase {
+  fit(train: NativeCsr, lambda: number, doublePrecision: boolean): Promise<void>;
+  recommend(data: NativeCsr, options: { k: number; excludeSeen: boolean }): Promise<{ items: Int32Array; scores: Float32Array }>;
+  getWeights(): Float32Array;
+  setWeights(items: number, weights: Float32Array): void;
+  dispose(): void;
+}
+
 export interface NativeAddon {
   NativeModel: new (config: NativeModelConfig) => NativeModel;
+  NativeEase: (new (threads: number) => NativeEase) & { matrixBytes(items: number, doublePrecision: boolean): number };
   hardwareThreads: number;
   abiVersion: number;
 }

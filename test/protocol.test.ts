@@ -7,7 +7,7 @@ import * as path from 'node:path';
 
 import test from 'ava';
 
-import { Popularity, evaluateHeldOut, preparePaperProtocol, readInteractions, type CsrMatrix, type PreparedDataset } from '../src/index';
+import { EASE, Popularity, evaluateHeldOut, preparePaperProtocol, readInteractions, type CsrMatrix, type PreparedDataset } from '../src/index';
 import { sharedFile } from './data-root';
 
 const reference = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'test', 'fixtures', 'ml1m-reference-split.json'), 'utf8'));
@@ -58,4 +58,25 @@ test('ML-1M: popularity reproduces the reference test metrics', async (t) => {
     t.true(Math.abs(r.summary[m].mean - reference.test.popularity[m].mean) < 1e-3, `${m}: ${r.summary[m].mean} vs ${reference.test.popularity[m].mean}`);
   }
   t.true(Math.abs(r.summary['ndcg@100'].mean - 0.2158) < 1e-3);
+});
+
+test('ML-1M: EASE (lambda 300) reproduces the reference test metrics', async (t) => {
+  const d = await ml1m();
+  const ease = new EASE({ lambda: 300, threads: 2 });
+  const report = await ease.fit({ train: d.train });
+  t.is(report.precision, 'float64');
+  const r = await evaluateHeldOut(ease, d.test, ['recall@20', 'recall@50', 'ndcg@100']);
+  const expected = { 'recall@20': 0.3586, 'recall@50': 0.4708, 'ndcg@100': 0.4196 };
+  for (const [m, v] of Object.entries(expected)) {
+    t.true(Math.abs(r.summary[m].mean - v) < 1e-3, `${m}: ${r.summary[m].mean} vs ${v}`);
+    t.true(Math.abs(r.summary[m].mean - reference.test['ease-300'][m].mean) < 1e-5, `${m} vs the numpy reference`);
+  }
+  ease.dispose();
+});
+
+test('EASE refuses, with the numbers, a size that will not fit', (t) => {
+  const e = new EASE({ memoryBudget: 1e9 });
+  return t.throwsAsync(e.fit({ train: { rows: 1, cols: 20_000, indptr: Int32Array.from([0, 1]), indices: Int32Array.from([3]) } }), {
+    message: /EASE on 20000 items needs at least 3\.0 GiB .* the budget is 0\.9 GiB/,
+  });
 });

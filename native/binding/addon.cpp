@@ -4,12 +4,14 @@
 #include <napi.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/trainer.h"
+#include "cpu/ease_cpu.h"
 #include "cpu/mult_vae_cpu.h"
 
 namespace vaecf::binding {
@@ -478,8 +480,155 @@ Napi::Value Model::Recommend(const Napi::CallbackInfo& info) {
   return w->promise();
 }
 
+
+// ---------- EASE ----------
+
+// A promise-returning worker built from two functions: `run` on the worker thread, `result` on the JS
+// thread; `done` runs on the JS thread either way.
+class LambdaWorker : public Napi::AsyncWorker {
+ public:
+  LambdaWorker(Napi::Env env, std::function<void()> run, std::function<Napi::Value(Napi::Env)> result,
+               std::function<void()> done, std::vector<Napi::Value> keepAlive)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), run_(std::move(run)),
+        result_(std::move(result)), done_(std::move(done)) {
+    for (auto& v : keepAlive) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      run_();
+    } catch (const std::exception& e) {
+      error_ = classify(e);
+      SetError(error_.message);
+    } catch (...) {
+      error_ = {"unknown native error", "ERR_VAECF_NATIVE"};
+      SetError(error_.message);
+    }
+  }
+  void OnOK() override {
+    done_();
+    deferred_.Resolve(result_(Env()));
+  }
+  void OnError(const Napi::Error&) override {
+    done_();
+    deferred_.Reject(makeError(Env(), error_).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<void()> run_;
+  std::function<Napi::Value(Napi::Env)> result_;
+  std::function<void()> done_;
+  std::vector<Napi::ObjectReference> refs_;
+  NativeError error_;
+};
+
+class EaseModel : public Napi::ObjectWrap<EaseModel> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeEase",
+                       {InstanceMethod("fit", &EaseModel::Fit), InstanceMethod("recommend", &EaseModel::Recommend),
+                        InstanceMethod("getWeights", &EaseModel::GetWeights),
+                        InstanceMethod("setWeights", &EaseModel::SetWeights),
+                        InstanceMethod("dispose", &EaseModel::Dispose),
+                        StaticMethod("matrixBytes", &EaseModel::MatrixBytes)});
+  }
+  explicit EaseModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EaseModel>(info) {
+    ease_ = std::make_unique<cpu::Ease>();
+    ease_->setThreads(info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 1);
+  }
+
+ private:
+  cpu::Ease& ease(Napi::Env env) {
+    if (!ease_) {
+      Napi::Error e = Napi::Error::New(env, "this EASE model has been disposed");
+      e.Set("code", Napi::String::New(env, "ERR_VAECF_DISPOSED"));
+      throw e;
+    }
+    if (busy_) {
+      Napi::Error e = Napi::Error::New(env, "the EASE model is busy with another call; await it first");
+      e.Set("code", Napi::String::New(env, "ERR_VAECF_BUSY"));
+      throw e;
+    }
+    return *ease_;
+  }
+  static Napi::Value MatrixBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), cpu::Ease::matrixBytes(info[0].As<Napi::Number>().Int64Value(), info[1].ToBoolean()));
+  }
+  Napi::Value Fit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    cpu::Ease& e = ease(env);
+    auto data = std::make_shared<JsCsr>(info[0], "EASE training matrix");
+    const double lambda = info[1].As<Napi::Number>().DoubleValue();
+    const bool dbl = info[2].ToBoolean();
+    busy_ = true;
+    auto* w = new LambdaWorker(
+        env, [&e, data, lambda, dbl] { e.fit(data->view(), lambda, dbl); }, [](Napi::Env env) { return env.Undefined(); },
+        [this] { busy_ = false; }, {Value()});
+    w->Queue();
+    return w->promise();
+  }
+  Napi::Value Recommend(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    cpu::Ease& e = ease(env);
+    auto data = std::make_shared<JsCsr>(info[0], "recommend input");
+    Napi::Object o = info[1].As<Napi::Object>();
+    const int64_t k = int64_t(getNumber(o, "k", 100));
+    if (k <= 0) throwTypeError(env, "recommend: expected k >= 1");
+    const bool excludeSeen = o.Get("excludeSeen").IsUndefined() ? true : o.Get("excludeSeen").ToBoolean().Value();
+    auto items = std::make_shared<std::vector<int32_t>>();
+    auto scores = std::make_shared<std::vector<float>>();
+    busy_ = true;
+    auto* w = new LambdaWorker(
+        env,
+        [&e, data, k, excludeSeen, items, scores] {
+          const CsrView& v = data->view();
+          validateCsr(v, "recommend input", true);
+          items->assign(size_t(v.rows * k), -1);
+          scores->assign(size_t(v.rows * k), 0.0f);
+          e.recommend(v, 0, v.rows, k, excludeSeen, items->data(), scores->data());
+        },
+        [items, scores](Napi::Env env) {
+          auto a = Napi::Int32Array::New(env, items->size());
+          auto b = Napi::Float32Array::New(env, scores->size());
+          std::copy(items->begin(), items->end(), a.Data());
+          std::copy(scores->begin(), scores->end(), b.Data());
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("items", a);
+          o.Set("scores", b);
+          return Napi::Value(o);
+        },
+        [this] { busy_ = false; }, {Value()});
+    w->Queue();
+    return w->promise();
+  }
+  Napi::Value GetWeights(const Napi::CallbackInfo& info) {
+    cpu::Ease& e = ease(info.Env());
+    auto out = Napi::Float32Array::New(info.Env(), e.weights().size());
+    std::copy(e.weights().begin(), e.weights().end(), out.Data());
+    return out;
+  }
+  Napi::Value SetWeights(const Napi::CallbackInfo& info) {
+    cpu::Ease& e = ease(info.Env());
+    const int64_t n = info[0].As<Napi::Number>().Int64Value();
+    auto w = info[1].As<Napi::Float32Array>();
+    if (int64_t(w.ElementLength()) != n * n) throwTypeError(info.Env(), "setWeights: expected items x items values");
+    e.setWeights(n, w.Data());
+    return info.Env().Undefined();
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (!busy_) ease_.reset();
+    return info.Env().Undefined();
+  }
+  std::unique_ptr<cpu::Ease> ease_;
+  bool busy_ = false;
+};
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", Model::Define(env));
+  exports.Set("NativeEase", EaseModel::Define(env));
   exports.Set("hardwareThreads", Napi::Number::New(env, double(std::thread::hardware_concurrency())));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
