@@ -2,9 +2,11 @@
 export { type CsrMatrix, csrFromRows, selectRows, rowItems, nnz, validateCsr, VaecfInputError } from './data/csr';
 export { generateClicks, ML20M_SHAPE, type GeneratorOptions } from './data/generator';
 export { strongGeneralizationSplit, type StrongSplitOptions } from './data/split';
-export { preparePaperProtocol, mergeDuplicates, interactionsFromCsr, type PreparedDataset, type ProtocolOptions, type HeldOutUsers } from './data/prepare';
+export { saveDataset, loadDataset, isDatasetDir, type DatasetManifest } from './data/dataset-file';
+export { preparePaperProtocol, prepareGivenSplit, type GivenSplitOptions, mergeDuplicates, interactionsFromCsr, type PreparedDataset, type ProtocolOptions, type HeldOutUsers } from './data/prepare';
 export { readInteractions, detectFormat, ParseError, type ReaderFormat, type ReadOptions, type DelimitedColumns } from './data/readers';
 export type { Interactions } from './data/interactions';
+export { fetchDataset, DATASETS, type DatasetSource, type FetchOptions, type FetchResult } from './data/fetch';
 export { NumpyRandomState } from './data/numpy-random';
 export { rankingMetrics, summarize, parseMetric, type MetricReport, type MetricSummary, type MetricName } from './metrics/ranking';
 export { MultVAE, MultDAE, loadModel, VaeFamilyModel, type ArchitectureOptions, type ModelKind } from './models/mult-vae';

@@ -5,19 +5,17 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import {
-  Popularity, evaluateHeldOut, generateClicks, interactionsFromCsr, loadModel, nnz, preparePaperProtocol, readInteractions, train,
-  type MetricReport, type PreparedDataset, type ReaderFormat,
+  Popularity, evaluateHeldOut, generateClicks, interactionsFromCsr, loadModel, nnz, preparePaperProtocol, train,
+  type MetricReport, type PreparedDataset,
 } from '../index';
+import { loadOrPrepare, type DataOptions } from './data-options';
 import { ProgressLine } from './progress';
 
-export interface DemoOptions {
+export interface DemoOptions extends DataOptions {
   data?: string;
-  format?: string;
   model: 'mult-vae' | 'mult-dae';
   epochs?: number;
-  heldOut?: number;
   threads?: number;
-  seed?: number;
   out: string;
 }
 
@@ -31,20 +29,10 @@ function fmt(r: MetricReport, m: string): string {
 export async function runDemo(o: DemoOptions): Promise<void> {
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
   const bar = new ProgressLine();
-  let t = performance.now();
+  let t: number;
   let data: PreparedDataset;
   if (o.data) {
-    log(`reading ${o.data}`);
-    const x = await readInteractions(o.data, {
-      format: o.format as ReaderFormat | undefined,
-      onProgress: (rows) => bar.update('reading', rows, rows, 'lines'),
-    });
-    bar.clear();
-    const users = x.userIds.length;
-    const heldOut = o.heldOut ?? Math.min(10_000, Math.round(0.1 * users));
-    data = preparePaperProtocol(x, { heldOutUsers: heldOut });
-    log(`${x.length} rows (${x.source.format}) in ${((performance.now() - t) / 1000).toFixed(1)} s; the paper's protocol: ` +
-      `threshold ${data.protocol.threshold ?? 'none'}, users with >= ${data.protocol.minUserClicks} clicks, seed ${data.protocol.seed}`);
+    data = await loadOrPrepare(o.data, o, log);
   } else {
     log('no --data given: generating realistic click data (20,000 users x 5,000 items, Zipf popularity, latent tastes)');
     const m = generateClicks({ users: 20_000, items: 5_000, meanClicksPerUser: 50, genres: 30, seed: o.seed ?? 1 });

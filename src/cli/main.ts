@@ -2,45 +2,97 @@
 // The vaecf command line. Thin: parse options, call the public API, print.
 import { parseArgs } from 'node:util';
 
+import { DATA_FLAGS, dataOptionsFrom, numberFlag } from './data-options';
 import { runDemo } from './demo';
+import { runEvaluate } from './evaluate-command';
+import { runFetch } from './fetch-command';
+import { runPrepare } from './prepare-command';
 
 const HELP = `vaecf: Mult-VAE / Mult-DAE collaborative filtering (Liang et al. 2018) with a native engine
 
 usage:
-  vaecf demo [--data FILE] [--model vae|dae] [--epochs N] [--held-out N] [--threads N] [--out DIR]
-      Prepare the data with the paper's protocol (FILE: MovieLens, Amazon, Netflix, MSD, one-line-per-user
-      or a CSV/TSV with user and item columns; without --data, a built-in generator of realistic clicks),
-      train with validation, and print the test metrics beside popularity. Saves the model to DIR.
-  vaecf help
+  vaecf demo [--data FILE|DIR] [--model vae|dae] [--epochs N] [--threads N] [--out DIR] [data options]
+      The main job end to end: prepare the data with the paper's protocol (no --data: a built-in
+      generator of realistic clicks), train with validation, print the test metrics beside popularity,
+      save the model in DIR (default vaecf-demo).
+  vaecf fetch DATASET [--dir DIR]
+      Download an official archive (ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-latest-small,
+      amazon-movies-tv-2014, amazon-movies-tv-2018), check its checksum, resume, extract.
+  vaecf prepare FILE --out DIR [data options]
+      Read a log (MovieLens, Amazon, Netflix, MSD, one-line-per-user, CSV/TSV with named columns) and write
+      the prepared dataset (binary CSR + manifest) once.
+  vaecf evaluate FILE|DIR --model popularity|ease|MODEL_FILE [--lambda L[,L...]] [--split test|validation]
+                 [--metrics recall@20,recall@50,ndcg@100] [--json OUT] [data options]
+
+data options (for raw files): --format NAME, --held-out N (users per held-out set; default 10% up to
+  10,000), --threshold X|none (keep rating > X; default 3.5 when there are ratings), --min-user-clicks N
+  (5), --min-item-clicks N (0), --seed N (98765), --test FILE (a given train/test split: FILE is train;
+  --validation-users N|fraction carves validation out of train)
 `;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  const log = (s: string): void => void process.stdout.write(`${s}\n`);
   switch (command) {
     case 'demo': {
       const { values } = parseArgs({
         args: rest,
         options: {
+          ...DATA_FLAGS,
           data: { type: 'string' },
           model: { type: 'string', default: 'vae' },
           epochs: { type: 'string' },
-          'held-out': { type: 'string' },
           threads: { type: 'string' },
           out: { type: 'string', default: 'vaecf-demo' },
-          seed: { type: 'string' },
-          format: { type: 'string' },
         },
       });
       await runDemo({
+        ...dataOptionsFrom(values),
         data: values.data,
         model: values.model === 'dae' ? 'mult-dae' : 'mult-vae',
-        epochs: values.epochs ? Number(values.epochs) : undefined,
-        heldOut: values['held-out'] ? Number(values['held-out']) : undefined,
-        threads: values.threads ? Number(values.threads) : undefined,
-        seed: values.seed ? Number(values.seed) : undefined,
+        epochs: numberFlag('epochs', values.epochs),
+        threads: numberFlag('threads', values.threads),
         out: values.out as string,
-        format: values.format,
       });
+      return 0;
+    }
+    case 'prepare': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { ...DATA_FLAGS, out: { type: 'string' } } });
+      if (positionals.length !== 1 || !values.out) throw new Error('usage: vaecf prepare FILE --out DIR [data options]');
+      await runPrepare(positionals[0], values.out, dataOptionsFrom(values), log);
+      return 0;
+    }
+    case 'evaluate': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          ...DATA_FLAGS,
+          model: { type: 'string' },
+          lambda: { type: 'string' },
+          split: { type: 'string', default: 'test' },
+          metrics: { type: 'string', default: 'recall@20,recall@50,ndcg@100' },
+          json: { type: 'string' },
+          threads: { type: 'string' },
+        },
+      });
+      if (positionals.length !== 1 || !values.model) throw new Error('usage: vaecf evaluate FILE|DIR --model popularity|ease|MODEL_FILE');
+      if (values.split !== 'test' && values.split !== 'validation') throw new Error(`--split: expected test or validation, got "${values.split}"`);
+      await runEvaluate(positionals[0], {
+        ...dataOptionsFrom(values),
+        model: values.model,
+        lambda: values.lambda,
+        split: values.split,
+        metrics: (values.metrics as string).split(','),
+        json: values.json,
+        threads: numberFlag('threads', values.threads),
+      }, log);
+      return 0;
+    }
+    case 'fetch': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { dir: { type: 'string', default: 'datasets' } } });
+      if (positionals.length !== 1) throw new Error('usage: vaecf fetch DATASET [--dir DIR]');
+      await runFetch(positionals[0], values.dir as string, log);
       return 0;
     }
     case undefined:

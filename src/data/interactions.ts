@@ -9,7 +9,8 @@ export class IdInterner {
 
   /** Code of an id given as text; pure decimal integers are stored as numbers. */
   internText(s: string): number {
-    if (/^-?[0-9]{1,15}$/.test(s)) return this.internNumber(Number(s));
+    // Canonical decimal integers only: "0005019281" (an ASIN) stays text.
+    if (/^(0|-?[1-9][0-9]{0,14})$/.test(s)) return this.internNumber(Number(s));
     let c = this.text.get(s);
     if (c === undefined) {
       c = this.ids.length;

@@ -260,3 +260,104 @@ export function interactionsFromCsr(m: CsrMatrix, name = 'matrix'): Interactions
     source: { file: name, format: 'csr' },
   };
 }
+
+export interface GivenSplitOptions {
+  /** training users whose clicks lend validation targets: a count or a fraction (default 0.1) */
+  validationUsers?: number;
+  /** numpy seed for picking validation users and their targets (98765) */
+  seed?: number;
+  /** fraction of a validation user's training clicks that become validation targets (0.2) */
+  targetFraction?: number;
+}
+
+/**
+ * A dataset with a fixed train / test split per user (e.g. the Gowalla files of NGCF / LightGCN): every
+ * user's training clicks are the fold-in for their test clicks. A validation set is carved out of train so
+ * that no one tunes on test: for some users, a fraction of their training clicks becomes validation
+ * targets and leaves the training matrix. Items: those of train then test, in order of first appearance.
+ */
+export function prepareGivenSplit(train: Interactions, test: Interactions, options: GivenSplitOptions = {}): PreparedDataset {
+  const seed = options.seed ?? 98765;
+  const fraction = options.targetFraction ?? 0.2;
+  // One id space for users and items across both files.
+  const userIndex = new Map<string | number, number>();
+  const userIds: Array<string | number> = [];
+  const itemIndex = new Map<string | number, number>();
+  const itemIds: Array<string | number> = [];
+  const rowsOf = (x: Interactions): Map<number, number[]> => {
+    const rows = new Map<number, number[]>();
+    for (let k = 0; k < x.length; k++) {
+      const uid = x.userIds[x.userCodes[k]];
+      let u = userIndex.get(uid);
+      if (u === undefined) {
+        u = userIds.length;
+        userIndex.set(uid, u);
+        userIds.push(uid);
+      }
+      const iid = x.itemIds[x.itemCodes[k]];
+      let i = itemIndex.get(iid);
+      if (i === undefined) {
+        i = itemIds.length;
+        itemIndex.set(iid, i);
+        itemIds.push(iid);
+      }
+      let r = rows.get(u);
+      if (!r) rows.set(u, (r = []));
+      r.push(i);
+    }
+    return rows;
+  };
+  const trainRows = rowsOf(train);
+  const testRows = rowsOf(test);
+  const users = [...trainRows.keys()].sort((a, b) => a - b);
+  const nVal = options.validationUsers === undefined ? Math.floor(0.1 * users.length)
+    : options.validationUsers < 1 ? Math.floor(options.validationUsers * users.length) : options.validationUsers;
+  if (!Number.isInteger(nVal) || nVal < 0 || nVal >= users.length)
+    throw new VaecfInputError(`validationUsers: expected a count below ${users.length} or a fraction, got ${options.validationUsers}`);
+  const rng = new NumpyRandomState(seed);
+  const perm = rng.permutation(users.length);
+  const valUsers = Array.from(perm.subarray(0, nVal), (p) => users[p]).sort((a, b) => a - b);
+  const cols = itemIds.length;
+  const heldBack = new Map<number, number[]>();
+  const trainKept = new Map<number, number[]>(trainRows);
+  for (const u of valUsers) {
+    const row = trainRows.get(u) as number[];
+    if (row.length < 5) continue;
+    const chosen = new Uint8Array(row.length);
+    for (const j of rng.choiceWithoutReplacement(row.length, Math.floor(fraction * row.length))) chosen[j] = 1;
+    heldBack.set(u, row.filter((_, j) => chosen[j]));
+    trainKept.set(u, row.filter((_, j) => !chosen[j]));
+  }
+  const csr = (order: number[], rows: Map<number, number[]>): CsrMatrix => {
+    const indptr = new Int32Array(order.length + 1);
+    const idx: number[] = [];
+    order.forEach((u, r) => {
+      idx.push(...(rows.get(u) ?? []));
+      indptr[r + 1] = idx.length;
+    });
+    return mergeDuplicates({ rows: order.length, cols, indptr, indices: Int32Array.from(idx) });
+  };
+  const valOrder = valUsers.filter((u) => heldBack.has(u));
+  const testOrder = users.filter((u) => (testRows.get(u)?.length ?? 0) > 0);
+  const trainMatrix = csr(users, trainKept);
+  let trainClicks = 0;
+  for (const r of trainKept.values()) trainClicks += r.length;
+  let clicks = trainClicks;
+  for (const r of heldBack.values()) clicks += r.length;
+  for (const r of testRows.values()) clicks += r.length;
+  return {
+    train: trainMatrix,
+    validation: { foldIn: csr(valOrder, trainKept), targets: csr(valOrder, heldBack), userIds: valOrder.map((u) => userIds[u]) },
+    test: { foldIn: csr(testOrder, trainRows), targets: csr(testOrder, testRows), userIds: testOrder.map((u) => userIds[u]) },
+    itemIds,
+    trainUserIds: users.map((u) => userIds[u]),
+    protocol: {
+      name: 'given-split', threshold: null, minUserClicks: 0, minItemClicks: 0, heldOutUsers: valOrder.length, seed,
+      targetFraction: fraction, minClicksForTargets: 5,
+    },
+    counts: {
+      inputRows: train.length + test.length, clicks, users: userIds.length, items: cols, trainUsers: users.length, trainItems: cols,
+      trainClicks, validationUsers: valOrder.length, testUsers: testOrder.length,
+    },
+  };
+}

@@ -1,0 +1,88 @@
+// Every reader on a small fixture written in the official format, the real files in ../shared/data,
+// and malformed input named by file, line and field.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+
+import test from 'ava';
+
+import { readInteractions, type Interactions } from '../src/index';
+import { sharedFile } from './data-root';
+import { tempDir } from './helpers';
+
+const dir = tempDir('vaecf-readers-');
+function write(name: string, text: string): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, name.endsWith('.gz') ? zlib.gzipSync(text) : text);
+  return file;
+}
+function rows(x: Interactions): string[] {
+  return Array.from({ length: x.length }, (_, k) => `${x.userIds[x.userCodes[k]]} ${x.itemIds[x.itemCodes[k]]}${x.ratings ? ` ${x.ratings[k]}` : ''}`);
+}
+
+const cases: Array<{ name: string; file: string; text: string; format: string; expected: string[] }> = [
+  { name: 'MovieLens ratings.csv (ML-20M, ML-25M, ml-latest)', file: 'ratings.csv', format: 'movielens-csv',
+    text: 'userId,movieId,rating,timestamp\n1,2,3.5,1112486027\n1,29,3.5,1112484676\n2,3,4.0,974820889\n', expected: ['1 2 3.5', '1 29 3.5', '2 3 4'] },
+  { name: 'MovieLens ratings.dat (ML-1M, ML-10M)', file: 'ratings.dat', format: 'movielens-dat',
+    text: '1::1193::5::978300760\r\n1::661::3::978302109\r\n2::1357::5::978298709\r\n', expected: ['1 1193 5', '1 661 3', '2 1357 5'] },
+  { name: 'MovieLens u.data (ML-100K)', file: 'u.data', format: 'movielens-100k',
+    text: '196\t242\t3\t881250949\n186\t302\t3\t891717742\n', expected: ['196 242 3', '186 302 3'] },
+  { name: 'Amazon ratings-only CSV', file: 'ratings_Movies_and_TV.csv', format: 'amazon-csv',
+    text: 'A3R5OBKS7OM2IR,0000143502,5.0,1358380800\nAH3QC2PC1VTGP,0000143529,2.0,1380672000\n', expected: ['A3R5OBKS7OM2IR 0000143502 5', 'AH3QC2PC1VTGP 0000143529 2'] },
+  { name: 'Amazon 2014 5-core reviews (gzipped JSON lines)', file: 'reviews_Movies_and_TV_5.json.gz', format: 'amazon-json',
+    text: '{"reviewerID": "ADZPIG9QOCDG5", "asin": "0005019281", "reviewerName": "Alice L. Larson", "helpful": [0, 0], "reviewText": "x", "overall": 4.0, "summary": "s", "unixReviewTime": 1203984000, "reviewTime": "02 26, 2008"}\n{"reviewerID": "A35947ZP82G7JH", "asin": "0005019281", "overall": 3.0, "unixReviewTime": 1388361600}\n',
+    expected: ['ADZPIG9QOCDG5 0005019281 4', 'A35947ZP82G7JH 0005019281 3'] },
+  { name: 'Amazon 2018 5-core reviews (gzipped JSON lines)', file: 'Movies_and_TV_5.json.gz', format: 'amazon-json',
+    text: '{"overall": 5.0, "verified": true, "reviewTime": "11 9, 2012", "reviewerID": "A2M1CU2IRZG0K9", "asin": "0005089549", "style": {"Format:": " VHS Tape"}, "reviewerName": "Terri", "reviewText": "x", "summary": "s", "unixReviewTime": 1352419200}\n',
+    expected: ['A2M1CU2IRZG0K9 0005089549 5'] },
+  { name: 'Netflix Prize combined_data_1.txt', file: 'combined_data_1.txt', format: 'netflix',
+    text: '1:\n1488844,3,2005-09-06\n822109,5,2005-05-13\n2:\n2059652,4,2005-09-05\n', expected: ['1488844 1 3', '822109 1 5', '2059652 2 4'] },
+  { name: 'Million Song Dataset taste-profile triplets', file: 'train_triplets.txt', format: 'msd-triplets',
+    text: 'b80344d063b5ccb3212f76538f3d9e43d87dca9e\tSOAKIMP12A8C130995\t1\nb80344d063b5ccb3212f76538f3d9e43d87dca9e\tSOAPDEY12A81C210A9\t3\n',
+    expected: ['b80344d063b5ccb3212f76538f3d9e43d87dca9e SOAKIMP12A8C130995 1', 'b80344d063b5ccb3212f76538f3d9e43d87dca9e SOAPDEY12A81C210A9 3'] },
+  { name: 'one line per user (Gowalla, Amazon Beauty)', file: 'train.txt', format: 'user-lines',
+    text: '0 0 1 2\n1 3 4\n', expected: ['0 0', '0 1', '0 2', '1 3', '1 4'] },
+  { name: 'generic TSV with named columns', file: 'clicks.tsv', format: 'delimited',
+    text: 'user_id\titem_id\tweight\nu1\ti9\t2\nu2\ti9\t1\n', expected: ['u1 i9 2', 'u2 i9 1'] },
+];
+
+for (const c of cases) {
+  test(`reads ${c.name}`, async (t) => {
+    const x = await readInteractions(write(c.file, c.text));
+    t.is(x.source.format, c.format);
+    t.deepEqual(rows(x), c.expected);
+  });
+}
+
+test('names the file, line and field of malformed input', async (t) => {
+  const bad: Array<[string, string, RegExp]> = [
+    ['bad1/ratings.csv', 'userId,movieId,rating,timestamp\n1,2,3.5,11\n1,3,abc,12\n', /ratings\.csv:3: field "rating": expected a number, got "abc"/],
+    ['bad2/ratings.dat', '1::1193::5::978300760\n1::661\n', /ratings\.dat:2: expected UserID::MovieID::Rating::Timestamp/],
+    ['bad3/reviews_x_5.json', '{"reviewerID": "A", "asin": "B", "overall": 5}\n{"reviewerID": "A", "overall": 5}\n', /reviews_x_5\.json:2: field "asin": expected a string/],
+    ['bad4/combined_data_2.txt', '1488844,3,2005-09-06\n', /combined_data_2\.txt:1: a rating line before the first "MovieID:" line/],
+    ['bad5/clicks.csv', 'userId,itemId\n7,\n', /clicks\.csv:2: field "itemId" is empty/],
+  ];
+  for (const [name, text, message] of bad) {
+    fs.mkdirSync(path.join(dir, path.dirname(name)), { recursive: true });
+    const e = await t.throwsAsync(readInteractions(write(name, text)));
+    t.regex(e!.message, message);
+  }
+  const e = await t.throwsAsync(readInteractions(path.join(dir, 'nope.csv')));
+  t.regex(e!.message, /nope\.csv: no such file/);
+});
+
+test('reads the real files in ../shared/data', async (t) => {
+  const counts: Array<[string[], number, string]> = [
+    [['ml-100k', 'u.data'], 100_000, 'movielens-100k'],
+    [['ml-latest-small', 'ratings.csv'], 100_836, 'movielens-csv'],
+    [['ml-1m', 'ratings_users1-2999_partial.dat.gz'], 487_650, 'movielens-dat'],
+    [['lastfm-hetrec2011', 'user_artists.dat'], 92_834, 'delimited'],
+    [['amazon-beauty', 'Beauty.txt'], 198_502, 'user-lines'],
+    [['gowalla', 'test.txt'], 217_242, 'user-lines'],
+  ];
+  for (const [parts, n, format] of counts) {
+    const x = await readInteractions(sharedFile(...parts));
+    t.is(x.length, n, parts.join('/'));
+    t.is(x.source.format, format, parts.join('/'));
+  }
+});
