@@ -15,7 +15,13 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=c++17", "-std=gnu++20"],
       "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fexceptions", "-frtti"],
       "ldflags": ["-fopenmp", "-Wl,-rpath,'$$ORIGIN'"],
-      "libraries": ["-lopenblas"]
+      "libraries": ["-lopenblas"],
+      "conditions": [
+        ["<!(test -f /usr/include/oneapi/dnnl/dnnl.hpp && echo 1 || echo 0)==1", {
+          "defines": ["VAECF_HAVE_ONEDNN"],
+          "libraries": ["-ldnnl"]
+        }]
+      ]
     }
   ]
 }

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
 
-import { generateClicks, ML20M_SHAPE, MultVAE, nnz, selectRows } from '../src/index';
+import { generateClicks, ML20M_SHAPE, MultVAE, nnz, resolvePrecision, selectRows } from '../src/index';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -20,7 +20,9 @@ async function main(): Promise<void> {
   let t = performance.now();
   const train = generateClicks({ ...ML20M_SHAPE, users, seed: 20 });
   console.log(`data: ${train.rows} users x ${train.cols} items, ${nnz(train)} clicks (generated in ${((performance.now() - t) / 1000).toFixed(1)} s)`);
-  const model = new MultVAE({ pDims: [200, 600], threads });
+  const precision = (process.argv.includes('--fp32') ? 'fp32' : process.argv.includes('--bf16') ? 'bf16' : 'auto') as 'fp32' | 'bf16' | 'auto';
+  console.log(`precision: ${resolvePrecision(precision).note}, threads ${threads}`);
+  const model = new MultVAE({ pDims: [200, 600], threads, precision });
   const perEpoch: number[] = [];
   t = performance.now();
   await model.fit({ train }, {
@@ -40,6 +42,7 @@ async function main(): Promise<void> {
   const peakRssMiB = process.resourceUsage().maxRSS / 1024;
   const result = {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, threads },
+    precision: resolvePrecision(precision).note,
     shape: { users: train.rows, items: train.cols, clicks: nnz(train), dims: 'I-600-200-600-I', batchSize: 500 },
     secondsPerEpoch: perEpoch,
     scoring: { users: scoreUsers.rows, k: 100, seconds: scoreSeconds, usersPerSecond: scoreUsers.rows / scoreSeconds },

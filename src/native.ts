@@ -17,6 +17,8 @@ export interface NativeModelConfig {
   encoderDropout: number[];
   decoderDropout: number[];
   threads: number;
+  /** 'bf16': bf16 matrix products (fp32 master weights) for the item output layer */
+  precision?: 'fp32' | 'bf16';
 }
 
 export interface NativeEpochOptions {
@@ -87,6 +89,8 @@ export interface NativeAddon {
   NativeEase: (new (threads: number) => NativeEase) & { matrixBytes(items: number, doublePrecision: boolean): number };
   hardwareThreads: number;
   abiVersion: number;
+  bf16Available: boolean;
+  bf16Description: string;
 }
 
 let cached: NativeAddon | undefined;

@@ -53,12 +53,17 @@ test('an AbortSignal cancels training within a batch', async (t) => {
 
 test('a second call while training is refused, not raced', async (t) => {
   const model = new MultVAE({ threads: 1 });
-  await model.fit({ train: data }, { epochs: 1 });
-  const training = model.fit({ train: data }, { epochs: 1, resumeFrom: undefined });
-  // fit() re-creates the engine asynchronously; wait until its epoch is running, then ask for scores.
-  await new Promise((r) => setTimeout(r, 200));
-  const e = await t.throwsAsync(model.recommendRows(data, { k: 3 }));
+  let second: Promise<unknown> | null = null;
+  // Ask for scores from inside a batch event: the epoch is certainly in flight then.
+  await model.fit({ train: data }, {
+    epochs: 1,
+    onBatch: (b) => {
+      if (b.batch === 0) second = model.recommendRows(data, { k: 3 });
+    },
+  });
+  t.truthy(second);
+  const e = await t.throwsAsync(second as unknown as Promise<unknown>);
   t.regex(e!.message, /busy/);
-  await training;
+  t.is((e as Error & { code: string }).code, 'ERR_VAECF_BUSY');
   model.dispose();
 });

@@ -79,7 +79,7 @@ test('an interrupted download resumes where it stopped', async (t) => {
   t.true(fs.statSync(path.join(dir, 'ml-tiny.zip.part')).size > 0);
   const r = await fetchDataset('ml-tiny', dir, { sources: { 'ml-tiny': source } });
   server.close();
-  t.true(r.resumedFrom > 0);
+  t.true(r.resumedFrom > 0, `resumedFrom ${r.resumedFrom}, requests ${JSON.stringify(server.requests)}`);
   t.deepEqual(server.requests, ['full', `bytes=${r.resumedFrom}-`]);
   t.is(fs.readFileSync(r.data, 'utf8'), ratings);
 });

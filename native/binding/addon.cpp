@@ -149,6 +149,13 @@ class Model : public Napi::ObjectWrap<Model> {
       throw makeError(env, classify(e));
     }
     engine_->setThreads(int(getNumber(o, "threads", 1)));
+    const std::string precision = o.Get("precision").IsString() ? o.Get("precision").As<Napi::String>().Utf8Value() : "fp32";
+    if (precision != "fp32" && precision != "bf16") throwTypeError(env, "precision: expected 'fp32' or 'bf16', got '" + precision + "'");
+    try {
+      static_cast<cpu::CpuEngine*>(engine_.get())->model().setBf16Output(precision == "bf16");
+    } catch (const std::exception& e) {
+      throw makeError(env, classify(e));
+    }
     externalBytes_ = int64_t(engine_->numParams()) * 4 * 4;  // parameters, gradients, two Adam moments
     Napi::MemoryManagement::AdjustExternalMemory(env, externalBytes_);
   }
@@ -631,6 +638,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEase", EaseModel::Define(env));
   exports.Set("hardwareThreads", Napi::Number::New(env, double(std::thread::hardware_concurrency())));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("bf16Available", Napi::Boolean::New(env, cpu::bf16MatmulAvailable()));
+  exports.Set("bf16Description", Napi::String::New(env, cpu::bf16MatmulDescription()));
   return exports;
 }
 

@@ -1,17 +1,36 @@
 #include "mult_vae_cpu.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 
 #include "../core/rng.h"
 #include "blas.h"
+#include "kernels.h"
 
 namespace vaecf::cpu {
 
 namespace {
+// Adds the wall time of a scope to one phase of a Profile when profiling is on.
+class PhaseTimer {
+ public:
+  PhaseTimer(Profile& p, Profile::Phase phase) : p_(p), phase_(phase) {
+    if (p_.enabled) start_ = std::chrono::steady_clock::now();
+  }
+  ~PhaseTimer() {
+    if (p_.enabled) p_.seconds[phase_] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  Profile& p_;
+  Profile::Phase phase_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 constexpr int64_t kColumnBlock = 64;  // columns per task in column-parallel kernels
 
 inline uint32_t hiddenStream(int64_t layer) { return uint32_t(Stream::HiddenDropout) * 1000u + uint32_t(layer); }
@@ -77,6 +96,11 @@ void MultVaeCpu<T>::reserve(int64_t rows) {
   gradB_.assign(rows * widest, T(0));
   rowNll_.assign(rows, 0.0);
   rowKl_.assign(rows, 0.0);
+  if (bf16Output_) {
+    const auto& out = layout_.layers.back();
+    outputInputBf16_.assign(size_t(rows * out.in), 0);
+    outputGradBf16_.assign(size_t(rows * out.out), 0);
+  }
 }
 
 template <typename T>
@@ -97,6 +121,7 @@ void MultVaeCpu<T>::initialize(uint64_t seed) {
   std::fill(adamM_.begin(), adamM_.end(), T(0));
   std::fill(adamV_.begin(), adamV_.end(), T(0));
   adamT_ = 0;
+  parametersChanged();
 }
 
 template <typename T>
@@ -104,6 +129,7 @@ void MultVaeCpu<T>::loadBatch(const CsrView& data, const int64_t* rows, int64_t 
   if (data.cols != config_.numItems())
     throw InvalidArgument("the click matrix has " + std::to_string(data.cols) + " item columns but the model has " +
                           std::to_string(config_.numItems()) + " items");
+  PhaseTimer timer(profile_, Profile::Gather);
   reserve(m);
   m_ = m;
   indptr_.resize(m + 1);
@@ -159,6 +185,8 @@ void MultVaeCpu<T>::forward(bool training) {
   setBlasThreads(threads_);
 
   // Encoder input: x_u / ||x_u||_2, then inverted dropout (training only). Values live on the nnz.
+  {
+  PhaseTimer timer(profile_, Profile::SparseForward);
 #pragma omp parallel for schedule(static) num_threads(threads_)
   for (int64_t u = 0; u < m; ++u) {
     double sq = 0;
@@ -167,6 +195,7 @@ void MultVaeCpu<T>::forward(bool training) {
     for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k)
       input_[k] = raw_[k] * inv * (training ? inputScale_[k] : T(1));
   }
+  }
 
   for (int64_t layer = 0; layer < nLayers_; ++layer) {
     const auto& L = layout_.layers[layer];
@@ -174,6 +203,7 @@ void MultVaeCpu<T>::forward(bool training) {
     const T* b = P + L.biasOffset;
     T* out = acts_[layer].data();
     if (layer == 0) {
+      PhaseTimer timer(profile_, Profile::SparseForward);
       // Sparse first layer: A[u, :] = b + sum_{i in row u} input_ui * W[i, :]  (no dense batch x items input).
 #pragma omp parallel for schedule(dynamic, 8) num_threads(threads_)
       for (int64_t u = 0; u < m; ++u) {
@@ -189,6 +219,7 @@ void MultVaeCpu<T>::forward(bool training) {
     } else {
       const T* in = layerSource(layer);
       if (training && dropoutOf(layer) > 0) {
+        PhaseTimer timer(profile_, Profile::Elementwise);
         T* d = dropped_[layer].data();
         const T* mask = masks_[layer].data();
         const int64_t n = m * L.in;
@@ -197,17 +228,36 @@ void MultVaeCpu<T>::forward(bool training) {
         in = d;
       }
       // A = In W + b: [m x in] x [in x out].
+      PhaseTimer timer(profile_, Profile::Gemm);
+      if (fusedOutput() && layer == nLayers_ - 1) {
+        // Logits without the bias: the likelihood kernel adds it (training), or the loop below (evaluation).
+        if (bf16Output_) {
+          toBf16(reinterpret_cast<const float*>(in), outputInputBf16_.data(), m * L.in);
+          matmul_.run(false, false, m, L.out, L.in, outputInputBf16_.data(), outputWeightBf16_.data(),
+                      reinterpret_cast<float*>(out), threads_);
+        } else {
+          gemm(false, false, int(m), int(L.out), int(L.in), T(1), in, int(L.in), W, int(L.out), T(0), out, int(L.out));
+        }
+        if (!training) {
 #pragma omp parallel for schedule(static) num_threads(threads_)
-      for (int64_t u = 0; u < m; ++u) std::memcpy(out + u * L.out, b, size_t(L.out) * sizeof(T));
-      gemm(false, false, int(m), int(L.out), int(L.in), T(1), in, int(L.in), W, int(L.out), T(1), out, int(L.out));
+          for (int64_t u = 0; u < m; ++u)
+            for (int64_t c = 0; c < L.out; ++c) out[u * L.out + c] += b[c];
+        }
+      } else {
+#pragma omp parallel for schedule(static) num_threads(threads_)
+        for (int64_t u = 0; u < m; ++u) std::memcpy(out + u * L.out, b, size_t(L.out) * sizeof(T));
+        gemm(false, false, int(m), int(L.out), int(L.in), T(1), in, int(L.in), W, int(L.out), T(1), out, int(L.out));
+      }
     }
     if (hasTanh(layer)) {
+      PhaseTimer timer(profile_, Profile::Elementwise);
       const int64_t n = m * L.out;
 #pragma omp parallel for schedule(static) num_threads(threads_)
       for (int64_t i = 0; i < n; ++i) out[i] = std::tanh(out[i]);
     }
     if (layer == nEnc_ - 1 && config_.variational) {
       // Reparameterisation: z = mu + eps * exp(logvar / 2) in training, z = mu in evaluation.
+      PhaseTimer timer(profile_, Profile::Elementwise);
       const int64_t D = latent_;
 #pragma omp parallel for schedule(static) num_threads(threads_)
       for (int64_t u = 0; u < m; ++u) {
@@ -235,6 +285,20 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
 
   // Multinomial likelihood per user: nll_u = n_u * logsumexp(logits_u) - sum_i x_ui logits_ui, n_u = sum_i x_ui.
   // Its gradient, written over the logits: d nll / d logits_ui = (n_u softmax_ui - x_ui) / M.
+  {
+  PhaseTimer timer(profile_, Profile::Likelihood);
+  if (fusedOutput()) {
+    // Fused (float): bias, logsumexp, likelihood and its gradient in one kernel per row (AVX-512 when present);
+    // in bf16 mode the gradient is written only as bf16, the input of the two backward matrix products.
+    const float* bias = reinterpret_cast<const float*>(params_.data() + layout_.layers.back().biasOffset);
+#pragma omp parallel for schedule(static) num_threads(threads_)
+    for (int64_t u = 0; u < m; ++u) {
+      float* row = reinterpret_cast<float*>(logits + u * nItems);
+      rowNll_[u] = likelihoodRow(row, bias, nItems, indices_.data() + indptr_[u], reinterpret_cast<const float*>(raw_.data()) + indptr_[u],
+                                 indptr_[u + 1] - indptr_[u], float(invM), bf16Output_ ? nullptr : row,
+                                 bf16Output_ ? outputGradBf16_.data() + u * nItems : nullptr);
+    }
+  } else {
 #pragma omp parallel for schedule(static) num_threads(threads_)
   for (int64_t u = 0; u < m; ++u) {
     T* row = logits + u * nItems;
@@ -255,6 +319,8 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     const T scale = T(n / sum) * invM;
     for (int64_t i = 0; i < nItems; ++i) row[i] *= scale;
     for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) row[indices_[k]] -= raw_[k] * invM;
+  }
+  }
   }
 
   // KL(q(z|x) || N(0, I)) per user = 0.5 sum_d (-logvar + exp(logvar) + mu^2 - 1).
@@ -282,7 +348,10 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
       }
 
   // Backward. `dcur` = gradient of the loss w.r.t. the pre-activation of the current layer.
-  std::fill(grads_.begin(), grads_.end(), T(0));
+  {
+    PhaseTimer timer(profile_, Profile::Optimizer);
+    std::fill(grads_.begin(), grads_.end(), T(0));
+  }
   T* dcur = logits;
   T* spare[2] = {gradA_.data(), gradB_.data()};
   int next = 0;
@@ -292,15 +361,30 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     T* db = grads_.data() + L.biasOffset;
     // db = column sums of dcur (column blocks per thread: deterministic order).
     const int64_t nBlocks = (L.out + kColumnBlock - 1) / kColumnBlock;
+    {
+    PhaseTimer timer(profile_, Profile::BiasGradient);
+    const bool bf16Grad = bf16Output_ && layer == nLayers_ - 1;
 #pragma omp parallel for schedule(static) num_threads(threads_)
     for (int64_t blk = 0; blk < nBlocks; ++blk) {
       const int64_t c0 = blk * kColumnBlock, c1 = std::min(L.out, c0 + kColumnBlock);
       for (int64_t u = 0; u < m; ++u) {
-        const T* row = dcur + u * L.out;
-        for (int64_t c = c0; c < c1; ++c) db[c] += row[c];
+        if (bf16Grad) {
+          const bf16* row = outputGradBf16_.data() + u * L.out;
+          for (int64_t c = c0; c < c1; ++c) {
+            const uint32_t bits = uint32_t(row[c]) << 16;
+            float f;
+            std::memcpy(&f, &bits, 4);
+            db[c] += T(f);
+          }
+        } else {
+          const T* row = dcur + u * L.out;
+          for (int64_t c = c0; c < c1; ++c) db[c] += row[c];
+        }
       }
     }
+    }
     if (layer == 0) {
+      PhaseTimer timer(profile_, Profile::SparseGradient);
       // Sparse weight gradient: dW[i, :] += input_ui * dcur[u, :] for every click (u, i).
 #pragma omp parallel for schedule(static) num_threads(threads_)
       for (int64_t blk = 0; blk < nBlocks; ++blk) {
@@ -318,13 +402,23 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
       break;
     }
     const T* in = (dropoutOf(layer) > 0) ? dropped_[layer].data() : layerSource(layer);
-    const T* W = params_.data() + L.weightOffset;
-    // dW = In^T dcur: [in x m] x [m x out].
-    gemm(true, false, int(L.in), int(L.out), int(m), T(1), in, int(L.in), dcur, int(L.out), T(0), dW, int(L.out));
-    // dIn = dcur W^T: [m x out] x [out x in].
     T* dIn = spare[next];
     next ^= 1;
-    gemm(false, true, int(m), int(L.in), int(L.out), T(1), dcur, int(L.out), W, int(L.out), T(0), dIn, int(L.in));
+    {
+    const T* W = params_.data() + L.weightOffset;
+    // dW = In^T dcur: [in x m] x [m x out].
+    PhaseTimer gemmTimer(profile_, Profile::Gemm);
+    if (bf16Output_ && layer == nLayers_ - 1) {
+      // bf16 operands (the forward's converted input, the bf16 gradient, the bf16 weight copy), fp32 results.
+      matmul_.run(true, false, L.in, L.out, m, outputInputBf16_.data(), outputGradBf16_.data(), reinterpret_cast<float*>(dW), threads_);
+      matmul_.run(false, true, m, L.in, L.out, outputGradBf16_.data(), outputWeightBf16_.data(), reinterpret_cast<float*>(dIn), threads_);
+    } else {
+      gemm(true, false, int(L.in), int(L.out), int(m), T(1), in, int(L.in), dcur, int(L.out), T(0), dW, int(L.out));
+      // dIn = dcur W^T: [m x out] x [out x in].
+      gemm(false, true, int(m), int(L.in), int(L.out), T(1), dcur, int(L.out), W, int(L.out), T(0), dIn, int(L.in));
+    }
+    }
+    PhaseTimer elementTimer(profile_, Profile::Elementwise);
     if (dropoutOf(layer) > 0) {
       const T* mask = masks_[layer].data();
       const int64_t n = m * L.in;
@@ -383,6 +477,7 @@ template <typename T>
 void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
   // PyTorch's Adam / AdamW: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
   // p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+  PhaseTimer timer(profile_, Profile::Optimizer);
   adamT_ += 1;
   const double bc1 = 1.0 - std::pow(o.beta1, double(adamT_));
   const double bc2 = 1.0 - std::pow(o.beta2, double(adamT_));
@@ -398,14 +493,58 @@ void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
   T* mm = adamM_.data();
   T* vv = adamV_.data();
   const int64_t n = layout_.total;
+  if constexpr (std::is_same_v<T, float>) {
+    // Vectorised; chunks per thread; the output layer's weights also refresh their bf16 copy.
+    const AdamStep st{float(stepSize), float(b1), float(b2), float(eps), float(bc2Sqrt), float(decay), float(shrink), coupled, decoupled};
+    const auto& out = layout_.layers.back();
+    const int64_t wBegin = out.weightOffset, wEnd = out.weightOffset + out.in * out.out;
+    const int64_t chunk = 1 << 14;
+    const int64_t chunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static) num_threads(threads_)
-  for (int64_t i = 0; i < n; ++i) {
-    T gi = g[i];
-    if (coupled) gi += decay * p[i];
-    if (decoupled) p[i] *= shrink;
-    mm[i] = b1 * mm[i] + (T(1) - b1) * gi;
-    vv[i] = b2 * vv[i] + (T(1) - b2) * gi * gi;
-    p[i] -= stepSize * mm[i] / (std::sqrt(vv[i]) / bc2Sqrt + eps);
+    for (int64_t c = 0; c < chunks; ++c) {
+      int64_t i0 = c * chunk;
+      const int64_t i1 = std::min(n, i0 + chunk);
+      while (i0 < i1) {
+        // Split at the edges of the output weight range.
+        const bool inW = bf16Output_ && i0 >= wBegin && i0 < wEnd;
+        const int64_t end = inW ? std::min(i1, wEnd) : (bf16Output_ && i0 < wBegin ? std::min(i1, wBegin) : i1);
+        adamUpdate(p + i0, g + i0, mm + i0, vv + i0, end - i0, st, inW ? outputWeightBf16_.data() + (i0 - wBegin) : nullptr);
+        i0 = end;
+      }
+    }
+  } else {
+#pragma omp parallel for schedule(static) num_threads(threads_)
+    for (int64_t i = 0; i < n; ++i) {
+      T gi = g[i];
+      if (coupled) gi += decay * p[i];
+      if (decoupled) p[i] *= shrink;
+      mm[i] = b1 * mm[i] + (T(1) - b1) * gi;
+      vv[i] = b2 * vv[i] + (T(1) - b2) * gi * gi;
+      p[i] -= stepSize * mm[i] / (std::sqrt(vv[i]) / bc2Sqrt + eps);
+    }
+  }
+}
+
+template <typename T>
+void MultVaeCpu<T>::setBf16Output(bool on) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (on && !bf16MatmulAvailable())
+      throw InvalidArgument("bf16 precision is not available here (" + bf16MatmulDescription() + "); use fp32");
+    bf16Output_ = on;
+    capacityRows_ = 0;  // re-reserve the bf16 buffers
+    parametersChanged();
+  } else if (on) {
+    throw InvalidArgument("bf16 precision is only available for the float engine");
+  }
+}
+
+template <typename T>
+void MultVaeCpu<T>::parametersChanged() {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!bf16Output_) return;
+    const auto& out = layout_.layers.back();
+    outputWeightBf16_.resize(size_t(out.in * out.out));
+    toBf16(params_.data() + out.weightOffset, outputWeightBf16_.data(), out.in * out.out);
   }
 }
 
@@ -471,6 +610,7 @@ void CpuEngine::getParameters(float* out) const {
 }
 void CpuEngine::setParameters(const float* in) {
   std::memcpy(model_.parameters(), in, size_t(model_.numParams()) * sizeof(float));
+  model_.parametersChanged();
 }
 void CpuEngine::getOptimizerState(float* m, float* v, int64_t* t) const {
   auto& self = const_cast<MultVaeCpu<float>&>(model_);

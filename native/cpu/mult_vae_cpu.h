@@ -2,13 +2,28 @@
 // T = float for training; T = double is the higher-precision reference used by the gradient checks.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../core/config.h"
 #include "../core/csr.h"
 #include "../core/engine.h"
+#include "onednn_matmul.h"
 
 namespace vaecf::cpu {
+
+// Wall time per phase of a training step, for the benchmarks (off unless enabled).
+struct Profile {
+  enum Phase { Gather, SparseForward, Gemm, Elementwise, Likelihood, SparseGradient, BiasGradient, Optimizer, Count };
+  static const char* name(int p) {
+    static const char* names[] = {"gather batch", "sparse first layer", "matrix products", "element-wise (tanh, dropout, z)",
+                                  "softmax + likelihood grad", "sparse weight gradient", "bias gradients", "optimizer"};
+    return names[p];
+  }
+  bool enabled = false;
+  double seconds[Count] = {};
+  void reset() { for (double& s : seconds) s = 0; }
+};
 
 template <typename T>
 class MultVaeCpu {
@@ -23,6 +38,7 @@ class MultVaeCpu {
   T* gradients() { return grads_.data(); }
   void setThreads(int threads);
   int threads() const { return threads_; }
+  Profile& profile() { return profile_; }
 
   void initialize(uint64_t seed);
 
@@ -48,6 +64,12 @@ class MultVaeCpu {
   std::vector<T>& adamM() { return adamM_; }
   std::vector<T>& adamV() { return adamV_; }
   int64_t& adamStepCount() { return adamT_; }
+
+  // bf16 matrix products (fp32 master weights and accumulation) for the item output layer; float only.
+  void setBf16Output(bool on);
+  bool bf16Output() const { return bf16Output_; }
+  // Call after writing parameters() from outside (refreshes the bf16 weight copy).
+  void parametersChanged();
 
   // Top-k of the current logits per row (seen items excluded when asked), best first.
   void topK(int64_t k, bool excludeSeen, int32_t* outItems, float* outScores);
@@ -77,6 +99,12 @@ class MultVaeCpu {
   std::vector<std::vector<T>> acts_, dropped_, masks_;
   std::vector<T> z_, eps_, gradA_, gradB_;
   std::vector<double> rowNll_, rowKl_;
+  Profile profile_;
+  // The float engine fuses bias + likelihood + gradient of the output layer; double keeps the plain path.
+  static constexpr bool fusedOutput() { return std::is_same_v<T, float>; }
+  bool bf16Output_ = false;
+  std::vector<bf16> outputWeightBf16_, outputInputBf16_, outputGradBf16_;
+  Bf16Matmul matmul_;
 };
 
 // The float CPU backend behind the Engine interface.

@@ -4,13 +4,18 @@
 //   in : config.txt (key value... lines), params.f32, indptr.i64, indices.i32, values.f32, input_scale.f32,
 //        eps.f32 (VAE), mask_<layer>.f32 (layers with dropout)
 //   out: result.txt (loss nll kl), grads.f32, params_after.f32
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <random>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "cpu/kernels.h"
 #include "cpu/mult_vae_cpu.h"
 
 using namespace vaecf;
@@ -99,10 +104,93 @@ static int step(const std::string& dir) {
   return 0;
 }
 
+// Time training steps at a given shape on generated clicks (Zipf item popularity), per phase.
+static int profile(int argc, char** argv) {
+  std::map<std::string, double> opt = {{"users", 116677}, {"items", 20108}, {"clicks", 73.2}, {"batches", 20},
+                                        {"threads", 2},     {"hidden", 600},   {"latent", 200}, {"batch", 500}, {"bf16", 0}};
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string key = argv[i];
+    if (key.rfind("--", 0) != 0 || !opt.count(key.substr(2))) throw std::runtime_error("unknown option " + key);
+    opt[key.substr(2)] = std::stod(argv[i + 1]);
+  }
+  const int64_t users = int64_t(opt["users"]), items = int64_t(opt["items"]), batch = int64_t(opt["batch"]);
+  // Zipf(1) popularity via the inverse of its cumulative weights.
+  std::vector<double> cdf(static_cast<size_t>(items), 0.0);
+  double acc = 0;
+  for (int64_t i = 0; i < items; ++i) cdf[size_t(i)] = (acc += 1.0 / double(i + 1));
+  std::mt19937_64 gen(1);
+  std::uniform_real_distribution<double> uni(0, 1);
+  std::exponential_distribution<double> activity(1.0 / (opt["clicks"] - 5));
+  std::vector<int64_t> indptr{0};
+  std::vector<int32_t> indices;
+  std::vector<int32_t> mark(size_t(items), -1);
+  for (int64_t u = 0; u < users; ++u) {
+    const int64_t n = std::min<int64_t>(items / 2, 5 + int64_t(activity(gen)));
+    for (int64_t k = 0; k < n;) {
+      const int32_t it = int32_t(std::lower_bound(cdf.begin(), cdf.end(), uni(gen) * acc) - cdf.begin());
+      if (mark[size_t(it)] == int32_t(u)) continue;
+      mark[size_t(it)] = int32_t(u);
+      indices.push_back(it);
+      ++k;
+    }
+    indptr.push_back(int64_t(indices.size()));
+  }
+  CsrView data;
+  data.rows = users;
+  data.cols = items;
+  data.indptr = indptr.data();
+  data.indices = indices.data();
+  ModelConfig cfg;
+  cfg.encoderDims = {items, int64_t(opt["hidden"]), int64_t(opt["latent"])};
+  cfg.decoderDims = {int64_t(opt["latent"]), int64_t(opt["hidden"]), items};
+  cfg.variational = true;
+  cfg.encoderDropout = {0.5, 0};
+  cfg.decoderDropout = {0, 0};
+  cpu::CpuEngine engine(cfg);
+  engine.setThreads(int(opt["threads"]));
+  engine.initialize(1);
+  if (opt["bf16"] != 0) engine.model().setBf16Output(true);
+  std::printf("precision: %s (%s; AVX-512 kernels: %s)\n", opt["bf16"] != 0 ? "bf16 output layer" : "fp32",
+              cpu::bf16MatmulDescription().c_str(), cpu::avx512Available() ? "yes" : "no");
+  std::vector<int64_t> rows(static_cast<size_t>(users), 0);
+  for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = i;
+  std::shuffle(rows.begin(), rows.end(), gen);
+  StepOptions so;
+  so.beta = 0.1;
+  so.seed = 1;
+  const int64_t batches = int64_t(opt["batches"]);
+  // One warm-up step, then the timed ones.
+  engine.trainStep(data, rows.data(), batch, so);
+  engine.model().profile().enabled = true;
+  engine.model().profile().reset();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t b = 1; b <= batches; ++b) {
+    so.step = uint64_t(b);
+    engine.trainStep(data, rows.data() + (b * batch) % (users - batch), batch, so);
+  }
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double perBatch = total / double(batches);
+  const double batchesPerEpoch = std::ceil(double(users) / double(batch));
+  std::printf("shape: %lld users x %lld items, %lld clicks, [I-%d-%d-%d-I], batch %lld, %d threads\n", (long long)users,
+              (long long)items, (long long)indices.size(), int(opt["hidden"]), int(opt["latent"]), int(opt["hidden"]),
+              (long long)batch, int(opt["threads"]));
+  std::printf("%-34s %10s %12s\n", "phase", "ms/batch", "s/epoch");
+  double accounted = 0;
+  for (int p = 0; p < cpu::Profile::Count; ++p) {
+    const double s = engine.model().profile().seconds[p] / double(batches);
+    accounted += s;
+    std::printf("%-34s %10.1f %12.1f\n", cpu::Profile::name(p), s * 1e3, s * batchesPerEpoch);
+  }
+  std::printf("%-34s %10.1f %12.1f\n", "other", (perBatch - accounted) * 1e3, (perBatch - accounted) * batchesPerEpoch);
+  std::printf("%-34s %10.1f %12.1f\n", "total", perBatch * 1e3, perBatch * batchesPerEpoch);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   try {
     if (argc == 3 && std::string(argv[1]) == "step") return step(argv[2]);
-    std::fprintf(stderr, "usage: vaecf_harness step DIR\n");
+    if (argc >= 2 && std::string(argv[1]) == "profile") return profile(argc, argv);
+    std::fprintf(stderr, "usage: vaecf_harness step DIR | profile [--users N --items N --clicks N --batches N --threads N]\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vaecf_harness: %s\n", e.what());

@@ -1,11 +1,12 @@
 // `vaecf demo`: the main job end to end, offline: data (a file, or the built-in generator), the paper's
 // preparation, training with validation, test metrics beside popularity, a saved model.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import {
-  Popularity, evaluateHeldOut, generateClicks, interactionsFromCsr, loadModel, nnz, preparePaperProtocol, train,
+  Popularity, evaluateHeldOut, resolvePrecision, generateClicks, interactionsFromCsr, loadModel, nnz, preparePaperProtocol, train,
   type MetricReport, type PreparedDataset,
 } from '../index';
 import { loadOrPrepare, type DataOptions } from './data-options';
@@ -43,7 +44,8 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     `${c.validationUsers} validation and ${c.testUsers} test users`);
 
   const epochs = o.epochs ?? (o.data ? 200 : 30);
-  log(`\ntraining ${o.model} [I-600-200-600-I${o.model === 'mult-dae' ? '' : ', beta annealed to 0.2 over 85% of the epochs'}], ` +
+  log(`\nengine: cpu, ${resolvePrecision(undefined).note}, ${o.threads ?? os.availableParallelism()} threads`);
+  log(`training ${o.model} [I-600-200-600-I${o.model === 'mult-dae' ? '' : ', beta annealed to 0.2 over 85% of the epochs'}], ` +
     `${epochs} epochs, batch 500, Adam lr 1e-3, validation NDCG@100 every epoch`);
   const controller = new AbortController();
   const onSigint = (): void => {

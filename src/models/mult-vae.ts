@@ -24,6 +24,22 @@ export interface ArchitectureOptions {
   decoderDropout?: number[];
   /** Native threads (default: the machine's available parallelism). */
   threads?: number;
+  /**
+   * Matrix products of the item output layer: 'bf16' (fp32 master weights and accumulation; AMX or
+   * AVX512-BF16 through oneDNN), 'fp32', or 'auto' (default: bf16 where the processor runs it natively).
+   */
+  precision?: 'auto' | 'fp32' | 'bf16';
+}
+
+/** What precision 'auto' gives on this machine, and why. */
+export function resolvePrecision(wanted: 'auto' | 'fp32' | 'bf16' | undefined): { precision: 'fp32' | 'bf16'; note: string } {
+  const { bf16Available, bf16Description } = loadNative();
+  const w = wanted ?? 'auto';
+  if (w !== 'auto' && w !== 'fp32' && w !== 'bf16') throw new VaecfInputError(`precision: expected 'auto', 'fp32' or 'bf16', got ${JSON.stringify(w)}`);
+  if (w === 'fp32') return { precision: 'fp32', note: 'fp32' };
+  if (bf16Available) return { precision: 'bf16', note: `bf16 output layer (${bf16Description})` };
+  if (w === 'bf16') throw new VaecfInputError(`precision 'bf16' is not available on this machine (${bf16Description}); use 'fp32' or 'auto'`);
+  return { precision: 'fp32', note: `fp32 (bf16 not available: ${bf16Description})` };
 }
 
 export type ModelKind = 'mult-vae' | 'mult-dae';
@@ -75,6 +91,11 @@ export abstract class VaeFamilyModel implements Recommender {
     return s.itemIds ?? Array.from({ length: s.nItems }, (_, i) => i);
   }
 
+  /** The engine's precision: 'fp32' or 'bf16' (item output layer). */
+  get precision(): 'fp32' | 'bf16' {
+    return this.learned().config.precision ?? 'fp32';
+  }
+
   /** Training state after fit or load (epoch, step, annealing counter, history). */
   get trainingState(): TrainingState | null {
     return this.state?.training ?? null;
@@ -101,7 +122,8 @@ export abstract class VaeFamilyModel implements Recommender {
     }
     const threads = o.threads ?? Math.max(1, os.availableParallelism());
     if (!Number.isInteger(threads) || threads < 1) throw new VaecfInputError(`threads: expected a positive integer, got ${threads}`);
-    return { encoderDims, decoderDims, variational: this.variational, encoderDropout, decoderDropout, threads };
+    const { precision } = resolvePrecision(o.precision);
+    return { encoderDims, decoderDims, variational: this.variational, encoderDropout, decoderDropout, threads, precision };
   }
 
   /** @internal */
@@ -250,6 +272,7 @@ export abstract class VaeFamilyModel implements Recommender {
         encoderDropout: s.config.encoderDropout,
         decoderDropout: s.config.decoderDropout,
         layers: layerNames,
+        precision: s.config.precision ?? 'fp32',
         weightLayout: 'W[in x out] row-major: y = x W + b',
       },
       hyperparameters: s.trainOptions,
@@ -285,6 +308,7 @@ export abstract class VaeFamilyModel implements Recommender {
       encoderDropout: arch.encoderDropout,
       decoderDropout: arch.decoderDropout,
       threads: threads ?? this.options.threads ?? Math.max(1, os.availableParallelism()),
+      precision: resolvePrecision(this.options.precision).precision,
     };
     const native = new Ctor(config);
     const params = new Float32Array(native.numParams);

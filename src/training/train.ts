@@ -170,6 +170,7 @@ export async function runTraining(model: VaeFamilyModel, data: TrainingData, opt
     const onAbort = (): void => native.cancel();
     options.signal?.addEventListener('abort', onAbort);
     let stats;
+    let delivered = 0;
     try {
       stats = await native.trainEpoch(
         data.train,
@@ -178,8 +179,16 @@ export async function runTraining(model: VaeFamilyModel, data: TrainingData, opt
           betaTotalSteps: o.beta.totalSteps, betaValue: o.beta.value, learningRate: state.learningRate,
           weightDecay: o.weightDecay, decoupledWeightDecay: o.optimizer === 'adamw', step: state.step, annealCount: state.annealCount,
         },
-        options.onBatch ? (b) => options.onBatch?.({ epoch: epoch + 1, ...b }) : undefined,
+        options.onBatch
+          ? (b) => {
+              delivered++;
+              options.onBatch?.({ epoch: epoch + 1, ...b });
+            }
+          : undefined,
       );
+      // Batch events travel through a queue of their own: let the last ones arrive before the epoch's.
+      const deadline = Date.now() + 5000;
+      while (options.onBatch && delivered < stats.batches && Date.now() < deadline) await new Promise((r) => setImmediate(r));
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }

@@ -1,0 +1,177 @@
+#include "kernels.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+namespace vaecf::cpu {
+
+namespace {
+
+inline bf16 toBf16Scalar(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return bf16(0x7fc0);  // NaN stays NaN
+  bits += 0x7fffu + ((bits >> 16) & 1u);                        // round to nearest even
+  return bf16(bits >> 16);
+}
+
+double likelihoodRowScalar(float* row, const float* bias, int64_t items, const int32_t* idx, const float* x, int64_t clicks,
+                           float invM, float* gradF32, bf16* gradBf16) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < items; ++i) {
+    row[i] += bias[i];
+    mx = row[i] > mx ? row[i] : mx;
+  }
+  double n = 0, dot = 0;
+  for (int64_t k = 0; k < clicks; ++k) {
+    n += double(x[k]);
+    dot += double(x[k]) * double(row[idx[k]]);
+  }
+  double sum = 0;
+  for (int64_t i = 0; i < items; ++i) {
+    row[i] = std::exp(row[i] - mx);
+    sum += double(row[i]);
+  }
+  const double nll = n * (double(mx) + std::log(sum)) - dot;
+  // grad_i = (n e_i / sum - x_i) / M = (e_i - x_i sum / n) * (n / sum / M)
+  const float shift = float(sum / n);
+  for (int64_t k = 0; k < clicks; ++k) row[idx[k]] -= x[k] * shift;
+  const float scale = float(n / sum) * invM;
+  for (int64_t i = 0; i < items; ++i) {
+    const float g = row[i] * scale;
+    if (gradF32) gradF32[i] = g;
+    if (gradBf16) gradBf16[i] = toBf16Scalar(g);
+  }
+  return nll;
+}
+
+void adamScalar(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16) {
+  for (int64_t i = 0; i < n; ++i) {
+    float gi = g ? g[i] : 0.0f;
+    if (s.coupled) gi += s.decay * p[i];
+    if (s.decoupled) p[i] *= s.shrink;
+    m[i] = s.b1 * m[i] + (1.0f - s.b1) * gi;
+    v[i] = s.b2 * v[i] + (1.0f - s.b2) * gi * gi;
+    p[i] -= s.stepSize * m[i] / (std::sqrt(v[i]) / s.bc2Sqrt + s.eps);
+    if (pBf16) pBf16[i] = toBf16Scalar(p[i]);
+  }
+}
+
+#define VAECF_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+
+VAECF_AVX512 inline __m512 exp512(__m512 x) {
+  // exp(x) = 2^n exp(r), n = round(x log2 e), r = x - n ln 2 (Cody-Waite), Cephes' degree-6 polynomial.
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+VAECF_AVX512 inline void storeBf16(bf16* out, __m512 v, __mmask16 mask) {
+  const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+  _mm256_mask_storeu_epi16(out, mask, h);
+}
+
+VAECF_AVX512 double likelihoodRowAvx512(float* row, const float* bias, int64_t items, const int32_t* idx, const float* x,
+                                        int64_t clicks, float invM, float* gradF32, bf16* gradBf16) {
+  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  for (int64_t i = 0; i < items; i += 16) {
+    const __mmask16 mask = items - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (items - i)) - 1);
+    const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, row + i), _mm512_maskz_loadu_ps(mask, bias + i));
+    _mm512_mask_storeu_ps(row + i, mask, v);
+    vmax = _mm512_mask_max_ps(vmax, mask, vmax, v);
+  }
+  const float mx = _mm512_reduce_max_ps(vmax);
+  double n = 0, dot = 0;
+  for (int64_t k = 0; k < clicks; ++k) {
+    n += double(x[k]);
+    dot += double(x[k]) * double(row[idx[k]]);
+  }
+  const __m512 vmx = _mm512_set1_ps(mx);
+  __m512 vsum = _mm512_setzero_ps();
+  for (int64_t i = 0; i < items; i += 16) {
+    const __mmask16 mask = items - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (items - i)) - 1);
+    const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + i), vmx));
+    _mm512_mask_storeu_ps(row + i, mask, e);
+    vsum = _mm512_add_ps(vsum, _mm512_maskz_mov_ps(mask, e));
+  }
+  const double sum = double(_mm512_reduce_add_ps(vsum));
+  const double nll = n * (double(mx) + std::log(sum)) - dot;
+  const float shift = float(sum / n);
+  for (int64_t k = 0; k < clicks; ++k) row[idx[k]] -= x[k] * shift;
+  const __m512 scale = _mm512_set1_ps(float(n / sum) * invM);
+  for (int64_t i = 0; i < items; i += 16) {
+    const __mmask16 mask = items - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (items - i)) - 1);
+    const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + i), scale);
+    if (gradF32) _mm512_mask_storeu_ps(gradF32 + i, mask, g);
+    if (gradBf16) storeBf16(gradBf16 + i, g, mask);
+  }
+  return nll;
+}
+
+VAECF_AVX512 void toBf16Avx512(const float* in, bf16* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    storeBf16(out + i, _mm512_maskz_loadu_ps(mask, in + i), mask);
+  }
+}
+
+VAECF_AVX512 void adamAvx512(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16) {
+  const __m512 b1 = _mm512_set1_ps(s.b1), b2 = _mm512_set1_ps(s.b2);
+  const __m512 c1 = _mm512_set1_ps(1.0f - s.b1), c2 = _mm512_set1_ps(1.0f - s.b2);
+  const __m512 step = _mm512_set1_ps(s.stepSize), eps = _mm512_set1_ps(s.eps), bc2 = _mm512_set1_ps(s.bc2Sqrt);
+  const __m512 decay = _mm512_set1_ps(s.decay), shrink = _mm512_set1_ps(s.shrink);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    __m512 pi = _mm512_maskz_loadu_ps(mask, p + i);
+    __m512 gi = g ? _mm512_maskz_loadu_ps(mask, g + i) : _mm512_setzero_ps();
+    if (s.coupled) gi = _mm512_fmadd_ps(decay, pi, gi);
+    if (s.decoupled) pi = _mm512_mul_ps(pi, shrink);
+    const __m512 mi = _mm512_fmadd_ps(b1, _mm512_maskz_loadu_ps(mask, m + i), _mm512_mul_ps(c1, gi));
+    const __m512 vi = _mm512_fmadd_ps(b2, _mm512_maskz_loadu_ps(mask, v + i), _mm512_mul_ps(_mm512_mul_ps(c2, gi), gi));
+    const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), bc2), eps);
+    pi = _mm512_sub_ps(pi, _mm512_div_ps(_mm512_mul_ps(step, mi), denom));
+    _mm512_mask_storeu_ps(m + i, mask, mi);
+    _mm512_mask_storeu_ps(v + i, mask, vi);
+    _mm512_mask_storeu_ps(p + i, mask, pi);
+    if (pBf16) storeBf16(pBf16 + i, pi, mask);
+  }
+}
+
+}  // namespace
+
+bool avx512Available() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                         __builtin_cpu_supports("avx512bf16");
+  return ok;
+}
+
+double likelihoodRow(float* row, const float* bias, int64_t items, const int32_t* idx, const float* x, int64_t clicks,
+                     float invM, float* gradF32, bf16* gradBf16) {
+  return avx512Available() ? likelihoodRowAvx512(row, bias, items, idx, x, clicks, invM, gradF32, gradBf16)
+                           : likelihoodRowScalar(row, bias, items, idx, x, clicks, invM, gradF32, gradBf16);
+}
+
+void toBf16(const float* in, bf16* out, int64_t n) {
+  if (avx512Available()) toBf16Avx512(in, out, n);
+  else
+    for (int64_t i = 0; i < n; ++i) out[i] = toBf16Scalar(in[i]);
+}
+
+void adamUpdate(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16) {
+  if (avx512Available()) adamAvx512(p, g, m, v, n, s, pBf16);
+  else adamScalar(p, g, m, v, n, s, pBf16);
+}
+
+}  // namespace vaecf::cpu

@@ -1,0 +1,32 @@
+// Fused row kernels of the training step with a runtime-dispatched AVX-512 path (vector exp, bf16
+// conversion) and a portable scalar path; both compute the same function (the scalar one in the
+// same float arithmetic, used on processors without AVX-512 and as the test reference).
+#pragma once
+#include <cstdint>
+
+#include "onednn_matmul.h"
+
+namespace vaecf::cpu {
+
+// True when the AVX-512 (F, BW, DQ, VL) and AVX512-BF16 kernels can run on this processor.
+bool avx512Available();
+
+// One row of the multinomial likelihood, in place over the logits:
+//   row[i] <- row[i] + bias[i]; lse = logsumexp(row); nll = n * lse - sum_k x_k row[idx_k]
+//   grad[i] = (n * softmax_i - x_i) * invM  written to gradF32 (may alias row) and/or gradBf16.
+// Returns nll. n = sum of x over the row's clicks.
+double likelihoodRow(float* row, const float* bias, int64_t items, const int32_t* idx, const float* x, int64_t clicks,
+                     float invM, float* gradF32, bf16* gradBf16);
+
+// Round-to-nearest-even conversion of n floats to bf16.
+void toBf16(const float* in, bf16* out, int64_t n);
+
+// PyTorch-style Adam / AdamW on p[0..n) with gradient g (nullptr: zero gradient);
+// writes a bf16 copy of the new parameters to pBf16 when given.
+struct AdamStep {
+  float stepSize, b1, b2, eps, bc2Sqrt, decay, shrink;
+  bool coupled, decoupled;
+};
+void adamUpdate(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16);
+
+}  // namespace vaecf::cpu
