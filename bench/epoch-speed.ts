@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   let t = performance.now();
   const train = generateClicks({ ...ML20M_SHAPE, users, seed: 20 });
   console.log(`data: ${train.rows} users x ${train.cols} items, ${nnz(train)} clicks (generated in ${((performance.now() - t) / 1000).toFixed(1)} s)`);
-  const precision = (process.argv.includes('--fp32') ? 'fp32' : process.argv.includes('--bf16') ? 'bf16' : 'auto') as 'fp32' | 'bf16' | 'auto';
+  const precision = (process.argv.includes('--fp32') ? 'fp32' : process.argv.includes('--bf16') ? 'auto' : 'auto') as 'fp32' | 'bf16' | 'auto';
   console.log(`precision: ${resolvePrecision(precision).note}, threads ${threads}`);
   const model = new MultVAE({ pDims: [200, 600], threads, precision });
   const perEpoch: number[] = [];

@@ -22,9 +22,36 @@ interface DatasetSpec {
   reference: Record<string, Record<string, number | string>>;
 }
 
-function arg(name: string): string | undefined {
+function argv(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+export interface QualityOptions {
+  dataset: string;
+  models: string[];
+  epochs: number;
+  threads?: number;
+  precision: 'auto' | 'fp32' | 'bf16';
+  heldOut?: number;
+  log: (s: string) => void;
+}
+
+export interface QualityRow {
+  model: string;
+  seconds: number;
+  summary: Record<string, { mean: number; stderr: number }>;
+  detail?: unknown;
+}
+
+export interface QualityResult {
+  dataset: string;
+  name: string;
+  counts: unknown;
+  metrics: string[];
+  rows: QualityRow[];
+  reference: Record<string, Record<string, number | string>>;
+  table: string;
 }
 
 const DATASETS: Record<string, () => DatasetSpec> = {
@@ -55,12 +82,13 @@ const DATASETS: Record<string, () => DatasetSpec> = {
   }),
 };
 
-async function main(): Promise<void> {
-  const which = arg('dataset') ?? 'ml-1m';
+export async function runQuality(o: QualityOptions): Promise<QualityResult> {
+  const which = o.dataset;
+  const console = { log: o.log };
   const spec = DATASETS[which]?.() ?? {
     name: which,
     metrics: ['recall@20', 'recall@50', 'ndcg@100'],
-    load: async () => preparePaperProtocol(await readInteractions(which), { heldOutUsers: Number(arg('held-out') ?? 10_000) }),
+    load: async () => preparePaperProtocol(await readInteractions(which), { heldOutUsers: o.heldOut ?? 10_000 }),
     easeLambda: [100, 300, 1000],
     reference: {
       vae: { 'recall@20': 0.395, 'recall@50': 0.537, 'ndcg@100': 0.426, source: 'Liang et al. 2018, ML-20M' },
@@ -68,14 +96,11 @@ async function main(): Promise<void> {
       ease: { 'recall@20': 0.391, 'recall@50': 0.521, 'ndcg@100': 0.42, source: 'Steck 2019, ML-20M' },
     },
   };
-  const models = (arg('models') ?? 'popularity,ease,vae,dae').split(',');
-  const threads = arg('threads') ? Number(arg('threads')) : undefined;
-  const precision = (arg('precision') ?? 'auto') as 'auto' | 'fp32' | 'bf16';
-  const epochs = Number(arg('epochs') ?? 200);
+  const { models, threads, precision, epochs } = o;
   const t0 = performance.now();
   const data = await spec.load();
   console.log(`${spec.name}: ${JSON.stringify(data.counts)} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
-  const rows: Array<{ model: string; seconds: number; summary: Record<string, { mean: number; stderr: number }>; detail?: unknown }> = [];
+  const rows: QualityRow[] = [];
   for (const name of models) {
     const t = performance.now();
     let model: Recommender;
@@ -107,18 +132,33 @@ async function main(): Promise<void> {
     console.log(`${label}: ${spec.metrics.map((m) => `${m} ${report.summary[m].mean.toFixed(4)} ± ${report.summary[m].stderr.toFixed(4)}`).join(', ')} (${seconds.toFixed(1)} s)`);
     model.dispose();
   }
-  console.log(`\n${spec.name}, test set`);
-  console.log(`${'model'.padEnd(14)}${spec.metrics.map((m) => m.padStart(22)).join('')}${'seconds'.padStart(10)}   reference`);
+  const lines = [`${spec.name}, test set`, `${'model'.padEnd(14)}${spec.metrics.map((m) => m.padStart(22)).join('')}${'seconds'.padStart(10)}   reference`];
   for (const r of rows) {
     const ref = spec.reference[r.model] ?? spec.reference[r.model.replace(/-\d+$/, '')];
     const refText = ref ? spec.metrics.filter((m) => ref[m] !== undefined).map((m) => `${m} ${ref[m]}`).join(', ') + ` (${ref.source})` : '';
-    console.log(`${r.model.padEnd(14)}${spec.metrics.map((m) => `${r.summary[m].mean.toFixed(4)} ± ${r.summary[m].stderr.toFixed(4)}`.padStart(22)).join('')}${r.seconds.toFixed(1).padStart(10)}   ${refText}`);
+    lines.push(`${r.model.padEnd(14)}${spec.metrics.map((m) => `${r.summary[m].mean.toFixed(4)} ± ${r.summary[m].stderr.toFixed(4)}`.padStart(22)).join('')}${r.seconds.toFixed(1).padStart(10)}   ${refText}`);
   }
-  const out = arg('json');
-  if (out) fs.writeFileSync(out, JSON.stringify({ dataset: which, counts: data.counts, protocol: data.protocol, rows, reference: spec.reference }, null, 2));
+  return { dataset: which, name: spec.name, counts: data.counts, metrics: spec.metrics, rows, reference: spec.reference, table: lines.join('\n') };
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+if (require.main === module) {
+  runQuality({
+    dataset: argv('dataset') ?? 'ml-1m',
+    models: (argv('models') ?? 'popularity,ease,vae,dae').split(','),
+    epochs: Number(argv('epochs') ?? 200),
+    threads: argv('threads') ? Number(argv('threads')) : undefined,
+    precision: (argv('precision') ?? 'auto') as 'auto' | 'fp32' | 'bf16',
+    heldOut: argv('held-out') ? Number(argv('held-out')) : undefined,
+    log: (s) => console.log(s),
+  }).then(
+    (r) => {
+      console.log(`\n${r.table}`);
+      const out = argv('json');
+      if (out) fs.writeFileSync(out, JSON.stringify(r, null, 2));
+    },
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+}

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <fstream>
 #include <map>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/blas.h"
 #include "cpu/kernels.h"
 #include "cpu/mult_vae_cpu.h"
 
@@ -186,10 +188,61 @@ static int profile(int argc, char** argv) {
   return 0;
 }
 
+// Measured matrix-product rates at the decoder's shapes (fp32 OpenBLAS, bf16 oneDNN), for the bound.
+static int gemmRate(int argc, char** argv) {
+  int64_t items = 20108, batch = 500, hidden = 600;
+  int threads = 2, reps = 10;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string key = argv[i];
+    const long long v = std::stoll(argv[i + 1]);
+    if (key == "--items") items = v;
+    else if (key == "--batch") batch = v;
+    else if (key == "--hidden") hidden = v;
+    else if (key == "--threads") threads = int(v);
+    else throw std::runtime_error("unknown option " + key);
+  }
+  cpu::setBlasThreads(threads);
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<float> uni(-1, 1);
+  std::vector<float> A(static_cast<size_t>(batch * hidden)), B(static_cast<size_t>(hidden * items)),
+      G(static_cast<size_t>(batch * items)), C(static_cast<size_t>(std::max(batch, hidden) * items));
+  for (auto* v : {&A, &B, &G})
+    for (auto& x : *v) x = uni(gen);
+  std::vector<cpu::bf16> Ab(A.size()), Bb(B.size()), Gb(G.size());
+  cpu::toBf16(A.data(), Ab.data(), int64_t(A.size()));
+  cpu::toBf16(B.data(), Bb.data(), int64_t(B.size()));
+  cpu::toBf16(G.data(), Gb.data(), int64_t(G.size()));
+  const double flops = 2.0 * double(batch) * double(hidden) * double(items);
+  auto time = [&](const std::function<void()>& f) {
+    f();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < reps; ++r) f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+  };
+  const int M = int(batch), H = int(hidden), I = int(items);
+  const double f1 = time([&] { cpu::gemm(false, false, M, I, H, 1.0f, A.data(), H, B.data(), I, 0.0f, C.data(), I); });
+  const double f2 = time([&] { cpu::gemm(false, true, M, H, I, 1.0f, G.data(), I, B.data(), I, 0.0f, A.data(), H); });
+  const double f3 = time([&] { cpu::gemm(true, false, H, I, M, 1.0f, A.data(), H, G.data(), I, 0.0f, C.data(), I); });
+  std::printf("fp32 (OpenBLAS) forward %.0f, input gradient %.0f, weight gradient %.0f GFLOP/s\n", flops / f1 / 1e9, flops / f2 / 1e9, flops / f3 / 1e9);
+  std::printf("fp32_rate %.1f\n", 3 * flops / (f1 + f2 + f3) / 1e9);
+  if (cpu::bf16MatmulAvailable()) {
+    cpu::Bf16Matmul mm;
+    std::vector<float> out(static_cast<size_t>(std::max(batch * items, hidden * items)));
+    const double b1 = time([&] { mm.run(false, false, batch, items, hidden, Ab.data(), Bb.data(), out.data(), threads); });
+    const double b2 = time([&] { mm.run(false, true, batch, hidden, items, Gb.data(), Bb.data(), out.data(), threads); });
+    const double b3 = time([&] { mm.run(true, false, hidden, items, batch, Ab.data(), Gb.data(), out.data(), threads); });
+    std::printf("bf16 (%s) forward %.0f, input gradient %.0f, weight gradient %.0f GFLOP/s\n", cpu::bf16MatmulDescription().c_str(),
+                flops / b1 / 1e9, flops / b2 / 1e9, flops / b3 / 1e9);
+    std::printf("bf16_rate %.1f\n", 3 * flops / (b1 + b2 + b3) / 1e9);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   try {
     if (argc == 3 && std::string(argv[1]) == "step") return step(argv[2]);
     if (argc >= 2 && std::string(argv[1]) == "profile") return profile(argc, argv);
+    if (argc >= 2 && std::string(argv[1]) == "gemm") return gemmRate(argc, argv);
     std::fprintf(stderr, "usage: vaecf_harness step DIR | profile [--users N --items N --clicks N --batches N --threads N]\n");
     return 2;
   } catch (const std::exception& e) {

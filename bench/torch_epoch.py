@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""PyTorch on the CPU running the reference formulation of Mult-VAE (RecoTour / the paper's notebook:
+dense batch, F.normalize, dropout, nn.Linear + tanh, log_softmax times x, KL, torch.optim.Adam) on a CSR
+click matrix written by bench/bench.js, timing N batches after a warm-up; prints JSON.
+
+usage: python3 bench/torch_epoch.py DIR [--batches N] [--threads N] [--batch-size 500]
+DIR holds indptr.i64, indices.i32 and shape.txt ("users items").
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MultVAE(nn.Module):
+    def __init__(self, items, hidden=600, latent=200):
+        super().__init__()
+        self.latent = latent
+        self.q = nn.ModuleList([nn.Linear(items, hidden), nn.Linear(hidden, 2 * latent)])
+        self.p = nn.ModuleList([nn.Linear(latent, hidden), nn.Linear(hidden, items)])
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        h = self.drop(F.normalize(x))
+        h = torch.tanh(self.q[0](h))
+        h = self.q[1](h)
+        mu, logvar = h[:, : self.latent], h[:, self.latent:]
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        h = torch.tanh(self.p[0](z))
+        return self.p[1](h), mu, logvar
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir")
+    ap.add_argument("--batches", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=500)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(1)
+    users, items = map(int, open(os.path.join(a.dir, "shape.txt")).read().split())
+    indptr = np.fromfile(os.path.join(a.dir, "indptr.i64"), dtype=np.int64)
+    indices = np.fromfile(os.path.join(a.dir, "indices.i32"), dtype=np.int32).astype(np.int64)
+    model = MultVAE(items)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    order = np.random.default_rng(1).permutation(users)
+    steps_per_epoch = (users + a.batch_size - 1) // a.batch_size
+
+    def step(b):
+        rows = order[(b * a.batch_size) % (users - a.batch_size):][: a.batch_size]
+        x = torch.zeros(len(rows), items)
+        for r, u in enumerate(rows):
+            x[r, indices[indptr[u]: indptr[u + 1]]] = 1.0
+        opt.zero_grad()
+        logits, mu, logvar = model(x)
+        nll = -torch.mean(torch.sum(F.log_softmax(logits, 1) * x, -1))
+        kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1))
+        loss = nll + 0.2 * kl
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    step(0)  # warm-up
+    t = time.perf_counter()
+    for b in range(1, a.batches + 1):
+        step(b)
+    per_batch = (time.perf_counter() - t) / a.batches
+    print(json.dumps({"torch": torch.__version__, "threads": a.threads, "batches_timed": a.batches,
+                      "seconds_per_batch": per_batch, "steps_per_epoch": steps_per_epoch,
+                      "seconds_per_epoch_extrapolated": per_batch * steps_per_epoch}))
+
+
+if __name__ == "__main__":
+    main()
