@@ -14,3 +14,6 @@ function step(cmd, args) {
 step('cmake', ['-S', root, '-B', build, '-DVAECF_BUILD_TESTS=ON', '-DCMAKE_BUILD_TYPE=Release']);
 step('cmake', ['--build', build, '-j2']);
 step(path.join(build, 'vaecf_core_tests'), []);
+// Again with the portable scalar kernels that processors without AVX-512 run.
+const r = spawnSync(path.join(build, 'vaecf_core_tests'), [], { cwd: root, stdio: 'inherit', env: { ...process.env, VAECF_DISABLE_AVX512: '1' } });
+if (r.status !== 0) process.exit(r.status ?? 1);

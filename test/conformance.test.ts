@@ -9,10 +9,12 @@ import { BACKENDS, MODELS, smallSplit, tempDir, twoGroups } from './helpers';
 
 for (const backend of BACKENDS) {
   for (const { name, kind } of MODELS) {
-    const make = (): VaeFamilyModel => (kind === 'mult-vae' ? new MultVAE({ pDims: [8, 32], threads: 2 }) : new MultDAE({ pDims: [16], threads: 2 }));
-    const small = { pDims: kind === 'mult-vae' ? [32, 64] : [64] };
+    const { precision } = backend;
+    const make = (): VaeFamilyModel =>
+      kind === 'mult-vae' ? new MultVAE({ pDims: [8, 32], threads: 2, precision }) : new MultDAE({ pDims: [16], threads: 2, precision });
+    const small = { pDims: kind === 'mult-vae' ? [32, 64] : [64], precision };
 
-    test(`${name} (${backend}): learns a tiny known answer`, async (t) => {
+    test(`${name} (${backend.name}): learns a tiny known answer`, async (t) => {
       const data = twoGroups();
       const model = make();
       await model.fit({ train: data, itemIds: Array.from({ length: 20 }, (_, i) => `item${i}`) }, {
@@ -26,7 +28,7 @@ for (const backend of BACKENDS) {
       model.dispose();
     });
 
-    test(`${name} (${backend}): fold-in of unseen users ranks their held-out items far above chance`, async (t) => {
+    test(`${name} (${backend.name}): fold-in of unseen users ranks their held-out items far above chance`, async (t) => {
       const split = smallSplit();
       const model = await train({ train: split.train, validation: split.validation }, {
         model: kind, architecture: { ...small, threads: 2 }, epochs: 12, batchSize: 100, seed: 7,
@@ -46,26 +48,26 @@ for (const backend of BACKENDS) {
       model.dispose();
     });
 
-    test(`${name} (${backend}): save and load give identical scores`, async (t) => {
+    test(`${name} (${backend.name}): save and load give identical scores`, async (t) => {
       const data = twoGroups();
       const model = make();
       await model.fit({ train: data, protocol: { name: 'two-groups' } }, { epochs: 3, batchSize: 16, seed: 2 });
       const file = path.join(tempDir(), 'model.safetensors');
       await model.save(file);
-      const loaded = await loadModel(file, { threads: 2 });
+      const loaded = await loadModel(file, { threads: 2, precision });
       t.is(loaded.kind, kind);
       t.deepEqual(loaded.scoreRows(data), model.scoreRows(data));
       t.deepEqual(loaded.getParameters(), model.getParameters());
       t.is(loaded.trainingState?.epoch, 3);
-      const small = path.join(tempDir(), 'weights.safetensors');
-      await model.save(small, { weightsOnly: true });
-      const w = await loadModel(small);
+      const weightsFile = path.join(tempDir(), 'weights.safetensors');
+      await model.save(weightsFile, { weightsOnly: true });
+      const w = await loadModel(weightsFile, { precision });
       t.deepEqual(w.scoreRows(data), model.scoreRows(data));
       t.is(w.trainingState, null);
       for (const m of [model, loaded, w]) m.dispose();
     });
 
-    test(`${name} (${backend}): the same seed gives the same numbers`, async (t) => {
+    test(`${name} (${backend.name}): the same seed gives the same numbers`, async (t) => {
       const data = twoGroups();
       const run = async (seed: number): Promise<{ p: Float32Array; losses: number[] }> => {
         const m = make();
@@ -82,7 +84,7 @@ for (const backend of BACKENDS) {
       t.notDeepEqual(a.p, c.p);
     });
 
-    test(`${name} (${backend}): a run interrupted and resumed equals an uninterrupted one`, async (t) => {
+    test(`${name} (${backend.name}): a run interrupted and resumed equals an uninterrupted one`, async (t) => {
       const split = smallSplit(5, 800, 400);
       const data = { train: split.train, validation: split.validation };
       const options = {

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { csrFromRows, generateClicks, strongGeneralizationSplit, type CsrMatrix, type PreparedDataset } from '../src/index';
+import { csrFromRows, generateClicks, resolvePrecision, strongGeneralizationSplit, type CsrMatrix, type PreparedDataset } from '../src/index';
 
 export function tempDir(prefix = 'vaecf-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -38,4 +38,5 @@ export const MODELS = [
   { name: 'Mult-DAE', kind: 'mult-dae' as const },
 ];
 
-export const BACKENDS = ['cpu'] as const;
+/** Every backend and precision the conformance suite runs against (bf16 only where the processor has it). */
+export const BACKENDS = (['fp32', 'auto'] as const).map((precision) => ({ name: `cpu ${precision === 'auto' ? resolvePrecision('auto').precision : 'fp32'}`, precision }));

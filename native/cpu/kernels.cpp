@@ -3,13 +3,13 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace vaecf::cpu {
 
-namespace {
-
-inline bf16 toBf16Scalar(float f) {
+bf16 toBf16Scalar(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, 4);
   if ((bits & 0x7fffffffu) > 0x7f800000u) return bf16(0x7fc0);  // NaN stays NaN
@@ -58,6 +58,8 @@ void adamScalar(float* p, const float* g, float* m, float* v, int64_t n, const A
     if (pBf16) pBf16[i] = toBf16Scalar(p[i]);
   }
 }
+
+namespace {
 
 #define VAECF_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
 
@@ -151,7 +153,8 @@ VAECF_AVX512 void adamAvx512(float* p, const float* g, float* m, float* v, int64
 }  // namespace
 
 bool avx512Available() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+  static const bool ok = !(std::getenv("VAECF_DISABLE_AVX512") && std::string(std::getenv("VAECF_DISABLE_AVX512")) == "1") &&
+                         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
                          __builtin_cpu_supports("avx512bf16");
   return ok;

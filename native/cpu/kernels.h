@@ -8,8 +8,10 @@
 
 namespace vaecf::cpu {
 
-// True when the AVX-512 (F, BW, DQ, VL) and AVX512-BF16 kernels can run on this processor.
+// True when the AVX-512 (F, BW, DQ, VL) and AVX512-BF16 kernels can run on this processor and are not
+// switched off with VAECF_DISABLE_AVX512=1.
 bool avx512Available();
+
 
 // One row of the multinomial likelihood, in place over the logits:
 //   row[i] <- row[i] + bias[i]; lse = logsumexp(row); nll = n * lse - sum_k x_k row[idx_k]
@@ -28,5 +30,11 @@ struct AdamStep {
   bool coupled, decoupled;
 };
 void adamUpdate(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16);
+
+// The portable scalar versions, always available (the tests compare the two paths).
+double likelihoodRowScalar(float* row, const float* bias, int64_t items, const int32_t* idx, const float* x, int64_t clicks,
+                           float invM, float* gradF32, bf16* gradBf16);
+void adamScalar(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16);
+bf16 toBf16Scalar(float f);
 
 }  // namespace vaecf::cpu
