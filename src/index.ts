@@ -19,4 +19,5 @@ export type {
   TrainOptions, TrainingHistory, TrainingState, EpochReport, BatchReport, BetaOptions, EarlyStoppingOptions, PlateauOptions,
 } from './training/options';
 export { ModelFileError, readModelFile } from './io/model-file';
+export { createRecommendServer, listen, shutdown, type ServeOptions, type ServableModel } from './serve/server';
 export { VERSION } from './version';

@@ -57,15 +57,22 @@ export interface NativeEpochStats {
   annealCount: number;
 }
 
+export interface NativeRecommendOptions {
+  k: number;
+  excludeSeen: boolean;
+  batchSize?: number;
+  /** one flag per item: 0 = never recommend */
+  candidates?: Uint8Array;
+}
+
 export interface NativeModel {
   readonly numParams: number;
   readonly backend: string;
   initialize(seed: number): Promise<void>;
   trainEpoch(data: NativeCsr, options: NativeEpochOptions, onBatch?: (s: NativeBatchStats) => void): Promise<NativeEpochStats>;
-  recommend(
-    data: NativeCsr,
-    options: { k: number; excludeSeen: boolean; batchSize?: number },
-  ): Promise<{ items: Int32Array; scores: Float32Array }>;
+  recommend(data: NativeCsr, options: NativeRecommendOptions): Promise<{ items: Int32Array; scores: Float32Array }>;
+  /** The same on the calling thread (small requests). */
+  recommendSync(data: NativeCsr, options: NativeRecommendOptions): { items: Int32Array; scores: Float32Array };
   scores(data: NativeCsr, first: number, count: number): Float32Array;
   getParameters(): Float32Array;
   setParameters(p: Float32Array): void;

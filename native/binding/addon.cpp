@@ -121,6 +121,7 @@ class Model : public Napi::ObjectWrap<Model> {
                        {InstanceMethod("initialize", &Model::Initialize),
                         InstanceMethod("trainEpoch", &Model::TrainEpoch),
                         InstanceMethod("recommend", &Model::Recommend),
+                        InstanceMethod("recommendSync", &Model::RecommendSync),
                         InstanceMethod("scores", &Model::Scores),
                         InstanceMethod("getParameters", &Model::GetParameters),
                         InstanceMethod("setParameters", &Model::SetParameters),
@@ -156,7 +157,7 @@ class Model : public Napi::ObjectWrap<Model> {
     } catch (const std::exception& e) {
       throw makeError(env, classify(e));
     }
-    externalBytes_ = int64_t(engine_->numParams()) * 4 * 4;  // parameters, gradients, two Adam moments
+    externalBytes_ = int64_t(engine_->numParams()) * 4;  // parameters (gradients and moments come with training)
     Napi::MemoryManagement::AdjustExternalMemory(env, externalBytes_);
   }
 
@@ -220,6 +221,7 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value Initialize(const Napi::CallbackInfo& info);
   Napi::Value TrainEpoch(const Napi::CallbackInfo& info);
   Napi::Value Recommend(const Napi::CallbackInfo& info);
+  Napi::Value RecommendSync(const Napi::CallbackInfo& info);
 
   Napi::Value Scores(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -434,57 +436,94 @@ Napi::Value Model::TrainEpoch(const Napi::CallbackInfo& info) {
   return w->promise();
 }
 
-class RecommendWorker : public ModelWorker {
- public:
-  RecommendWorker(Napi::Env env, Model* model, Engine& engine, std::unique_ptr<JsCsr> data, int64_t k,
-                  bool excludeSeen, int64_t batchSize)
-      : ModelWorker(env, model), engine_(engine), data_(std::move(data)), k_(k), excludeSeen_(excludeSeen),
-        batchSize_(batchSize) {}
-  void run() override {
-    const CsrView& v = data_->view();
+// One top-k request: options read on the JS thread, the scoring anywhere, the answer built on the JS thread.
+struct RecommendRequest {
+  int64_t k = 10;
+  bool excludeSeen = true;
+  int64_t batchSize = 1000;
+  std::vector<uint8_t> candidates;  // empty: every item
+  std::vector<int32_t> items;
+  std::vector<float> scores;
+
+  static RecommendRequest parse(const Napi::Value& value, int64_t nItems) {
+    Napi::Env env = value.Env();
+    if (!value.IsObject()) throwTypeError(env, "recommend: expected an options object");
+    Napi::Object o = value.As<Napi::Object>();
+    RecommendRequest r;
+    r.k = int64_t(getNumber(o, "k", 100));
+    r.batchSize = int64_t(getNumber(o, "batchSize", 1000));
+    if (r.k <= 0) throwTypeError(env, "recommend: expected k >= 1");
+    if (r.batchSize <= 0) throwTypeError(env, "recommend: expected batchSize >= 1");
+    r.excludeSeen = o.Get("excludeSeen").IsUndefined() ? true : o.Get("excludeSeen").ToBoolean().Value();
+    Napi::Value c = o.Get("candidates");
+    if (!c.IsUndefined() && !c.IsNull()) {
+      if (!c.IsTypedArray() || c.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+        throwTypeError(env, "recommend: candidates must be a Uint8Array with one flag per item");
+      auto mask = c.As<Napi::Uint8Array>();
+      if (int64_t(mask.ElementLength()) != nItems)
+        throwTypeError(env, "recommend: candidates must have " + std::to_string(nItems) + " flags, got " + std::to_string(mask.ElementLength()));
+      r.candidates.assign(mask.Data(), mask.Data() + mask.ElementLength());
+    }
+    return r;
+  }
+  void run(Engine& engine, const CsrView& v, const std::atomic<bool>* cancel) {
     validateCsr(v, "recommend input", true);
-    items_.assign(size_t(v.rows * k_), -1);
-    scores_.assign(size_t(v.rows * k_), 0.0f);
-    for (int64_t first = 0; first < v.rows; first += batchSize_) {
-      if (model_->cancel_) throw Cancelled();
-      const int64_t m = std::min(batchSize_, v.rows - first);
-      engine_.recommend(v, first, m, k_, excludeSeen_, items_.data() + first * k_, scores_.data() + first * k_);
+    items.assign(size_t(v.rows * k), -1);
+    scores.assign(size_t(v.rows * k), 0.0f);
+    for (int64_t first = 0; first < v.rows; first += batchSize) {
+      if (cancel && cancel->load()) throw Cancelled();
+      const int64_t m = std::min(batchSize, v.rows - first);
+      engine.recommend(v, first, m, k, excludeSeen, candidates.empty() ? nullptr : candidates.data(), items.data() + first * k,
+                       scores.data() + first * k);
     }
   }
-  Napi::Value result(Napi::Env env) override {
-    auto items = Napi::Int32Array::New(env, items_.size());
-    auto scores = Napi::Float32Array::New(env, scores_.size());
-    std::copy(items_.begin(), items_.end(), items.Data());
-    std::copy(scores_.begin(), scores_.end(), scores.Data());
+  Napi::Value result(Napi::Env env) const {
+    auto a = Napi::Int32Array::New(env, items.size());
+    auto b = Napi::Float32Array::New(env, scores.size());
+    std::copy(items.begin(), items.end(), a.Data());
+    std::copy(scores.begin(), scores.end(), b.Data());
     Napi::Object o = Napi::Object::New(env);
-    o.Set("items", items);
-    o.Set("scores", scores);
+    o.Set("items", a);
+    o.Set("scores", b);
     return o;
   }
+};
+
+class RecommendWorker : public ModelWorker {
+ public:
+  RecommendWorker(Napi::Env env, Model* model, Engine& engine, std::unique_ptr<JsCsr> data, RecommendRequest request)
+      : ModelWorker(env, model), engine_(engine), data_(std::move(data)), request_(std::move(request)) {}
+  void run() override { request_.run(engine_, data_->view(), &model_->cancel_); }
+  Napi::Value result(Napi::Env env) override { return request_.result(env); }
 
  private:
   Engine& engine_;
   std::unique_ptr<JsCsr> data_;
-  int64_t k_;
-  bool excludeSeen_;
-  int64_t batchSize_;
-  std::vector<int32_t> items_;
-  std::vector<float> scores_;
+  RecommendRequest request_;
 };
 
 Napi::Value Model::Recommend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine& e = engine(env);
   auto data = std::make_unique<JsCsr>(info[0], "recommend input");
-  Napi::Object o = info[1].As<Napi::Object>();
-  const int64_t k = int64_t(getNumber(o, "k", 100));
-  const int64_t batchSize = int64_t(getNumber(o, "batchSize", 1000));
-  if (k <= 0) throwTypeError(env, "recommend: expected k >= 1");
-  if (batchSize <= 0) throwTypeError(env, "recommend: expected batchSize >= 1");
-  const bool excludeSeen = o.Get("excludeSeen").IsUndefined() ? true : o.Get("excludeSeen").ToBoolean().Value();
-  auto* w = new RecommendWorker(env, this, e, std::move(data), k, excludeSeen, batchSize);
+  RecommendRequest request = RecommendRequest::parse(info[1], e.config().numItems());
+  auto* w = new RecommendWorker(env, this, e, std::move(data), std::move(request));
   w->Queue();
   return w->promise();
+}
+
+// The same on the calling thread: for a handful of users, cheaper than a trip through the thread pool.
+Napi::Value Model::RecommendSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine& e = engine(env);
+  JsCsr data(info[0], "recommend input");
+  RecommendRequest request = RecommendRequest::parse(info[1], e.config().numItems());
+  try {
+    request.run(e, data.view(), nullptr);
+  } catch (const std::exception& ex) {
+    throw makeError(env, classify(ex));
+  }
+  return request.result(env);
 }
 
 

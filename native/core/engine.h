@@ -42,10 +42,11 @@ class Engine {
   // One training update on the users `rows[0..m)` of `data`.
   virtual StepResult trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) = 0;
   // Evaluation-mode scores (no dropout, z = mu) for rows [first, first + m) of `data`; top-k items
-  // and scores per row, best first; clicked items of the row excluded when excludeSeen.
+  // and scores per row, best first; clicked items of the row excluded when excludeSeen; only items with
+  // candidates[i] != 0 when a candidate mask [n_items] is given (allow / deny lists).
   // outItems / outScores: [m x k]; rows with fewer than k candidates are padded with -1 / -inf.
   virtual void recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen,
-                         int32_t* outItems, float* outScores) = 0;
+                         const uint8_t* candidates, int32_t* outItems, float* outScores) = 0;
   // Evaluation-mode logits, dense [m x n_items], for small batches and tests.
   virtual void scores(const CsrView& data, int64_t first, int64_t m, float* out) = 0;
   // Flat parameter vector: per layer W [in x out] row-major then b [out]; encoder layers first.

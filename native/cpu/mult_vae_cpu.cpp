@@ -42,9 +42,8 @@ MultVaeCpu<T>::MultVaeCpu(const ModelConfig& config) : config_(config), layout_(
   nLayers_ = config_.numLayers();
   latent_ = config_.latent();
   params_.assign(layout_.total, T(0));
-  grads_.assign(layout_.total, T(0));
-  adamM_.assign(layout_.total, T(0));
-  adamV_.assign(layout_.total, T(0));
+  // Gradients and Adam moments are allocated on the first training step (a model that only scores
+  // never holds them).
   acts_.resize(nLayers_);
   dropped_.resize(nLayers_);
   masks_.resize(nLayers_);
@@ -118,8 +117,8 @@ void MultVaeCpu<T>::initialize(uint64_t seed) {
     T* b = params_.data() + l.biasOffset;
     for (int64_t i = 0; i < l.out; ++i) b[i] = T(0.001 * brng.normal(uint64_t(i)));
   }
-  std::fill(adamM_.begin(), adamM_.end(), T(0));
-  std::fill(adamV_.begin(), adamV_.end(), T(0));
+  adamM_.clear();
+  adamV_.clear();
   adamT_ = 0;
   parametersChanged();
 }
@@ -350,7 +349,8 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
   // Backward. `dcur` = gradient of the loss w.r.t. the pre-activation of the current layer.
   {
     PhaseTimer timer(profile_, Profile::Optimizer);
-    std::fill(grads_.begin(), grads_.end(), T(0));
+    if (grads_.size() != size_t(layout_.total)) grads_.assign(size_t(layout_.total), T(0));
+    else std::fill(grads_.begin(), grads_.end(), T(0));
   }
   T* dcur = logits;
   T* spare[2] = {gradA_.data(), gradB_.data()};
@@ -478,6 +478,8 @@ void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
   // PyTorch's Adam / AdamW: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
   // p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
   PhaseTimer timer(profile_, Profile::Optimizer);
+  ensureOptimizerState();
+  if (grads_.size() != size_t(layout_.total)) grads_.assign(size_t(layout_.total), T(0));
   adamT_ += 1;
   const double bc1 = 1.0 - std::pow(o.beta1, double(adamT_));
   const double bc2 = 1.0 - std::pow(o.beta2, double(adamT_));
@@ -526,6 +528,13 @@ void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
 }
 
 template <typename T>
+void MultVaeCpu<T>::ensureOptimizerState() {
+  if (grads_.size() != size_t(layout_.total)) grads_.assign(size_t(layout_.total), T(0));
+  if (adamM_.size() != size_t(layout_.total)) adamM_.assign(size_t(layout_.total), T(0));
+  if (adamV_.size() != size_t(layout_.total)) adamV_.assign(size_t(layout_.total), T(0));
+}
+
+template <typename T>
 void MultVaeCpu<T>::setBf16Output(bool on) {
   if constexpr (std::is_same_v<T, float>) {
     if (on && !bf16MatmulAvailable())
@@ -549,7 +558,7 @@ void MultVaeCpu<T>::parametersChanged() {
 }
 
 template <typename T>
-void MultVaeCpu<T>::topK(int64_t k, bool excludeSeen, int32_t* outItems, float* outScores) {
+void MultVaeCpu<T>::topK(int64_t k, bool excludeSeen, const uint8_t* candidates, int32_t* outItems, float* outScores) {
   const int64_t m = m_, nItems = config_.numItems();
   T* logits = acts_.back().data();
   const int64_t kk = std::min(k, nItems);
@@ -561,6 +570,9 @@ void MultVaeCpu<T>::topK(int64_t k, bool excludeSeen, int32_t* outItems, float* 
       T* row = logits + u * nItems;
       if (excludeSeen)
         for (int64_t j = indptr_[u]; j < indptr_[u + 1]; ++j) row[indices_[j]] = -std::numeric_limits<T>::infinity();
+      if (candidates)
+        for (int64_t i = 0; i < nItems; ++i)
+          if (!candidates[i]) row[i] = -std::numeric_limits<T>::infinity();
       std::iota(order.begin(), order.end(), 0);
       // Best first; ties broken by the smaller item index so results are deterministic.
       std::partial_sort(order.begin(), order.begin() + kk, order.end(), [row](int32_t a, int32_t b) {
@@ -593,10 +605,10 @@ StepResult CpuEngine::trainStep(const CsrView& data, const int64_t* rows, int64_
 }
 
 void CpuEngine::recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen,
-                          int32_t* outItems, float* outScores) {
+                          const uint8_t* candidates, int32_t* outItems, float* outScores) {
   model_.loadBatch(data, nullptr, first, m);
   model_.forwardEval();
-  model_.topK(k, excludeSeen, outItems, outScores);
+  model_.topK(k, excludeSeen, candidates, outItems, outScores);
 }
 
 void CpuEngine::scores(const CsrView& data, int64_t first, int64_t m, float* out) {
@@ -614,11 +626,13 @@ void CpuEngine::setParameters(const float* in) {
 }
 void CpuEngine::getOptimizerState(float* m, float* v, int64_t* t) const {
   auto& self = const_cast<MultVaeCpu<float>&>(model_);
+  self.ensureOptimizerState();
   std::memcpy(m, self.adamM().data(), size_t(model_.numParams()) * sizeof(float));
   std::memcpy(v, self.adamV().data(), size_t(model_.numParams()) * sizeof(float));
   *t = self.adamStepCount();
 }
 void CpuEngine::setOptimizerState(const float* m, const float* v, int64_t t) {
+  model_.ensureOptimizerState();
   std::memcpy(model_.adamM().data(), m, size_t(model_.numParams()) * sizeof(float));
   std::memcpy(model_.adamV().data(), v, size_t(model_.numParams()) * sizeof(float));
   model_.adamStepCount() = t;

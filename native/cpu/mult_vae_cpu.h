@@ -35,6 +35,7 @@ class MultVaeCpu {
   int64_t numParams() const { return layout_.total; }
   T* parameters() { return params_.data(); }
   const T* parameters() const { return params_.data(); }
+  // Valid after forwardBackward (allocated by the first training step).
   T* gradients() { return grads_.data(); }
   void setThreads(int threads);
   int threads() const { return threads_; }
@@ -61,6 +62,8 @@ class MultVaeCpu {
 
   // Adam / AdamW on all parameters with the current gradients.
   void optimizerStep(const OptimizerOptions& options);
+  // Allocates the gradient and the Adam moments (zero) if they are not there yet.
+  void ensureOptimizerState();
   std::vector<T>& adamM() { return adamM_; }
   std::vector<T>& adamV() { return adamV_; }
   int64_t& adamStepCount() { return adamT_; }
@@ -72,7 +75,7 @@ class MultVaeCpu {
   void parametersChanged();
 
   // Top-k of the current logits per row (seen items excluded when asked), best first.
-  void topK(int64_t k, bool excludeSeen, int32_t* outItems, float* outScores);
+  void topK(int64_t k, bool excludeSeen, const uint8_t* candidates, int32_t* outItems, float* outScores);
 
  private:
   void reserve(int64_t rows);
@@ -117,8 +120,8 @@ class CpuEngine final : public Engine {
   void setThreads(int threads) override { model_.setThreads(threads); }
   void initialize(uint64_t seed) override { model_.initialize(seed); }
   StepResult trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) override;
-  void recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, int32_t* outItems,
-                 float* outScores) override;
+  void recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, const uint8_t* candidates,
+                 int32_t* outItems, float* outScores) override;
   void scores(const CsrView& data, int64_t first, int64_t m, float* out) override;
   void getParameters(float* out) const override;
   void setParameters(const float* in) override;

@@ -216,6 +216,7 @@ static void adamMatchesFormula(bool decoupled) {
   o.weightDecay = 0.1;
   o.decoupled = decoupled;
   std::vector<double> m(p0.size(), 0), v(p0.size(), 0), p = p0;
+  model.ensureOptimizerState();
   for (int t = 1; t <= 3; ++t) {
     for (int64_t i = 0; i < model.numParams(); ++i) model.gradients()[i] = std::sin(double(i + t));
     model.optimizerStep(o);

@@ -7,6 +7,7 @@ import { runDemo } from './demo';
 import { runEvaluate } from './evaluate-command';
 import { runFetch } from './fetch-command';
 import { runPrepare } from './prepare-command';
+import { runServe } from './serve-command';
 
 const HELP = `vaecf: Mult-VAE / Mult-DAE collaborative filtering (Liang et al. 2018) with a native engine
 
@@ -85,6 +86,21 @@ async function main(argv: string[]): Promise<number> {
         split: values.split,
         metrics: (values.metrics as string).split(','),
         json: values.json,
+        threads: numberFlag('threads', values.threads),
+      }, log);
+      return 0;
+    }
+    case 'serve': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { port: { type: 'string', default: '8080' }, host: { type: 'string', default: '127.0.0.1' }, token: { type: 'string' }, threads: { type: 'string' } },
+      });
+      if (positionals.length !== 1) throw new Error('usage: vaecf serve MODEL_FILE [--port 8080] [--host 127.0.0.1] [--token T]');
+      await runServe(positionals[0], {
+        port: numberFlag('port', values.port) ?? 8080,
+        host: values.host as string,
+        token: (values.token as string | undefined) ?? process.env.VAECF_TOKEN,
         threads: numberFlag('threads', values.threads),
       }, log);
       return 0;

@@ -44,6 +44,18 @@ export function resolvePrecision(wanted: 'auto' | 'fp32' | 'bf16' | undefined): 
 
 export type ModelKind = 'mult-vae' | 'mult-dae';
 
+/** An item id as given, or the same id as a number / as text (JSON clients often send "296" for 296). */
+export function lookupId(index: Map<ItemId, number>, id: ItemId): number | undefined {
+  const direct = index.get(id);
+  if (direct !== undefined) return direct;
+  if (typeof id === 'string' && /^(0|-?[1-9][0-9]{0,14})$/.test(id)) return index.get(Number(id));
+  if (typeof id === 'number') return index.get(String(id));
+  return undefined;
+}
+
+/** Requests of at most this many users are scored on the calling thread (see recommendRows). */
+export const SYNC_MAX_USERS = 4;
+
 /** @internal what training needs of a model */
 export interface LearnedState {
   native: NativeModel;
@@ -174,7 +186,7 @@ export abstract class VaeFamilyModel implements Recommender {
       const missing: ItemId[] = [];
       const seen = new Set<number>();
       for (const id of h) {
-        const i = index.get(id);
+        const i = lookupId(index, id);
         if (i === undefined) missing.push(id);
         else if (!seen.has(i)) {
           seen.add(i);
@@ -205,11 +217,38 @@ export abstract class VaeFamilyModel implements Recommender {
   /** Top-k item indices for the rows of a click matrix (users x the model's items). */
   async recommendRows(matrix: CsrMatrix, options: RecommendOptions = {}): Promise<TopK> {
     const s = this.learned();
+    const native = this.nativeOptions(matrix, options);
+    // Measured (bench/embed-latency.js): for a few users the thread-pool round trip costs more than it
+    // frees the event loop, so small requests run on the calling thread.
+    const out = matrix.rows <= SYNC_MAX_USERS ? s.native.recommendSync(matrix, native) : await s.native.recommend(matrix, native);
+    return { k: native.k, ...out };
+  }
+
+  /** recommendRows on the calling thread: for one or a few users in a latency-bound server. */
+  recommendRowsSync(matrix: CsrMatrix, options: RecommendOptions = {}): TopK {
+    const native = this.nativeOptions(matrix, options);
+    return { k: native.k, ...this.learned().native.recommendSync(matrix, native) };
+  }
+
+  private nativeOptions(matrix: CsrMatrix, options: RecommendOptions) {
+    const s = this.learned();
     const k = options.k ?? 10;
     if (!Number.isInteger(k) || k < 1) throw new VaecfInputError(`k: expected a positive integer, got ${k}`);
     validateCsr(matrix, 'recommend input', { allowEmptyRows: true, cols: s.nItems });
-    const out = await s.native.recommend(matrix, { k, excludeSeen: options.excludeSeen ?? true, batchSize: options.batchSize ?? 1000 });
-    return { k, ...out };
+    let candidates: Uint8Array | undefined;
+    if (options.allow || options.exclude) {
+      const index = this.itemIndex();
+      candidates = new Uint8Array(s.nItems).fill(options.allow ? 0 : 1);
+      for (const id of options.allow ?? []) {
+        const i = lookupId(index, id);
+        if (i !== undefined) candidates[i] = 1;
+      }
+      for (const id of options.exclude ?? []) {
+        const i = lookupId(index, id);
+        if (i !== undefined) candidates[i] = 0;
+      }
+    }
+    return { k, excludeSeen: options.excludeSeen ?? true, batchSize: options.batchSize ?? 1000, candidates };
   }
 
   /** Evaluation-mode scores (logits) of a few users, dense [rows x items]: for inspection and tests. */

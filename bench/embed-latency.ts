@@ -1,0 +1,74 @@
+// Embedding a trained model: latency of one user (a 50-item history over 20,108 items, top-20) through
+// the synchronous and the asynchronous path, batch throughput, and the memory of a loaded model of
+// ML-20M size. usage: node dist/bench/embed-latency.js [--precision auto|fp32] [--json OUT]
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+import { csrFromRows, generateClicks, loadModel, MultVAE, type CsrMatrix } from '../src/index';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+async function main(): Promise<void> {
+  const items = 20_108;
+  const precision = (arg('precision') ?? 'auto') as 'auto' | 'fp32';
+  const threads = Number(arg('threads') ?? os.availableParallelism());
+  // A model of ML-20M size; weights from one short epoch on generated data (latency does not depend on them).
+  const train = generateClicks({ users: 3000, items, meanClicksPerUser: 60, seed: 5 });
+  const m = new MultVAE({ pDims: [200, 600], threads, precision });
+  await m.fit({ train }, { epochs: 1 });
+  const file = path.join(os.tmpdir(), `vaecf-embed-${process.pid}.safetensors`);
+  await m.save(file, { weightsOnly: true });
+  m.dispose();
+  const rssBefore = process.memoryUsage().rss;
+  const model = await loadModel(file, { threads, precision });
+  const loadedMiB = (process.memoryUsage().rss - rssBefore) / 2 ** 20;
+  const histories: CsrMatrix[] = Array.from({ length: 200 }, (_, u) =>
+    csrFromRows([Array.from({ length: 50 }, (_, j) => (u * 131 + j * 397) % items)], items));
+  const time = async (f: (h: CsrMatrix) => unknown, n: number): Promise<number[]> => {
+    for (let i = 0; i < 20; i++) await f(histories[i % histories.length]);
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      await f(histories[i % histories.length]);
+      out.push(performance.now() - t);
+    }
+    return out.sort((a, b) => a - b);
+  };
+  const sync = await time((h) => model.recommendRowsSync(h, { k: 20 }), 500);
+  const asyncTimes = await time((h) => model.recommendRows({ ...h }, { k: 20, batchSize: 1000 }).then(() => undefined), 500);
+  // Force the asynchronous path for one user, for the comparison.
+  const viaPool = await time((h) => (model as unknown as { learned(): { native: { recommend: (c: CsrMatrix, o: object) => Promise<unknown> } } }).learned().native.recommend(h, { k: 20, excludeSeen: true }), 500);
+  // Batch throughput: 10,000 users of 50 items.
+  const batch = csrFromRows(Array.from({ length: 10_000 }, (_, u) => Array.from({ length: 50 }, (_, j) => (u * 7919 + j * 104729) % items)), items);
+  const t = performance.now();
+  await model.recommendRows(batch, { k: 20 });
+  const usersPerSecond = batch.rows / ((performance.now() - t) / 1000);
+  const result = {
+    precision: model.precision, threads, items,
+    oneUserSyncMs: { p50: percentile(sync, 0.5), p99: percentile(sync, 0.99) },
+    oneUserAsyncThreadPoolMs: { p50: percentile(viaPool, 0.5), p99: percentile(viaPool, 0.99) },
+    oneUserRecommendRowsMs: { p50: percentile(asyncTimes, 0.5), p99: percentile(asyncTimes, 0.99) },
+    batchUsersPerSecond: usersPerSecond,
+    loadedModelMiB: loadedMiB,
+    modelFileMiB: fs.statSync(file).size / 2 ** 20,
+  };
+  console.log(JSON.stringify(result, null, 2));
+  const out = arg('json');
+  if (out) fs.writeFileSync(out, JSON.stringify(result, null, 2));
+  fs.rmSync(file);
+  model.dispose();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,157 @@
+// An HTTP JSON service around a trained model (node:http, no framework):
+//   POST /recommend  {"items": [...ids], "k"?: 10, "exclude"?: [...ids], "allow"?: [...ids]}
+//                    or {"histories": [[...ids], ...], "k"?, ...} for several users at once
+//   GET  /health     liveness and what is loaded
+//   GET  /model      the model's metadata
+// Unknown item ids are reported in the answer, not fatal; malformed bodies get 400 with the reason;
+// body size, history length and k are bounded; an optional bearer token; graceful shutdown.
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import type { ItemId, RecommendOptions, Recommendation } from '../models/types';
+
+export interface ServableModel {
+  readonly kind: string;
+  recommend(histories: ReadonlyArray<ReadonlyArray<ItemId>>, options?: RecommendOptions): Promise<Recommendation[]>;
+}
+
+export interface ServeOptions {
+  /** required `Authorization: Bearer <token>` when set */
+  token?: string;
+  maxBodyBytes?: number;
+  maxK?: number;
+  maxHistory?: number;
+  maxUsersPerRequest?: number;
+  /** what GET /model answers */
+  metadata?: Record<string, unknown>;
+  log?: (line: string) => void;
+}
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+function isId(x: unknown): x is ItemId {
+  return (typeof x === 'string' && x.length > 0 && x.length <= 256) || (typeof x === 'number' && Number.isFinite(x));
+}
+
+function idList(value: unknown, field: string, max: number): ItemId[] {
+  if (!Array.isArray(value)) throw new HttpError(400, `"${field}" must be an array of item ids (strings or numbers)`);
+  if (value.length > max) throw new HttpError(400, `"${field}" has ${value.length} ids; at most ${max} are accepted`);
+  const bad = value.findIndex((v) => !isId(v));
+  if (bad >= 0) throw new HttpError(400, `"${field}[${bad}]" must be a string or a number`);
+  return value as ItemId[];
+}
+
+export function createRecommendServer(model: ServableModel, options: ServeOptions = {}): http.Server {
+  const maxBody = options.maxBodyBytes ?? 1 << 20;
+  const maxK = options.maxK ?? 1000;
+  const maxHistory = options.maxHistory ?? 10_000;
+  const maxUsers = options.maxUsersPerRequest ?? 1000;
+  const started = Date.now();
+  let served = 0;
+
+  const readBody = (req: http.IncomingMessage): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const declared = Number(req.headers['content-length'] ?? 0);
+      if (declared > maxBody) return reject(new HttpError(413, `the body is larger than ${maxBody} bytes`));
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > maxBody) {
+          reject(new HttpError(413, `the body is larger than ${maxBody} bytes`));
+          req.destroy();
+        } else chunks.push(c);
+      });
+      req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      req.on('error', reject);
+    });
+
+  const handle = async (req: http.IncomingMessage): Promise<[number, unknown]> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (options.token) {
+      const auth = req.headers.authorization ?? '';
+      if (auth !== `Bearer ${options.token}`) throw new HttpError(401, 'missing or wrong bearer token');
+    }
+    if (url.pathname === '/health') {
+      if (req.method !== 'GET') throw new HttpError(405, 'use GET /health');
+      return [200, { status: 'ok', model: model.kind, uptimeSeconds: (Date.now() - started) / 1000, requests: served }];
+    }
+    if (url.pathname === '/model') {
+      if (req.method !== 'GET') throw new HttpError(405, 'use GET /model');
+      return [200, { kind: model.kind, ...(options.metadata ?? {}) }];
+    }
+    if (url.pathname === '/recommend') {
+      if (req.method !== 'POST') throw new HttpError(405, 'use POST /recommend with a JSON body');
+      const text = await readBody(req);
+      let body: Record<string, unknown>;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new HttpError(400, 'the body is not valid JSON');
+      }
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'the body must be a JSON object');
+      const k = body.k ?? 10;
+      if (!Number.isInteger(k) || (k as number) < 1 || (k as number) > maxK) throw new HttpError(400, `"k" must be an integer from 1 to ${maxK}`);
+      const exclude = body.exclude === undefined ? undefined : idList(body.exclude, 'exclude', maxHistory);
+      const allow = body.allow === undefined ? undefined : idList(body.allow, 'allow', 1_000_000);
+      let histories: ItemId[][];
+      const single = body.items !== undefined;
+      if (single) histories = [idList(body.items, 'items', maxHistory)];
+      else if (Array.isArray(body.histories)) {
+        if (body.histories.length > maxUsers) throw new HttpError(400, `"histories" has ${body.histories.length} users; at most ${maxUsers}`);
+        histories = body.histories.map((h, i) => idList(h, `histories[${i}]`, maxHistory));
+      } else throw new HttpError(400, 'give "items" (one user\'s item ids) or "histories" (several users)');
+      const recs = await model.recommend(histories, { k: k as number, exclude, allow });
+      served++;
+      return [200, single ? recs[0] : { results: recs }];
+    }
+    throw new HttpError(404, `no route ${req.method} ${url.pathname}; try POST /recommend, GET /health, GET /model`);
+  };
+
+  const server = http.createServer((req, res) => {
+    handle(req).then(
+      ([status, body]) => send(res, status, body),
+      (err: Error) => {
+        const status = err instanceof HttpError ? err.status : 500;
+        if (status === 500) options.log?.(`error: ${err.message}`);
+        send(res, status, { error: err instanceof HttpError ? err.message : 'internal error' });
+      },
+    );
+  });
+  server.keepAliveTimeout = 5000;
+  return server;
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Listen and resolve with the bound address. */
+export function listen(server: http.Server, port: number, host = '127.0.0.1'): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server.address() as AddressInfo));
+  });
+}
+
+/** Stop accepting connections, let requests in flight finish, close idle keep-alive sockets. */
+export function shutdown(server: http.Server, graceMs = 10_000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.closeAllConnections?.();
+      resolve();
+    }, graceMs);
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections?.();
+  });
+}

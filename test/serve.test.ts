@@ -1,0 +1,96 @@
+// The HTTP service: answers, unknown ids reported, malformed bodies refused with the reason, bounds,
+// the bearer token, graceful shutdown.
+import test from 'ava';
+
+import { createRecommendServer, listen, shutdown, train, type MultVAE } from '../src/index';
+import { twoGroups } from './helpers';
+
+let model: MultVAE;
+const ids = Array.from({ length: 20 }, (_, i) => `item${i}`);
+
+test.before(async () => {
+  model = (await train({ train: twoGroups(), itemIds: ids }, { epochs: 40, batchSize: 20, learningRate: 0.01, seed: 3, architecture: { pDims: [8, 32], threads: 1 } })) as MultVAE;
+});
+test.after.always(() => model.dispose());
+
+async function withServer(options: Parameters<typeof createRecommendServer>[1], f: (url: string) => Promise<void>): Promise<void> {
+  const server = createRecommendServer(model, options);
+  const address = await listen(server, 0);
+  try {
+    await f(`http://127.0.0.1:${address.port}`);
+  } finally {
+    await shutdown(server, 2000);
+  }
+}
+
+const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
+  fetch(url, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'Content-Type': 'application/json', ...headers } });
+
+test('recommends, reports unknown ids, honours exclude and allow', async (t) => {
+  await withServer({ metadata: { items: 20 } }, async (url) => {
+    const r = await post(`${url}/recommend`, { items: ['item0', 'item1', 'nope'], k: 3 });
+    t.is(r.status, 200);
+    const body = (await r.json()) as { items: string[]; scores: number[]; unknownItems: string[] };
+    t.is(body.items.length, 3);
+    t.true(body.items.every((id) => Number(id.slice(4)) < 10));
+    t.deepEqual(body.unknownItems, ['nope']);
+    const ex = (await (await post(`${url}/recommend`, { items: ['item0'], k: 3, exclude: body.items })).json()) as { items: string[] };
+    t.false(ex.items.some((id) => body.items.includes(id)));
+    const al = (await (await post(`${url}/recommend`, { items: ['item0'], k: 5, allow: ['item15', 'item16'] })).json()) as { items: string[] };
+    t.deepEqual([...al.items].sort(), ['item15', 'item16']);
+    const many = (await (await post(`${url}/recommend`, { histories: [['item0'], ['item12']], k: 2 })).json()) as { results: unknown[] };
+    t.is(many.results.length, 2);
+    const health = (await (await fetch(`${url}/health`)).json()) as { status: string };
+    t.is(health.status, 'ok');
+    const meta = (await (await fetch(`${url}/model`)).json()) as { kind: string; items: number };
+    t.like(meta, { kind: 'mult-vae', items: 20 });
+  });
+});
+
+test('malformed requests get 400 with the reason; bounds and routes are enforced', async (t) => {
+  await withServer({ maxBodyBytes: 2000, maxK: 50 }, async (url) => {
+    const cases: Array<[unknown, number, RegExp]> = [
+      ['{not json', 400, /not valid JSON/],
+      [[1, 2], 400, /must be a JSON object/],
+      [{ k: 3 }, 400, /give "items"/],
+      [{ items: 'item0' }, 400, /"items" must be an array/],
+      [{ items: ['item0', { x: 1 }] }, 400, /"items\[1\]" must be a string or a number/],
+      [{ items: ['item0'], k: 0 }, 400, /"k" must be an integer from 1 to 50/],
+      [{ items: ['item0'], k: 51 }, 400, /"k" must be an integer from 1 to 50/],
+      [{ items: Array.from({ length: 500 }, (_, i) => `item${i}`) }, 413, /larger than 2000 bytes/],
+    ];
+    for (const [body, status, message] of cases) {
+      const r = await post(`${url}/recommend`, body);
+      t.is(r.status, status, JSON.stringify(body).slice(0, 40));
+      t.regex(((await r.json()) as { error: string }).error, message);
+    }
+    t.is((await fetch(`${url}/recommend`)).status, 405);
+    t.is((await fetch(`${url}/nowhere`)).status, 404);
+  });
+});
+
+test('a bearer token is required when configured', async (t) => {
+  await withServer({ token: 's3cret' }, async (url) => {
+    t.is((await post(`${url}/recommend`, { items: ['item0'] })).status, 401);
+    t.is((await post(`${url}/recommend`, { items: ['item0'] }, { Authorization: 'Bearer wrong' })).status, 401);
+    t.is((await post(`${url}/recommend`, { items: ['item0'] }, { Authorization: 'Bearer s3cret' })).status, 200);
+  });
+});
+
+test('a bounded load on loopback: concurrency 16, no errors, every answer right', async (t) => {
+  await withServer({}, async (url) => {
+    const expected = ((await (await post(`${url}/recommend`, { items: ['item3', 'item4'], k: 5 })).json()) as { items: string[] }).items;
+    let errors = 0;
+    let wrong = 0;
+    const worker = async (): Promise<void> => {
+      for (let i = 0; i < 25; i++) {
+        const r = await post(`${url}/recommend`, { items: ['item3', 'item4'], k: 5 });
+        if (r.status !== 200) errors++;
+        else if (JSON.stringify(((await r.json()) as { items: string[] }).items) !== JSON.stringify(expected)) wrong++;
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    t.is(errors, 0);
+    t.is(wrong, 0);
+  });
+});
