@@ -18,6 +18,7 @@ export { evaluateHeldOut } from './training/evaluate';
 export type {
   TrainOptions, TrainingHistory, TrainingState, EpochReport, BatchReport, BetaOptions, EarlyStoppingOptions, PlateauOptions,
 } from './training/options';
-export { ModelFileError, readModelFile } from './io/model-file';
+export { ModelFileError, readModelFile, readSafetensors } from './io/model-file';
+export { importTorchStateDict, type TorchImportOptions } from './io/torch-import';
 export { createRecommendServer, listen, shutdown, type ServeOptions, type ServableModel } from './serve/server';
 export { VERSION } from './version';

@@ -81,51 +81,68 @@ export interface ModelFile {
   tensors: Map<string, NamedTensor>;
 }
 
-export function readModelFile(file: string): ModelFile {
+/** Any safetensors file: its __metadata__ strings and its tensors (F32 as is; F64 and BF16 converted to F32). */
+export function readSafetensors(file: string): { metadata: Record<string, string>; tensors: Map<string, NamedTensor>; bytes: Buffer; dataStart: number } {
   let buf: Buffer;
   try {
     buf = fs.readFileSync(file);
   } catch (err) {
     throw new ModelFileError(file, `cannot read the model file (${(err as Error).message})`);
   }
-  if (buf.length < 8) throw new ModelFileError(file, 'the file is too short to be a vaecf model (truncated?)');
+  if (buf.length < 8) throw new ModelFileError(file, 'the file is too short to be a safetensors model (truncated?)');
   const headerLen = Number(buf.readBigUInt64LE(0));
   if (headerLen <= 0 || 8 + headerLen > buf.length)
-    throw new ModelFileError(file, 'the header length is out of range: not a vaecf/safetensors model, or truncated');
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+    throw new ModelFileError(file, 'the header length is out of range: not a safetensors model, or truncated');
+  let header: Record<string, unknown>;
   try {
     header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8'));
   } catch {
-    throw new ModelFileError(file, 'the header is not valid JSON: not a vaecf model, or corrupted');
+    throw new ModelFileError(file, 'the header is not valid JSON: not a safetensors model, or corrupted');
   }
-  const metaRaw = (header.__metadata__ as Record<string, string> | undefined)?.vaecf;
-  if (typeof metaRaw !== 'string') throw new ModelFileError(file, 'no vaecf metadata: this safetensors file was not written by vaecf');
-  const metadata = JSON.parse(metaRaw) as Record<string, unknown>;
-  if (metadata.format !== FORMAT) throw new ModelFileError(file, `unknown format ${String(metadata.format)}`);
-  if (typeof metadata.formatVersion !== 'number' || metadata.formatVersion > FORMAT_VERSION)
-    throw new ModelFileError(file, `format version ${String(metadata.formatVersion)} is newer than this vaecf reads (${FORMAT_VERSION}); upgrade vaecf`);
   const dataStart = 8 + headerLen;
   const tensors = new Map<string, NamedTensor>();
-  const hash = createHash('sha256');
-  let expectedEnd = 0;
-  for (const [name, entry] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    const e = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
+  const entries = Object.entries(header).filter(([n]) => n !== '__metadata__') as Array<[string, { dtype: string; shape: number[]; data_offsets: [number, number] }]>;
+  for (const [name, e] of entries) {
     const [begin, end] = e.data_offsets;
-    if (begin !== expectedEnd || end < begin) throw new ModelFileError(file, `tensor ${name} has inconsistent offsets`);
-    expectedEnd = end;
-    if (dataStart + end > buf.length)
+    if (!(end >= begin) || dataStart + end > buf.length)
       throw new ModelFileError(file, `truncated: tensor ${name} needs ${dataStart + end} bytes, the file has ${buf.length}`);
     const bytes = buf.subarray(dataStart + begin, dataStart + end);
-    hash.update(bytes);
-    // Copy into an aligned buffer of our own.
     const copy = new ArrayBuffer(bytes.length);
     new Uint8Array(copy).set(bytes);
     let data: TensorData;
     if (e.dtype === 'F32') data = new Float32Array(copy);
     else if (e.dtype === 'I32') data = new Int32Array(copy);
-    else throw new ModelFileError(file, `tensor ${name} has unsupported dtype ${e.dtype}`);
+    else if (e.dtype === 'F64') data = Float32Array.from(new Float64Array(copy));
+    else if (e.dtype === 'BF16') {
+      const h = new Uint16Array(copy);
+      const u = new Uint32Array(h.length);
+      for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
+      data = new Float32Array(u.buffer);
+    } else throw new ModelFileError(file, `tensor ${name} has unsupported dtype ${e.dtype} (F32, F64, BF16, I32 are read)`);
     tensors.set(name, { name, shape: e.shape, data });
+  }
+  return { metadata: (header.__metadata__ as Record<string, string> | undefined) ?? {}, tensors, bytes: buf, dataStart };
+}
+
+export function readModelFile(file: string): ModelFile {
+  const { metadata: raw, tensors, bytes: buf, dataStart } = readSafetensors(file);
+  const metaRaw = raw.vaecf;
+  if (typeof metaRaw !== 'string') throw new ModelFileError(file, 'no vaecf metadata: this safetensors file was not written by vaecf (a PyTorch state_dict? see importTorchStateDict)');
+  const metadata = JSON.parse(metaRaw) as Record<string, unknown>;
+  if (metadata.format !== FORMAT) throw new ModelFileError(file, `unknown format ${String(metadata.format)}`);
+  if (typeof metadata.formatVersion !== 'number' || metadata.formatVersion > FORMAT_VERSION)
+    throw new ModelFileError(file, `format version ${String(metadata.formatVersion)} is newer than this vaecf reads (${FORMAT_VERSION}); upgrade vaecf`);
+  const headerLen = dataStart - 8;
+  void headerLen;
+  let expectedEnd = 0;
+  const hash = createHash('sha256');
+  const header = JSON.parse(buf.subarray(8, dataStart).toString('utf8')) as Record<string, { data_offsets: [number, number] }>;
+  for (const [name, e] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const [begin, end] = e.data_offsets;
+    if (begin !== expectedEnd || end < begin) throw new ModelFileError(file, `tensor ${name} has inconsistent offsets`);
+    expectedEnd = end;
+    hash.update(buf.subarray(dataStart + begin, dataStart + end));
   }
   if (dataStart + expectedEnd !== buf.length)
     throw new ModelFileError(file, `unexpected size: ${buf.length} bytes, the header describes ${dataStart + expectedEnd}`);

@@ -1,0 +1,68 @@
+// Import a Mult-VAE / Mult-DAE trained with the PyTorch reference code (vae-cf-pytorch, RecoTour): its
+// state_dict saved as safetensors, with nn.Linear layers named q_layers.N (encoder) and p_layers.N
+// (decoder), weights [out, in]. The result scores like the PyTorch model (evaluation mode) and can be
+// saved in vaecf's format.
+import { VaecfInputError } from '../data/csr';
+import { MultDAE, MultVAE, type ArchitectureOptions } from '../models/mult-vae';
+import type { ItemId } from '../models/types';
+import { readSafetensors, type NamedTensor } from './model-file';
+
+export interface TorchImportOptions extends ArchitectureOptions {
+  /** external id of each item column (default: the column index) */
+  itemIds?: ReadonlyArray<ItemId>;
+  /** 'auto' (default): a VAE when the last encoder layer outputs twice the decoder's input */
+  kind?: 'auto' | 'mult-vae' | 'mult-dae';
+}
+
+export async function importTorchStateDict(file: string, options: TorchImportOptions = {}): Promise<MultVAE | MultDAE> {
+  const { tensors } = readSafetensors(file);
+  const layers = (side: 'q' | 'p'): Array<{ weight: NamedTensor; bias: NamedTensor }> => {
+    const found = new Map<number, { weight?: NamedTensor; bias?: NamedTensor }>();
+    for (const [name, t] of tensors) {
+      const m = new RegExp(`(?:^|\\.)${side}_layers\\.(\\d+)\\.(weight|bias)$`).exec(name);
+      if (!m) continue;
+      const entry = found.get(Number(m[1])) ?? {};
+      entry[m[2] as 'weight' | 'bias'] = t;
+      found.set(Number(m[1]), entry);
+    }
+    return [...found.entries()].sort((a, b) => a[0] - b[0]).map(([i, e]) => {
+      if (!e.weight || !e.bias) throw new VaecfInputError(`${file}: ${side}_layers.${i} needs both a weight and a bias`);
+      if (e.weight.shape.length !== 2 || e.bias.shape.length !== 1 || e.bias.shape[0] !== e.weight.shape[0])
+        throw new VaecfInputError(`${file}: ${side}_layers.${i} has shapes ${JSON.stringify(e.weight.shape)} / ${JSON.stringify(e.bias.shape)}, expected [out, in] / [out]`);
+      return { weight: e.weight, bias: e.bias };
+    });
+  };
+  const q = layers('q');
+  const p = layers('p');
+  if (q.length === 0 || p.length === 0)
+    throw new VaecfInputError(`${file}: no q_layers.N / p_layers.N tensors (found ${[...tensors.keys()].slice(0, 8).join(', ')})`);
+  const out = (l: { weight: NamedTensor }): number => l.weight.shape[0];
+  const inp = (l: { weight: NamedTensor }): number => l.weight.shape[1];
+  const nItems = inp(q[0]);
+  const latent = inp(p[0]);
+  const lastQ = out(q[q.length - 1]);
+  const variational = options.kind === 'mult-vae' ? true : options.kind === 'mult-dae' ? false : lastQ === 2 * latent;
+  if (lastQ !== (variational ? 2 * latent : latent))
+    throw new VaecfInputError(`${file}: the last encoder layer outputs ${lastQ} values, the decoder takes ${latent}: not a ${variational ? 'Mult-VAE' : 'Mult-DAE'}`);
+  if (out(p[p.length - 1]) !== nItems) throw new VaecfInputError(`${file}: the decoder outputs ${out(p[p.length - 1])} items, the encoder takes ${nItems}`);
+  const qDims = q.map((l, i) => (i === q.length - 1 ? latent : out(l)));
+  const pDims = [latent, ...p.slice(0, -1).map(out)];
+  const arch: ArchitectureOptions = { ...options, pDims, qDims };
+  const model = variational ? new MultVAE(arch) : new MultDAE(arch);
+  const state = await model.createState(nItems, 0, options.itemIds);
+  const flat = new Float32Array(state.native.numParams);
+  let at = 0;
+  for (const l of [...q, ...p]) {
+    const [o, i] = l.weight.shape;
+    const w = l.weight.data as Float32Array;
+    // torch [out, in] -> ours [in, out]
+    for (let r = 0; r < i; r++) for (let c = 0; c < o; c++) flat[at + r * o + c] = w[c * i + r];
+    at += i * o;
+    flat.set(l.bias.data as Float32Array, at);
+    at += o;
+  }
+  if (at !== flat.length) throw new VaecfInputError(`${file}: ${at} parameters imported, the architecture has ${flat.length}`);
+  state.native.setParameters(flat);
+  state.protocol = { importedFrom: file, format: 'pytorch state_dict (q_layers / p_layers)' };
+  return model;
+}
