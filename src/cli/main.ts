@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // The vaecf command line. Thin: parse options, call the public API, print.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { DATA_FLAGS, dataOptionsFrom, numberFlag } from './data-options';
@@ -8,6 +10,7 @@ import { runEvaluate } from './evaluate-command';
 import { runFetch } from './fetch-command';
 import { runPrepare } from './prepare-command';
 import { runServe } from './serve-command';
+import { runTrain, TRAIN_DEFAULTS, type TrainConfig } from './train-command';
 
 const HELP = `vaecf: Mult-VAE / Mult-DAE collaborative filtering (Liang et al. 2018) with a native engine
 
@@ -16,6 +19,14 @@ usage:
       The main job end to end: prepare the data with the paper's protocol (no --data: a built-in
       generator of realistic clicks), train with validation, print the test metrics beside popularity,
       save the model in DIR (default vaecf-demo).
+  vaecf train --dataset FILE|DIR [--model vae|dae] [--p-dims 200,600] [--q-dims ...] [--dropout-enc 0.5,0]
+             [--dropout-dec 0,0] [--weight-decay X] [--optimizer adam|adamw] [--lr X] [--lr-scheduler none|plateau]
+             [--lr-patience N] [--batch-size N] [--n-epochs N] [--anneal-cap X] [--total-anneal-steps N|epoch-relative]
+             [--constant-anneal] [--early-stop-patience N] [--early-stop-score-fn metric|loss] [--eval-every N]
+             [--seed N] [--device auto|cpu] [--threads N] [--precision auto|fp32|bf16] [--config FILE.json] [--run-dir DIR]
+  vaecf train --resume RUN_DIR
+      Train with the reference scripts' options; RUN_DIR gets config.json, metrics.jsonl, last.safetensors
+      (a checkpoint every epoch: Ctrl-C leaves it resumable), best.safetensors and results.json.
   vaecf fetch DATASET [--dir DIR]
       Download an official archive (ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-latest-small,
       amazon-movies-tv-2014, amazon-movies-tv-2018), check its checksum, resume, extract.
@@ -88,6 +99,54 @@ async function main(argv: string[]): Promise<number> {
         json: values.json,
         threads: numberFlag('threads', values.threads),
       }, log);
+      return 0;
+    }
+    case 'train': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          ...DATA_FLAGS,
+          dataset: { type: 'string' }, model: { type: 'string' }, 'p-dims': { type: 'string' }, 'q-dims': { type: 'string' },
+          'dropout-enc': { type: 'string' }, 'dropout-dec': { type: 'string' }, 'weight-decay': { type: 'string' }, optimizer: { type: 'string' },
+          lr: { type: 'string' }, 'lr-scheduler': { type: 'string' }, 'lr-patience': { type: 'string' }, 'batch-size': { type: 'string' },
+          'n-epochs': { type: 'string' }, 'anneal-cap': { type: 'string' }, 'total-anneal-steps': { type: 'string' },
+          'constant-anneal': { type: 'boolean' }, 'early-stop-patience': { type: 'string' }, 'early-stop-score-fn': { type: 'string' },
+          'eval-every': { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, precision: { type: 'string' },
+          config: { type: 'string' }, 'run-dir': { type: 'string' }, resume: { type: 'string' },
+        },
+      });
+      if (values.resume) {
+        await runTrain({ ...TRAIN_DEFAULTS, dataset: '' }, values.resume, true, log);
+        return 0;
+      }
+      const fromFile = values.config ? JSON.parse(fs.readFileSync(values.config, 'utf8')) : {};
+      const list = (name: string): number[] | undefined => {
+        const v = values[name as keyof typeof values];
+        if (typeof v !== 'string') return undefined;
+        const xs = v.split(',').map(Number);
+        if (!xs.every(Number.isFinite)) throw new Error(`--${name}: expected numbers separated by commas, got "${v}"`);
+        return xs;
+      };
+      const num = (name: string): number | undefined => numberFlag(name, values[name as keyof typeof values] as string | undefined);
+      const cli: Partial<TrainConfig> = {
+        ...dataOptionsFrom(values),
+        dataset: values.dataset, model: values.model as TrainConfig['model'] | undefined, pDims: list('p-dims'), qDims: list('q-dims'),
+        dropoutEnc: list('dropout-enc'), dropoutDec: list('dropout-dec'), weightDecay: num('weight-decay'),
+        optimizer: values.optimizer as TrainConfig['optimizer'] | undefined, lr: num('lr'),
+        lrScheduler: values['lr-scheduler'] as TrainConfig['lrScheduler'] | undefined, lrPatience: num('lr-patience'),
+        batchSize: num('batch-size'), nEpochs: num('n-epochs'), annealCap: num('anneal-cap'),
+        totalAnnealSteps: values['total-anneal-steps'] === 'epoch-relative' ? 'epoch-relative' : num('total-anneal-steps'),
+        constantAnneal: values['constant-anneal'], earlyStopPatience: num('early-stop-patience'),
+        earlyStopScoreFn: values['early-stop-score-fn'] as TrainConfig['earlyStopScoreFn'] | undefined, evalEvery: num('eval-every'),
+        device: values.device as TrainConfig['device'] | undefined, threads: num('threads'),
+        precision: values.precision as TrainConfig['precision'] | undefined,
+      };
+      const defined = Object.fromEntries(Object.entries(cli).filter(([, v]) => v !== undefined));
+      const config = { ...TRAIN_DEFAULTS, ...fromFile, ...defined } as TrainConfig;
+      if (!config.dataset) throw new Error('vaecf train: --dataset FILE|DIR is required (or --resume RUN_DIR)');
+      if (!['vae', 'dae'].includes(config.model)) throw new Error(`--model: expected vae or dae, got "${config.model}"`);
+      const runDir = (values['run-dir'] as string | undefined) ?? path.join('runs', new Date().toISOString().replace(/[:.]/g, '-'));
+      await runTrain(config, runDir, false, log);
       return 0;
     }
     case 'serve': {

@@ -1,0 +1,138 @@
+// `vaecf train`: the options of the reference scripts (RecoTour's main.py), a run directory per run
+// (config.json, metrics.jsonl, last.safetensors checkpoint, best.safetensors weights, results.json),
+// exact --resume, and Ctrl-C leaving a resumable checkpoint.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { evaluateHeldOut, MultDAE, MultVAE, Popularity, resolvePrecision, VaecfInputError, type TrainOptions } from '../index';
+import { describe, loadOrPrepare, type DataOptions } from './data-options';
+import { ProgressLine } from './progress';
+
+export interface TrainConfig extends DataOptions {
+  dataset: string;
+  model: 'vae' | 'dae';
+  pDims: number[];
+  qDims?: number[];
+  dropoutEnc?: number[];
+  dropoutDec?: number[];
+  weightDecay: number;
+  optimizer: 'adam' | 'adamw';
+  lr: number;
+  lrScheduler: 'none' | 'plateau';
+  lrPatience: number;
+  batchSize: number;
+  nEpochs: number;
+  annealCap: number;
+  totalAnnealSteps: number | 'epoch-relative';
+  constantAnneal: boolean;
+  earlyStopPatience?: number;
+  earlyStopScoreFn: 'metric' | 'loss';
+  evalEvery: number;
+  seed: number;
+  device: 'auto' | 'cpu' | 'cuda';
+  threads?: number;
+  precision: 'auto' | 'fp32' | 'bf16';
+}
+
+export const TRAIN_DEFAULTS: Omit<TrainConfig, 'dataset'> = {
+  model: 'vae', pDims: [200, 600], weightDecay: 0, optimizer: 'adam', lr: 1e-3, lrScheduler: 'none', lrPatience: 5, batchSize: 500,
+  nEpochs: 200, annealCap: 0.2, totalAnnealSteps: 200_000, constantAnneal: false, earlyStopScoreFn: 'metric', evalEvery: 1,
+  seed: 98765, device: 'auto', precision: 'auto',
+};
+
+function trainOptionsOf(c: TrainConfig): TrainOptions {
+  return {
+    epochs: c.nEpochs,
+    batchSize: c.batchSize,
+    learningRate: c.lr,
+    optimizer: c.optimizer,
+    weightDecay: c.weightDecay,
+    seed: c.seed,
+    evaluateEvery: c.evalEvery,
+    beta: c.constantAnneal
+      ? { schedule: 'constant', value: c.annealCap }
+      : c.totalAnnealSteps === 'epoch-relative'
+        ? { schedule: 'epoch-relative', cap: c.annealCap }
+        : { schedule: 'linear', cap: c.annealCap, totalSteps: c.totalAnnealSteps },
+    earlyStopping: c.earlyStopPatience ? { patience: c.earlyStopPatience, monitor: c.earlyStopScoreFn } : undefined,
+    reduceLearningRateOnPlateau: c.lrScheduler === 'plateau' ? { patience: c.lrPatience } : undefined,
+  };
+}
+
+export async function runTrain(config: TrainConfig, runDir: string, resume: boolean, log: (s: string) => void): Promise<void> {
+  if (config.device === 'cuda') throw new VaecfInputError('device cuda: this build has no CUDA backend yet; use --device cpu (or auto)');
+  const configFile = path.join(runDir, 'config.json');
+  if (resume) {
+    if (!fs.existsSync(configFile)) throw new VaecfInputError(`${runDir}: no config.json here: not a vaecf run directory`);
+    config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+  } else {
+    if (fs.existsSync(path.join(runDir, 'last.safetensors')))
+      throw new VaecfInputError(`${runDir} already holds a run: continue it with --resume ${runDir}, or choose another --run-dir`);
+    fs.mkdirSync(runDir, { recursive: true });
+    fs.writeFileSync(configFile, JSON.stringify(config, null, 2));
+  }
+  const data = await loadOrPrepare(config.dataset, config, log);
+  log(describe(data));
+  const last = path.join(runDir, 'last.safetensors');
+  const best = path.join(runDir, 'best.safetensors');
+  const metricsFile = path.join(runDir, 'metrics.jsonl');
+  const arch = {
+    pDims: config.pDims, qDims: config.qDims, encoderDropout: config.dropoutEnc, decoderDropout: config.dropoutDec,
+    threads: config.threads, precision: config.precision,
+  };
+  const model = config.model === 'dae' ? new MultDAE(arch) : new MultVAE(arch);
+  const options = trainOptionsOf(config);
+  let startEpoch = 0;
+  if (resume) {
+    if (!fs.existsSync(last)) throw new VaecfInputError(`${runDir}: no last.safetensors checkpoint to resume from`);
+    options.resumeFrom = last;
+    const { readModelFile } = await import('../index');
+    startEpoch = ((readModelFile(last).metadata.training as { epoch: number } | null)?.epoch) ?? 0;
+    // Keep the metrics of the epochs the checkpoint holds; later lines belong to an interrupted epoch.
+    if (fs.existsSync(metricsFile)) {
+      const lines = fs.readFileSync(metricsFile, 'utf8').split('\n').filter((l) => l.trim() && JSON.parse(l).epoch <= startEpoch);
+      fs.writeFileSync(metricsFile, lines.map((l) => `${l}\n`).join(''));
+    }
+    log(`resuming ${runDir} after epoch ${startEpoch}`);
+  }
+  log(`engine: cpu, ${resolvePrecision(config.precision).note}`);
+  const controller = new AbortController();
+  const onSigint = (): void => {
+    log('\ninterrupted: stopping after the current batch; the last checkpoint stays resumable');
+    controller.abort();
+  };
+  process.once('SIGINT', onSigint);
+  const bar = new ProgressLine();
+  try {
+    await model.fit({ train: data.train, validation: data.validation, itemIds: data.itemIds, protocol: data.protocol }, {
+      ...options,
+      signal: controller.signal,
+      checkpointPath: last,
+      onBatch: (b) => bar.update(`epoch ${b.epoch}/${config.nEpochs}`, b.batch + 1, b.batches, `loss ${b.loss.toFixed(1)}`),
+      onEpoch: (r) => {
+        bar.clear();
+        fs.appendFileSync(metricsFile, `${JSON.stringify(r)}\n`);
+        if (r.best) void model.save(best, { weightsOnly: true });
+        const v = r.validation ? ` ${Object.entries(r.validation).map(([k, x]) => `${k} ${x.toFixed(4)}`).join(' ')}${r.best ? ' *' : ''}` : '';
+        log(`epoch ${String(r.epoch).padStart(3)}  loss ${r.loss.toFixed(2)}  kl ${r.kl.toFixed(2)}  beta ${r.beta.toFixed(3)}  lr ${r.learningRate.toExponential(1)}${v}  ${r.seconds.toFixed(1)} s`);
+      },
+    });
+  } catch (err) {
+    if ((err as Error).name === 'AbortError') log(`resume with: vaecf train --resume ${runDir}`);
+    model.dispose();
+    throw err;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+  const metrics = ['recall@20', 'recall@50', 'ndcg@100'];
+  const test = await evaluateHeldOut(model, data.test, metrics);
+  const pop = new Popularity();
+  pop.fit({ train: data.train });
+  const popular = await evaluateHeldOut(pop, data.test, metrics);
+  const state = model.trainingState;
+  const results = { bestEpoch: state?.bestEpoch, validation: state?.bestScore, test: test.summary, popularity: popular.summary, epochs: state?.epoch };
+  fs.writeFileSync(path.join(runDir, 'results.json'), JSON.stringify(results, null, 2));
+  log(`best epoch ${state?.bestEpoch}; test ${metrics.map((m) => `${m} ${test.summary[m].mean.toFixed(4)} ± ${test.summary[m].stderr.toFixed(4)}`).join(', ')}`);
+  log(`run directory: ${runDir} (config.json, metrics.jsonl, last.safetensors, best.safetensors, results.json)`);
+  model.dispose();
+}

@@ -1,0 +1,55 @@
+// `vaecf train`: a run directory with config, per-epoch metrics, checkpoints and results; Ctrl-C leaves
+// a resumable checkpoint and --resume ends where an uninterrupted run ends.
+import { execFile, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+
+import test from 'ava';
+
+import { sharedFile } from './data-root';
+import { tempDir } from './helpers';
+
+const run = promisify(execFile);
+const CLI = path.join(__dirname, '..', 'src', 'cli', 'main.js');
+const args = (runDir: string): string[] => [
+  CLI, 'train', '--dataset', sharedFile('ml-latest-small', 'ratings.csv'), '--held-out', '50', '--n-epochs', '4', '--batch-size', '50',
+  '--p-dims', '32,64', '--total-anneal-steps', 'epoch-relative', '--lr-scheduler', 'plateau', '--threads', '1', '--run-dir', runDir,
+];
+
+test('an interrupted run resumed with --resume ends where an uninterrupted run ends', async (t) => {
+  const dir = tempDir();
+  const straight = path.join(dir, 'straight');
+  const r = await run(process.execPath, args(straight), { maxBuffer: 1 << 24 });
+  t.regex(r.stdout, /epoch\s+4 /);
+  for (const f of ['config.json', 'metrics.jsonl', 'last.safetensors', 'best.safetensors', 'results.json']) t.true(fs.existsSync(path.join(straight, f)), f);
+  const lines = fs.readFileSync(path.join(straight, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.deepEqual(lines.map((l) => l.epoch), [1, 2, 3, 4]);
+
+  // Interrupt after the second epoch's line, then resume.
+  const broken = path.join(dir, 'broken');
+  const child = spawn(process.execPath, args(broken));
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+    if (/epoch\s+2 /.test(out) && !child.killed) child.kill('SIGINT');
+  });
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  t.is(code, 130);
+  t.regex(out, /resume with: vaecf train --resume/);
+  const resumed = await run(process.execPath, [CLI, 'train', '--resume', broken], { maxBuffer: 1 << 24 });
+  t.regex(resumed.stdout, /resuming .* after epoch [23]/);
+  const a = JSON.parse(fs.readFileSync(path.join(straight, 'results.json'), 'utf8'));
+  const b = JSON.parse(fs.readFileSync(path.join(broken, 'results.json'), 'utf8'));
+  t.deepEqual(b.test, a.test);
+  const relines = fs.readFileSync(path.join(broken, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.deepEqual(relines.map((l) => l.epoch), [1, 2, 3, 4]);
+  t.deepEqual(relines.map((l) => l.loss), lines.map((l) => l.loss));
+});
+
+test('train refuses to overwrite a run and names what is missing', async (t) => {
+  const e = await t.throwsAsync(run(process.execPath, [CLI, 'train', '--n-epochs', '2']));
+  t.regex((e as Error & { stderr: string }).stderr, /--dataset FILE\|DIR is required/);
+  const f = await t.throwsAsync(run(process.execPath, [CLI, 'train', '--resume', tempDir()]));
+  t.regex((f as Error & { stderr: string }).stderr, /no config\.json here/);
+});
