@@ -21,4 +21,11 @@ export type {
 export { ModelFileError, readModelFile, readSafetensors } from './io/model-file';
 export { importTorchStateDict, type TorchImportOptions } from './io/torch-import';
 export { createRecommendServer, listen, shutdown, type ServeOptions, type ServableModel } from './serve/server';
+export { loadOrPrepare, describe, type DataOptions } from './data/load';
+export { runTrain, TRAIN_DEFAULTS, type TrainConfig, type TrainResults } from './experiments/run';
+export { ProgressLine } from './util/progress';
+export { writeReport, type ReportResult } from './experiments/report';
+export { runBetaStudy, type BetaStudyResult } from './experiments/beta-study';
+export { runSweep, expandSweep, type SweepSpec } from './experiments/sweep';
+export { RECIPES, recipeConfig, type Recipe } from './experiments/recipes';
 export { VERSION } from './version';

@@ -10,7 +10,7 @@ import {
   type MetricReport, type PreparedDataset,
 } from '../index';
 import { loadOrPrepare, type DataOptions } from './data-options';
-import { ProgressLine } from './progress';
+import { ProgressLine } from '../index';
 
 export interface DemoOptions extends DataOptions {
   data?: string;

@@ -1,6 +1,5 @@
 // `vaecf fetch DATASET`: download, verify, extract; prints where the data is.
-import { fetchDataset } from '../data/fetch';
-import { ProgressLine } from './progress';
+import { fetchDataset, ProgressLine } from '../index';
 
 export async function runFetch(name: string, dir: string, log: (s: string) => void): Promise<void> {
   const bar = new ProgressLine();

@@ -10,7 +10,7 @@ import { runEvaluate } from './evaluate-command';
 import { runFetch } from './fetch-command';
 import { runPrepare } from './prepare-command';
 import { runServe } from './serve-command';
-import { runTrain, TRAIN_DEFAULTS, type TrainConfig } from './train-command';
+import { RECIPES, recipeConfig, runBetaStudy, runSweep, runTrain, TRAIN_DEFAULTS, writeReport, type SweepSpec, type TrainConfig } from '../index';
 
 const HELP = `vaecf: Mult-VAE / Mult-DAE collaborative filtering (Liang et al. 2018) with a native engine
 
@@ -19,7 +19,7 @@ usage:
       The main job end to end: prepare the data with the paper's protocol (no --data: a built-in
       generator of realistic clicks), train with validation, print the test metrics beside popularity,
       save the model in DIR (default vaecf-demo).
-  vaecf train --dataset FILE|DIR [--model vae|dae] [--p-dims 200,600] [--q-dims ...] [--dropout-enc 0.5,0]
+  vaecf train --dataset FILE|DIR [data options] [--model vae|dae] [--p-dims 200,600] [--q-dims ...] [--dropout-enc 0.5,0]
              [--dropout-dec 0,0] [--weight-decay X] [--optimizer adam|adamw] [--lr X] [--lr-scheduler none|plateau]
              [--lr-patience N] [--batch-size N] [--n-epochs N] [--anneal-cap X] [--total-anneal-steps N|epoch-relative]
              [--constant-anneal] [--early-stop-patience N] [--early-stop-score-fn metric|loss] [--eval-every N]
@@ -27,6 +27,16 @@ usage:
   vaecf train --resume RUN_DIR
       Train with the reference scripts' options; RUN_DIR gets config.json, metrics.jsonl, last.safetensors
       (a checkpoint every epoch: Ctrl-C leaves it resumable), best.safetensors and results.json.
+  vaecf beta-study --dataset FILE|DIR [training options] [--run-dir DIR]
+      The paper's Figure 2: anneal beta to 1, pick the beta with the best validation metric, retrain with it.
+  vaecf sweep SPEC.json [--dir DIR]
+      {"base": {training options}, "grid": {"lr": [0.001, 0.005], ...}} or "random": {"samples": N,
+      "space": {"lr": {"min": 1e-4, "max": 1e-2, "log": true}}}; resumable; writes all_results.csv.
+  vaecf report RUN_DIR | STUDY_DIR | SWEEP_DIR
+      report.html with plots (loss, KL, beta, validation per epoch; the beta study; the sweep table;
+      ours beside popularity and published numbers) and the plots as SVG files.
+  vaecf reproduce ml-20m|amazon-movies-tv|ml-1m|gowalla [--data PATH] [training options]
+      Run a reference experiment and print ours beside the published numbers.
   vaecf fetch DATASET [--dir DIR]
       Download an official archive (ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-latest-small,
       amazon-movies-tv-2014, amazon-movies-tv-2018), check its checksum, resume, extract.
@@ -41,6 +51,50 @@ data options (for raw files): --format NAME, --held-out N (users per held-out se
   (5), --min-item-clicks N (0), --seed N (98765), --test FILE (a given train/test split: FILE is train;
   --validation-users N|fraction carves validation out of train)
 `;
+
+const TRAIN_FLAGS = {
+  ...DATA_FLAGS,
+  dataset: { type: 'string' }, model: { type: 'string' }, 'p-dims': { type: 'string' }, 'q-dims': { type: 'string' },
+  'dropout-enc': { type: 'string' }, 'dropout-dec': { type: 'string' }, 'weight-decay': { type: 'string' }, optimizer: { type: 'string' },
+  lr: { type: 'string' }, 'lr-scheduler': { type: 'string' }, 'lr-patience': { type: 'string' }, 'batch-size': { type: 'string' },
+  'n-epochs': { type: 'string' }, 'anneal-cap': { type: 'string' }, 'total-anneal-steps': { type: 'string' },
+  'constant-anneal': { type: 'boolean' }, 'early-stop-patience': { type: 'string' }, 'early-stop-score-fn': { type: 'string' },
+  'eval-every': { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, precision: { type: 'string' },
+  config: { type: 'string' }, 'run-dir': { type: 'string' }, resume: { type: 'string' },
+} as const;
+
+/** Training options from the command line over a --config file over the defaults. */
+function trainConfigFrom(values: Record<string, string | boolean | undefined>, withDefaults = true): TrainConfig {
+  const fromFile = typeof values.config === 'string' ? JSON.parse(fs.readFileSync(values.config, 'utf8')) : {};
+  const list = (name: string): number[] | undefined => {
+    const v = values[name];
+    if (typeof v !== 'string') return undefined;
+    const xs = v.split(',').map(Number);
+    if (!xs.every(Number.isFinite)) throw new Error(`--${name}: expected numbers separated by commas, got "${v}"`);
+    return xs;
+  };
+  const num = (name: string): number | undefined => numberFlag(name, values[name]);
+  const str = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
+  const cli: Partial<TrainConfig> = {
+    ...dataOptionsFrom(values),
+    dataset: str('dataset'), model: str('model') as TrainConfig['model'] | undefined, pDims: list('p-dims'), qDims: list('q-dims'),
+    dropoutEnc: list('dropout-enc'), dropoutDec: list('dropout-dec'), weightDecay: num('weight-decay'),
+    optimizer: str('optimizer') as TrainConfig['optimizer'] | undefined, lr: num('lr'),
+    lrScheduler: str('lr-scheduler') as TrainConfig['lrScheduler'] | undefined, lrPatience: num('lr-patience'),
+    batchSize: num('batch-size'), nEpochs: num('n-epochs'), annealCap: num('anneal-cap'),
+    totalAnnealSteps: values['total-anneal-steps'] === 'epoch-relative' ? 'epoch-relative' : num('total-anneal-steps'),
+    constantAnneal: values['constant-anneal'] as boolean | undefined, earlyStopPatience: num('early-stop-patience'),
+    earlyStopScoreFn: str('early-stop-score-fn') as TrainConfig['earlyStopScoreFn'] | undefined, evalEvery: num('eval-every'),
+    device: str('device') as TrainConfig['device'] | undefined, threads: num('threads'),
+    precision: str('precision') as TrainConfig['precision'] | undefined,
+  };
+  const defined = Object.fromEntries(Object.entries(cli).filter(([, v]) => v !== undefined));
+  if (!withDefaults) return { ...fromFile, ...defined } as TrainConfig;
+  const config = { ...TRAIN_DEFAULTS, ...fromFile, ...defined } as TrainConfig;
+  if (!config.dataset) throw new Error('--dataset FILE|DIR is required (or --resume RUN_DIR)');
+  if (!['vae', 'dae'].includes(config.model)) throw new Error(`--model: expected vae or dae, got "${config.model}"`);
+  return config;
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -102,51 +156,59 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'train': {
-      const { values } = parseArgs({
-        args: rest,
-        options: {
-          ...DATA_FLAGS,
-          dataset: { type: 'string' }, model: { type: 'string' }, 'p-dims': { type: 'string' }, 'q-dims': { type: 'string' },
-          'dropout-enc': { type: 'string' }, 'dropout-dec': { type: 'string' }, 'weight-decay': { type: 'string' }, optimizer: { type: 'string' },
-          lr: { type: 'string' }, 'lr-scheduler': { type: 'string' }, 'lr-patience': { type: 'string' }, 'batch-size': { type: 'string' },
-          'n-epochs': { type: 'string' }, 'anneal-cap': { type: 'string' }, 'total-anneal-steps': { type: 'string' },
-          'constant-anneal': { type: 'boolean' }, 'early-stop-patience': { type: 'string' }, 'early-stop-score-fn': { type: 'string' },
-          'eval-every': { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, precision: { type: 'string' },
-          config: { type: 'string' }, 'run-dir': { type: 'string' }, resume: { type: 'string' },
-        },
-      });
+      const { values } = parseArgs({ args: rest, options: TRAIN_FLAGS });
       if (values.resume) {
-        await runTrain({ ...TRAIN_DEFAULTS, dataset: '' }, values.resume, true, log);
+        await runTrain({ ...TRAIN_DEFAULTS, dataset: '' }, values.resume as string, true, log);
         return 0;
       }
-      const fromFile = values.config ? JSON.parse(fs.readFileSync(values.config, 'utf8')) : {};
-      const list = (name: string): number[] | undefined => {
-        const v = values[name as keyof typeof values];
-        if (typeof v !== 'string') return undefined;
-        const xs = v.split(',').map(Number);
-        if (!xs.every(Number.isFinite)) throw new Error(`--${name}: expected numbers separated by commas, got "${v}"`);
-        return xs;
-      };
-      const num = (name: string): number | undefined => numberFlag(name, values[name as keyof typeof values] as string | undefined);
-      const cli: Partial<TrainConfig> = {
-        ...dataOptionsFrom(values),
-        dataset: values.dataset, model: values.model as TrainConfig['model'] | undefined, pDims: list('p-dims'), qDims: list('q-dims'),
-        dropoutEnc: list('dropout-enc'), dropoutDec: list('dropout-dec'), weightDecay: num('weight-decay'),
-        optimizer: values.optimizer as TrainConfig['optimizer'] | undefined, lr: num('lr'),
-        lrScheduler: values['lr-scheduler'] as TrainConfig['lrScheduler'] | undefined, lrPatience: num('lr-patience'),
-        batchSize: num('batch-size'), nEpochs: num('n-epochs'), annealCap: num('anneal-cap'),
-        totalAnnealSteps: values['total-anneal-steps'] === 'epoch-relative' ? 'epoch-relative' : num('total-anneal-steps'),
-        constantAnneal: values['constant-anneal'], earlyStopPatience: num('early-stop-patience'),
-        earlyStopScoreFn: values['early-stop-score-fn'] as TrainConfig['earlyStopScoreFn'] | undefined, evalEvery: num('eval-every'),
-        device: values.device as TrainConfig['device'] | undefined, threads: num('threads'),
-        precision: values.precision as TrainConfig['precision'] | undefined,
-      };
-      const defined = Object.fromEntries(Object.entries(cli).filter(([, v]) => v !== undefined));
-      const config = { ...TRAIN_DEFAULTS, ...fromFile, ...defined } as TrainConfig;
-      if (!config.dataset) throw new Error('vaecf train: --dataset FILE|DIR is required (or --resume RUN_DIR)');
-      if (!['vae', 'dae'].includes(config.model)) throw new Error(`--model: expected vae or dae, got "${config.model}"`);
+      const config = trainConfigFrom(values);
       const runDir = (values['run-dir'] as string | undefined) ?? path.join('runs', new Date().toISOString().replace(/[:.]/g, '-'));
       await runTrain(config, runDir, false, log);
+      const report = await writeReport(runDir);
+      log(`report: ${report.html}`);
+      return 0;
+    }
+    case 'beta-study': {
+      const { values } = parseArgs({ args: rest, options: TRAIN_FLAGS });
+      const config = trainConfigFrom(values);
+      const dir = (values['run-dir'] as string | undefined) ?? path.join('runs', `beta-study-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+      const r = await runBetaStudy(config, dir, log);
+      const report = await writeReport(dir);
+      log(`best beta ${r.bestBeta.toFixed(4)}; retrained test ${Object.entries(r.final.test).map(([k, v]) => `${k} ${v.mean.toFixed(4)}`).join(', ')}`);
+      log(`report: ${report.html}`);
+      return 0;
+    }
+    case 'sweep': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { dir: { type: 'string' } } });
+      if (positionals.length !== 1) throw new Error('usage: vaecf sweep SPEC.json [--dir DIR]');
+      const spec = JSON.parse(fs.readFileSync(positionals[0], 'utf8')) as SweepSpec;
+      const dir = (values.dir as string | undefined) ?? path.join('runs', path.basename(positionals[0], '.json'));
+      const csv = await runSweep(spec, dir, log);
+      const report = await writeReport(dir);
+      log(`\n${fs.readFileSync(csv, 'utf8')}results: ${csv}\nreport: ${report.html}`);
+      return 0;
+    }
+    case 'report': {
+      if (rest.length !== 1) throw new Error('usage: vaecf report RUN_OR_SWEEP_DIR');
+      const report = await writeReport(rest[0]);
+      log(`report: ${report.html}\nplots: ${report.svgs.join(', ')}`);
+      return 0;
+    }
+    case 'reproduce': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { ...TRAIN_FLAGS, data: { type: 'string' } } });
+      if (positionals.length !== 1) throw new Error(`usage: vaecf reproduce RECIPE [--data PATH] [--n-epochs N]; recipes: ${Object.keys(RECIPES).join(', ')}`);
+      const name = positionals[0];
+      const overrides = Object.fromEntries(Object.entries(trainConfigFrom({ ...values, dataset: 'x' }, false)).filter(([k, v]) => v !== undefined && k !== 'dataset'));
+      const config = recipeConfig(name, overrides, values.data as string | undefined);
+      log(`recipe ${name}: ${RECIPES[name].description}`);
+      const dir = (values['run-dir'] as string | undefined) ?? path.join('runs', `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+      const r = await runTrain(config, dir, false, log);
+      log(`\n${'metric'.padEnd(22)}${'vaecf'.padStart(20)}${'published'.padStart(12)}`);
+      for (const [k, v] of Object.entries(r.test))
+        log(`${k.padEnd(22)}${`${v.mean.toFixed(4)} ± ${v.stderr.toFixed(4)}`.padStart(20)}${(config.published[k]?.toFixed(4) ?? '').padStart(12)}`);
+      log(`published: ${RECIPES[name].source}`);
+      const report = await writeReport(dir);
+      log(`report: ${report.html}`);
       return 0;
     }
     case 'serve': {

@@ -1,12 +1,17 @@
-// `vaecf train`: the options of the reference scripts (RecoTour's main.py), a run directory per run
+// A training run as `vaecf train` makes it: the options of the reference scripts (RecoTour's main.py), a run directory per run
 // (config.json, metrics.jsonl, last.safetensors checkpoint, best.safetensors weights, results.json),
 // exact --resume, and Ctrl-C leaving a resumable checkpoint.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { evaluateHeldOut, MultDAE, MultVAE, Popularity, resolvePrecision, VaecfInputError, type TrainOptions } from '../index';
-import { describe, loadOrPrepare, type DataOptions } from './data-options';
-import { ProgressLine } from './progress';
+import { VaecfInputError } from '../data/csr';
+import { describe, loadOrPrepare, type DataOptions } from '../data/load';
+import { readModelFile } from '../io/model-file';
+import { MultDAE, MultVAE, resolvePrecision } from '../models/mult-vae';
+import { Popularity } from '../models/popularity';
+import { evaluateHeldOut } from '../training/evaluate';
+import type { TrainOptions } from '../training/options';
+import { ProgressLine } from '../util/progress';
 
 export interface TrainConfig extends DataOptions {
   dataset: string;
@@ -32,6 +37,13 @@ export interface TrainConfig extends DataOptions {
   device: 'auto' | 'cpu' | 'cuda';
   threads?: number;
   precision: 'auto' | 'fp32' | 'bf16';
+  /** test metrics (default the paper's) and the validation metric that picks the best epoch */
+  metrics?: string[];
+  validationMetric?: string;
+  /** a label for reports (e.g. the recipe) */
+  name?: string;
+  /** published numbers to compare with in reports */
+  published?: Record<string, number>;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'dataset'> = {
@@ -49,6 +61,7 @@ function trainOptionsOf(c: TrainConfig): TrainOptions {
     weightDecay: c.weightDecay,
     seed: c.seed,
     evaluateEvery: c.evalEvery,
+    metric: c.validationMetric ?? 'ndcg@100',
     beta: c.constantAnneal
       ? { schedule: 'constant', value: c.annealCap }
       : c.totalAnnealSteps === 'epoch-relative'
@@ -59,7 +72,18 @@ function trainOptionsOf(c: TrainConfig): TrainOptions {
   };
 }
 
-export async function runTrain(config: TrainConfig, runDir: string, resume: boolean, log: (s: string) => void): Promise<void> {
+export interface TrainResults {
+  name?: string;
+  bestEpoch: number | null | undefined;
+  validation: number | null | undefined;
+  test: Record<string, { mean: number; stderr: number; users: number }>;
+  popularity: Record<string, { mean: number; stderr: number; users: number }>;
+  epochs: number | undefined;
+  seconds: number;
+}
+
+export async function runTrain(config: TrainConfig, runDir: string, resume: boolean, log: (s: string) => void): Promise<TrainResults> {
+  const started = Date.now();
   if (config.device === 'cuda') throw new VaecfInputError('device cuda: this build has no CUDA backend yet; use --device cpu (or auto)');
   const configFile = path.join(runDir, 'config.json');
   if (resume) {
@@ -86,7 +110,6 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
   if (resume) {
     if (!fs.existsSync(last)) throw new VaecfInputError(`${runDir}: no last.safetensors checkpoint to resume from`);
     options.resumeFrom = last;
-    const { readModelFile } = await import('../index');
     startEpoch = ((readModelFile(last).metadata.training as { epoch: number } | null)?.epoch) ?? 0;
     // Keep the metrics of the epochs the checkpoint holds; later lines belong to an interrupted epoch.
     if (fs.existsSync(metricsFile)) {
@@ -124,15 +147,19 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
   } finally {
     process.removeListener('SIGINT', onSigint);
   }
-  const metrics = ['recall@20', 'recall@50', 'ndcg@100'];
+  const metrics = config.metrics ?? ['recall@20', 'recall@50', 'ndcg@100'];
   const test = await evaluateHeldOut(model, data.test, metrics);
   const pop = new Popularity();
   pop.fit({ train: data.train });
   const popular = await evaluateHeldOut(pop, data.test, metrics);
   const state = model.trainingState;
-  const results = { bestEpoch: state?.bestEpoch, validation: state?.bestScore, test: test.summary, popularity: popular.summary, epochs: state?.epoch };
+  const results: TrainResults = {
+    name: config.name, bestEpoch: state?.bestEpoch, validation: state?.bestScore, test: test.summary, popularity: popular.summary, epochs: state?.epoch,
+    seconds: (Date.now() - started) / 1000,
+  };
   fs.writeFileSync(path.join(runDir, 'results.json'), JSON.stringify(results, null, 2));
   log(`best epoch ${state?.bestEpoch}; test ${metrics.map((m) => `${m} ${test.summary[m].mean.toFixed(4)} ± ${test.summary[m].stderr.toFixed(4)}`).join(', ')}`);
   log(`run directory: ${runDir} (config.json, metrics.jsonl, last.safetensors, best.safetensors, results.json)`);
   model.dispose();
+  return results;
 }
