@@ -41,13 +41,15 @@ def main():
     ap.add_argument("--batches", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
+    dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     users, items = map(int, open(os.path.join(a.dir, "shape.txt")).read().split())
     indptr = np.fromfile(os.path.join(a.dir, "indptr.i64"), dtype=np.int64)
     indices = np.fromfile(os.path.join(a.dir, "indices.i32"), dtype=np.int32).astype(np.int64)
-    model = MultVAE(items)
+    model = MultVAE(items).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     order = np.random.default_rng(1).permutation(users)
     steps_per_epoch = (users + a.batch_size - 1) // a.batch_size
@@ -57,6 +59,7 @@ def main():
         x = torch.zeros(len(rows), items)
         for r, u in enumerate(rows):
             x[r, indices[indptr[u]: indptr[u + 1]]] = 1.0
+        x = x.to(dev)
         opt.zero_grad()
         logits, mu, logvar = model(x)
         nll = -torch.mean(torch.sum(F.log_softmax(logits, 1) * x, -1))
@@ -67,11 +70,14 @@ def main():
         return loss.item()
 
     step(0)  # warm-up
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
     t = time.perf_counter()
     for b in range(1, a.batches + 1):
         step(b)
+    sync()
     per_batch = (time.perf_counter() - t) / a.batches
-    print(json.dumps({"torch": torch.__version__, "threads": a.threads, "batches_timed": a.batches,
+    print(json.dumps({"torch": torch.__version__, "device": str(dev), "threads": a.threads, "batches_timed": a.batches,
                       "seconds_per_batch": per_batch, "steps_per_epoch": steps_per_epoch,
                       "seconds_per_epoch_extrapolated": per_batch * steps_per_epoch}))
 

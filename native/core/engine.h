@@ -55,6 +55,8 @@ class Engine {
   // Adam moments (each numParams()) and the optimizer's step count.
   virtual void getOptimizerState(float* m, float* v, int64_t* t) const = 0;
   virtual void setOptimizerState(const float* m, const float* v, int64_t t) = 0;
+  // The gradient of the last trainStep (for checks between backends).
+  virtual void getGradients(float* out) const = 0;
 };
 
 // Offsets of every layer's weight and bias in the flat parameter vector.

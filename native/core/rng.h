@@ -6,10 +6,17 @@
 #include <cmath>
 #include <cstdint>
 
+// Usable from CUDA kernels too, so the CUDA backend draws exactly the CPU engine's masks and eps.
+#ifdef __CUDACC__
+#define VAECF_HD __host__ __device__
+#else
+#define VAECF_HD
+#endif
+
 namespace vaecf {
 
 struct Philox4x32 {
-  static inline void round(uint32_t ctr[4], const uint32_t key[2]) {
+  VAECF_HD static inline void round(uint32_t ctr[4], const uint32_t key[2]) {
     const uint64_t p0 = uint64_t(0xD2511F53u) * ctr[0];
     const uint64_t p1 = uint64_t(0xCD9E8D57u) * ctr[2];
     const uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
@@ -19,7 +26,7 @@ struct Philox4x32 {
     ctr[0] = n0; ctr[1] = lo1; ctr[2] = n2; ctr[3] = lo0;
   }
   // 4 random 32-bit words for the 128-bit counter (c0..c3) under a 64-bit key.
-  static inline void generate(uint64_t key64, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
+  VAECF_HD static inline void generate(uint64_t key64, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
                               uint32_t out[4]) {
     uint32_t key[2] = {uint32_t(key64), uint32_t(key64 >> 32)};
     uint32_t ctr[4] = {c0, c1, c2, c3};
@@ -44,17 +51,17 @@ enum class Stream : uint32_t {
 // A view on one stream at one step (a training step, an epoch, a layer): draws by element index.
 class CounterRng {
  public:
-  CounterRng(uint64_t seed, uint32_t stream, uint64_t step)
+  VAECF_HD CounterRng(uint64_t seed, uint32_t stream, uint64_t step)
       : seed_(seed), stream_(stream), step_(step) {}
   // Uniform in [0, 1) with 24 random bits (exactly representable in float).
-  inline float uniform(uint64_t index) const {
+  VAECF_HD inline float uniform(uint64_t index) const {
     uint32_t w[4];
     Philox4x32::generate(seed_, uint32_t(index), uint32_t(index >> 32), uint32_t(step_),
                          (stream_ << 8) ^ uint32_t(step_ >> 32), w);
     return float(w[0] >> 8) * (1.0f / 16777216.0f);
   }
   // Uniform in [0, 1) with 53 random bits.
-  inline double uniformDouble(uint64_t index) const {
+  VAECF_HD inline double uniformDouble(uint64_t index) const {
     uint32_t w[4];
     Philox4x32::generate(seed_, uint32_t(index), uint32_t(index >> 32), uint32_t(step_),
                          (stream_ << 8) ^ uint32_t(step_ >> 32), w);
@@ -62,16 +69,16 @@ class CounterRng {
     return double(bits & ((uint64_t(1) << 53) - 1)) * (1.0 / 9007199254740992.0);
   }
   // Standard normal by Box-Muller from the two halves of one Philox block.
-  inline double normal(uint64_t index) const {
+  VAECF_HD inline double normal(uint64_t index) const {
     uint32_t w[4];
     Philox4x32::generate(seed_, uint32_t(index), uint32_t(index >> 32), uint32_t(step_),
                          (stream_ << 8) ^ uint32_t(step_ >> 32), w);
     const double u1 = (double((uint64_t(w[0]) << 21) ^ (w[1] >> 11)) + 1.0) * (1.0 / 9007199254740993.0);
     const double u2 = double((uint64_t(w[2]) << 21) ^ (w[3] >> 11)) * (1.0 / 9007199254740992.0);
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
   }
   // Uniform integer in [0, n) (n < 2^53), unbiased enough for shuffling (53-bit multiply).
-  inline uint64_t below(uint64_t index, uint64_t n) const {
+  VAECF_HD inline uint64_t below(uint64_t index, uint64_t n) const {
     return uint64_t(uniformDouble(index) * double(n));
   }
 

@@ -631,6 +631,12 @@ void CpuEngine::getOptimizerState(float* m, float* v, int64_t* t) const {
   std::memcpy(v, self.adamV().data(), size_t(model_.numParams()) * sizeof(float));
   *t = self.adamStepCount();
 }
+void CpuEngine::getGradients(float* out) const {
+  auto& self = const_cast<MultVaeCpu<float>&>(model_);
+  self.ensureOptimizerState();
+  std::memcpy(out, self.gradients(), size_t(model_.numParams()) * sizeof(float));
+}
+
 void CpuEngine::setOptimizerState(const float* m, const float* v, int64_t t) {
   model_.ensureOptimizerState();
   std::memcpy(model_.adamM().data(), m, size_t(model_.numParams()) * sizeof(float));

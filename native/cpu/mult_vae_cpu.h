@@ -127,6 +127,7 @@ class CpuEngine final : public Engine {
   void setParameters(const float* in) override;
   void getOptimizerState(float* m, float* v, int64_t* t) const override;
   void setOptimizerState(const float* m, const float* v, int64_t t) override;
+  void getGradients(float* out) const override;
   MultVaeCpu<float>& model() { return model_; }
 
  private:

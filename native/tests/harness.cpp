@@ -18,7 +18,11 @@
 
 #include "cpu/blas.h"
 #include "cpu/kernels.h"
+#include "core/trainer.h"
 #include "cpu/mult_vae_cpu.h"
+#ifdef VAECF_HAVE_CUDA
+#include "cuda/mult_vae_cuda.h"
+#endif
 
 using namespace vaecf;
 
@@ -238,11 +242,170 @@ static int gemmRate(int argc, char** argv) {
   return 0;
 }
 
+#ifdef VAECF_HAVE_CUDA
+// Every CUDA kernel path against the CPU engine on fresh random inputs (same weights, same noise from the
+// shared counter RNG), then an ML-20M-shaped epoch on the GPU. Exit code 1 when a check fails.
+static double relError(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0, n = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    d += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
+    n += double(b[i]) * double(b[i]);
+  }
+  return std::sqrt(d / std::max(n, 1e-300));
+}
+
+static int gpuCheck(int argc, char** argv) {
+  std::printf("device: %s\n", cuda::deviceDescription().c_str());
+  std::string why;
+  if (!cuda::deviceAvailable(&why)) {
+    std::printf("no usable CUDA device: %s\n", why.c_str());
+    return 2;
+  }
+  int64_t epochUsers = 116677;
+  for (int i = 2; i + 1 < argc; i += 2)
+    if (std::string(argv[i]) == "--users") epochUsers = std::stoll(argv[i + 1]);
+  bool ok = true;
+  std::mt19937 gen(11);
+  for (int variant = 0; variant < 2; ++variant) {
+    const bool vae = variant == 0;
+    const int64_t items = 3001, users = 400;
+    ModelConfig cfg;
+    cfg.encoderDims = {items, 96, 24};
+    cfg.decoderDims = {24, 96, items};
+    cfg.variational = vae;
+    cfg.encoderDropout = {0.5, 0.2};
+    cfg.decoderDropout = {0.1, 0};
+    std::uniform_real_distribution<double> u(0, 1);
+    std::vector<int64_t> indptr{0};
+    std::vector<int32_t> indices;
+    std::vector<float> values;
+    for (int64_t r = 0; r < users; ++r) {
+      const int64_t n = 1 + int64_t(u(gen) * 60);
+      std::vector<int32_t> row;
+      while (int64_t(row.size()) < n) {
+        const int32_t it = int32_t(std::pow(u(gen), 2.0) * double(items));
+        if (std::find(row.begin(), row.end(), it) == row.end()) row.push_back(it);
+      }
+      for (auto it : row) {
+        indices.push_back(it);
+        values.push_back(float(1 + int(u(gen) * 3)));
+      }
+      indptr.push_back(int64_t(indices.size()));
+    }
+    CsrView data;
+    data.rows = users;
+    data.cols = items;
+    data.indptr = indptr.data();
+    data.indices = indices.data();
+    data.values = values.data();
+    cpu::CpuEngine cpuEngine(cfg);
+    cpuEngine.setThreads(2);
+    cuda::CudaEngine gpuEngine(cfg);
+    cpuEngine.initialize(5);
+    gpuEngine.initialize(5);
+    std::vector<int64_t> rows(static_cast<size_t>(users), 0);
+    for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = (i * 7919) % users;
+    StepOptions so;
+    so.beta = 0.3;
+    so.l2 = 0.01;
+    so.seed = 9;
+    so.step = 3;
+    so.update = false;
+    const int64_t m = 250;
+    const StepResult rc = cpuEngine.trainStep(data, rows.data(), m, so);
+    const StepResult rg = gpuEngine.trainStep(data, rows.data(), m, so);
+    const int64_t P = cpuEngine.numParams();
+    std::vector<float> gc(static_cast<size_t>(P), 0.0f), gg(static_cast<size_t>(P), 0.0f);
+    cpuEngine.getGradients(gc.data());
+    gpuEngine.getGradients(gg.data());
+    const double lossErr = std::fabs(rc.loss - rg.loss) / std::fabs(rc.loss);
+    const double gradErr = relError(gg, gc);
+    so.update = true;
+    so.optimizer.weightDecay = 0.01;
+    cpuEngine.trainStep(data, rows.data(), m, so);
+    gpuEngine.trainStep(data, rows.data(), m, so);
+    std::vector<float> pc(static_cast<size_t>(P), 0.0f), pg(static_cast<size_t>(P), 0.0f);
+    cpuEngine.getParameters(pc.data());
+    gpuEngine.getParameters(pg.data());
+    const double paramErr = relError(pg, pc);
+    std::vector<float> sc(static_cast<size_t>(50 * items), 0.0f), sg(static_cast<size_t>(50 * items), 0.0f);
+    cpuEngine.scores(data, 0, 50, sc.data());
+    gpuEngine.scores(data, 0, 50, sg.data());
+    const double scoreErr = relError(sg, sc);
+    std::vector<int32_t> ic(50 * 20), ig(50 * 20);
+    std::vector<float> vc(50 * 20), vg(50 * 20);
+    cpuEngine.recommend(data, 0, 50, 20, true, nullptr, ic.data(), vc.data());
+    gpuEngine.recommend(data, 0, 50, 20, true, nullptr, ig.data(), vg.data());
+    int64_t same = 0;
+    for (size_t i = 0; i < ic.size(); ++i) same += ic[i] == ig[i];
+    const double topAgree = double(same) / double(ic.size());
+    const bool pass = lossErr < 1e-5 && gradErr < 1e-5 && paramErr < 1e-5 && scoreErr < 1e-5 && topAgree > 0.98;
+    ok = ok && pass;
+    std::printf("%s: loss %.3g, gradients %.3g, weights after Adam %.3g, scores %.3g (relative errors vs the CPU engine), top-20 agreement %.3f: %s\n",
+                vae ? "Mult-VAE" : "Mult-DAE", lossErr, gradErr, paramErr, scoreErr, topAgree, pass ? "ok" : "FAIL");
+  }
+  // ML-20M-shaped epochs on the GPU.
+  {
+    const int64_t items = 20108;
+    std::vector<double> cdf(static_cast<size_t>(items), 0.0);
+    double acc = 0;
+    for (int64_t i = 0; i < items; ++i) cdf[size_t(i)] = (acc += 1.0 / double(i + 1));
+    std::uniform_real_distribution<double> uni(0, 1);
+    std::exponential_distribution<double> activity(1.0 / 68.0);
+    std::vector<int64_t> indptr{0};
+    std::vector<int32_t> indices;
+    std::vector<int32_t> mark(static_cast<size_t>(items), -1);
+    for (int64_t u = 0; u < epochUsers; ++u) {
+      const int64_t n = std::min<int64_t>(items / 2, 5 + int64_t(activity(gen)));
+      for (int64_t k = 0; k < n;) {
+        const int32_t it = int32_t(std::lower_bound(cdf.begin(), cdf.end(), uni(gen) * acc) - cdf.begin());
+        if (mark[size_t(it)] == int32_t(u)) continue;
+        mark[size_t(it)] = int32_t(u);
+        indices.push_back(it);
+        ++k;
+      }
+      indptr.push_back(int64_t(indices.size()));
+    }
+    CsrView data;
+    data.rows = epochUsers;
+    data.cols = items;
+    data.indptr = indptr.data();
+    data.indices = indices.data();
+    ModelConfig cfg;
+    cfg.encoderDims = {items, 600, 200};
+    cfg.decoderDims = {200, 600, items};
+    cfg.encoderDropout = {0.5, 0};
+    cfg.decoderDropout = {0, 0};
+    cuda::CudaEngine engine(cfg);
+    engine.initialize(1);
+    TrainingCounters counters;
+    EpochOptions eo;
+    eo.batchSize = 500;
+    eo.seed = 1;
+    double seconds[3] = {0, 0, 0};
+    for (int e = 0; e < 3; ++e) {
+      eo.epoch = uint64_t(e);
+      const auto t0 = std::chrono::steady_clock::now();
+      trainEpoch(engine, data, eo, counters, nullptr, nullptr);
+      engine.synchronize();
+      seconds[e] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    std::printf("ML-20M shape (%lld users x %lld items, %lld clicks, I-600-200-600-I, batch 500, fp32): epochs %.2f (first, with upload) / %.2f / %.2f s; 200 epochs about %.0f s\n",
+                (long long)epochUsers, (long long)items, (long long)indices.size(), seconds[0], seconds[1], seconds[2], seconds[2] * 200);
+  }
+  std::printf("%s\n", ok ? "all GPU checks passed" : "SOME GPU CHECKS FAILED");
+  return ok ? 0 : 1;
+}
+#endif
+
 int main(int argc, char** argv) {
   try {
     if (argc == 3 && std::string(argv[1]) == "step") return step(argv[2]);
     if (argc >= 2 && std::string(argv[1]) == "profile") return profile(argc, argv);
     if (argc >= 2 && std::string(argv[1]) == "gemm") return gemmRate(argc, argv);
+#ifdef VAECF_HAVE_CUDA
+    if (argc >= 2 && std::string(argv[1]) == "gpu-check") return gpuCheck(argc, argv);
+#endif
     std::fprintf(stderr, "usage: vaecf_harness step DIR | profile [--users N --items N --clicks N --batches N --threads N]\n");
     return 2;
   } catch (const std::exception& e) {

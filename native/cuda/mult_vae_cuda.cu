@@ -1,0 +1,672 @@
+// CUDA implementation of the Engine interface (see mult_vae_cuda.h). fp32 throughout.
+// Row-major matrices everywhere; cuBLAS (column-major) sees them transposed:
+//   Y[M x out] = X[M x in] W[in x out]   ->  sgemm(N, N, out, M, in, W, X, Y)
+//   dW[in x out] = X^T dA                ->  sgemm(N, T, out, in, M, dA, X, dW)
+//   dX[M x in] = dA W^T                  ->  sgemm(T, N, in, M, out, W, dA, dX)
+#include "mult_vae_cuda.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cusparse.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../core/rng.h"
+#include "../cpu/mult_vae_cpu.h"
+
+namespace vaecf::cuda {
+
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::string msg = std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e);
+    if (e == cudaErrorMemoryAllocation) msg += " (out of GPU memory: use a smaller batch or the CPU engine)";
+    throw std::runtime_error(msg);
+  }
+}
+void check(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string("cuBLAS error in ") + what + ": status " + std::to_string(int(s)));
+}
+void check(cusparseStatus_t s, const char* what) {
+  if (s != CUSPARSE_STATUS_SUCCESS) throw std::runtime_error(std::string("cuSPARSE error in ") + what + ": " + cusparseGetErrorString(s));
+}
+#define CK(x) check((x), #x)
+#define LAUNCH_CHECK() check(cudaGetLastError(), "kernel launch")
+
+template <typename T>
+struct DeviceBuffer {
+  T* ptr = nullptr;
+  size_t count = 0;
+  void resize(size_t n) {
+    if (n <= count) return;
+    if (ptr) cudaFree(ptr);
+    ptr = nullptr;
+    CK(cudaMalloc(&ptr, std::max<size_t>(n, 1) * sizeof(T)));
+    count = n;
+  }
+  ~DeviceBuffer() {
+    if (ptr) cudaFree(ptr);
+  }
+};
+
+inline unsigned blocks(int64_t n, int threads = 256) { return unsigned((n + threads - 1) / threads); }
+
+// ---- kernels ----
+
+__global__ void gatherCounts(const int64_t* indptr, const int64_t* rows, int64_t first, int64_t m, int32_t* out) {
+  const int64_t u = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (u >= m) return;
+  const int64_t r = rows ? rows[u] : first + u;
+  out[u] = int32_t(indptr[r + 1] - indptr[r]);
+}
+
+// One warp per row: copy the row's items and click values into the batch CSR.
+__global__ void gatherRows(const int64_t* indptr, const int32_t* indices, const float* values, const int64_t* rows, int64_t first,
+                           int64_t m, const int32_t* batchPtr, int32_t* bIdx, float* bRaw) {
+  const int64_t warp = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (warp >= m) return;
+  const int64_t r = rows ? rows[warp] : first + warp;
+  const int64_t b = indptr[r], n = indptr[r + 1] - b;
+  for (int64_t k = lane; k < n; k += 32) {
+    bIdx[batchPtr[warp] + k] = indices[b + k];
+    bRaw[batchPtr[warp] + k] = values ? values[b + k] : 1.0f;
+  }
+}
+
+// Encoder input: x_u / ||x_u||_2 times the inverted-dropout scale of each click (training).
+__global__ void normaliseInput(const int32_t* ptr, const float* raw, float* input, int64_t m, bool training, double p0, uint64_t seed, uint64_t step) {
+  const int64_t warp = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (warp >= m) return;
+  const int32_t b = ptr[warp], e = ptr[warp + 1];
+  float sq = 0;
+  for (int32_t k = b + lane; k < e; k += 32) sq += raw[k] * raw[k];
+  for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
+  const float inv = sq > 0 ? 1.0f / sqrtf(sq) : 0.0f;
+  const CounterRng rng(seed, uint32_t(Stream::InputDropout), step);
+  const float keep = float(1.0 / (1.0 - p0));
+  for (int32_t k = b + lane; k < e; k += 32) {
+    float s = 1.0f;
+    if (training && p0 > 0) s = rng.uniform(uint64_t(k)) >= p0 ? keep : 0.0f;
+    input[k] = raw[k] * inv * s;
+  }
+}
+
+__global__ void broadcastBias(float* y, const float* b, int64_t m, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < m * n) y[i] = b[i % n];
+}
+
+__global__ void tanhInPlace(float* y, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] = tanhf(y[i]);
+}
+
+__global__ void dropoutMask(float* mask, int64_t n, double p, uint64_t seed, uint32_t stream, uint64_t step) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const CounterRng rng(seed, stream, step);
+  mask[i] = rng.uniform(uint64_t(i)) >= p ? float(1.0 / (1.0 - p)) : 0.0f;
+}
+
+__global__ void multiply(const float* a, const float* b, float* out, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = a[i] * b[i];
+}
+
+__global__ void sampleEps(float* eps, int64_t n, uint64_t seed, uint64_t step) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const CounterRng rng(seed, uint32_t(Stream::Reparameterisation), step);
+  eps[i] = float(rng.normal(uint64_t(i)));
+}
+
+__global__ void reparameterise(const float* enc, const float* eps, float* z, int64_t m, int64_t D, bool training) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= m * D) return;
+  const int64_t u = i / D, d = i % D;
+  const float mu = enc[u * 2 * D + d], lv = enc[u * 2 * D + D + d];
+  z[i] = training ? mu + eps[i] * expf(0.5f * lv) : mu;
+}
+
+template <int THREADS>
+__device__ float blockReduce(float v, bool isMax) {
+  __shared__ float shared[THREADS / 32];
+  for (int o = 16; o > 0; o >>= 1) {
+    const float w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = isMax ? fmaxf(v, w) : v + w;
+  }
+  if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    v = threadIdx.x < THREADS / 32 ? shared[threadIdx.x] : (isMax ? -INFINITY : 0.0f);
+    for (int o = 16; o > 0; o >>= 1) {
+      const float w = __shfl_xor_sync(0xffffffffu, v, o);
+      v = isMax ? fmaxf(v, w) : v + w;
+    }
+    if (threadIdx.x == 0) shared[0] = v;
+  }
+  __syncthreads();
+  const float r = shared[0];
+  __syncthreads();
+  return r;
+}
+
+// One block per user: nll_u = n_u logsumexp(l_u) - sum_k x_k l_uk, and in place d nll / d l = (n_u softmax - x) / M.
+template <int THREADS>
+__global__ void likelihood(float* logits, int64_t items, const int32_t* ptr, const int32_t* idx, const float* raw, float invM, float* rowNll) {
+  const int64_t u = blockIdx.x;
+  float* row = logits + u * items;
+  float mx = -INFINITY;
+  for (int64_t i = threadIdx.x; i < items; i += THREADS) mx = fmaxf(mx, row[i]);
+  mx = blockReduce<THREADS>(mx, true);
+  float sum = 0;
+  for (int64_t i = threadIdx.x; i < items; i += THREADS) sum += expf(row[i] - mx);
+  sum = blockReduce<THREADS>(sum, false);
+  float n = 0, dot = 0;
+  for (int32_t k = ptr[u] + threadIdx.x; k < ptr[u + 1]; k += THREADS) {
+    n += raw[k];
+    dot += raw[k] * row[idx[k]];
+  }
+  n = blockReduce<THREADS>(n, false);
+  dot = blockReduce<THREADS>(dot, false);
+  if (threadIdx.x == 0) rowNll[u] = n * (mx + logf(sum)) - dot;
+  const float scale = n / sum * invM;
+  for (int64_t i = threadIdx.x; i < items; i += THREADS) row[i] = expf(row[i] - mx) * scale;
+  __syncthreads();
+  for (int32_t k = ptr[u] + threadIdx.x; k < ptr[u + 1]; k += THREADS) atomicAdd(&row[idx[k]], -raw[k] * invM);
+}
+
+__global__ void klRows(const float* enc, int64_t m, int64_t D, float* rowKl) {
+  const int64_t u = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (u >= m) return;
+  float s = 0;
+  for (int64_t d = 0; d < D; ++d) {
+    const float mu = enc[u * 2 * D + d], lv = enc[u * 2 * D + D + d];
+    s += 0.5f * (-lv + expf(lv) + mu * mu - 1.0f);
+  }
+  rowKl[u] = s;
+}
+
+// Gradient w.r.t. (mu, logvar) from dz and the KL term.
+__global__ void reparameteriseBackward(const float* enc, const float* eps, const float* dz, float* dE, int64_t m, int64_t D, float betaOverM) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= m * D) return;
+  const int64_t u = i / D, d = i % D;
+  const float mu = enc[u * 2 * D + d], lv = enc[u * 2 * D + D + d];
+  const float sd = expf(0.5f * lv);
+  dE[u * 2 * D + d] = dz[i] + betaOverM * mu;
+  dE[u * 2 * D + D + d] = dz[i] * eps[i] * 0.5f * sd + betaOverM * 0.5f * (sd * sd - 1.0f);
+}
+
+__global__ void tanhBackward(float* g, const float* act, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) g[i] *= 1.0f - act[i] * act[i];
+}
+
+// db[c] = sum over rows of g[:, c] (one thread per column, coalesced).
+__global__ void columnSums(const float* g, float* db, int64_t m, int64_t n) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= n) return;
+  float s = 0;
+  for (int64_t u = 0; u < m; ++u) s += g[u * n + c];
+  db[c] = s;
+}
+
+__global__ void addScaled(float* g, const float* w, float s, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) g[i] += s * w[i];
+}
+
+__global__ void adam(float* p, const float* g, float* m, float* v, int64_t n, float stepSize, float b1, float b2, float eps, float bc2Sqrt,
+                     float decay, float shrink, bool coupled, bool decoupled) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  float gi = g[i], pi = p[i];
+  if (coupled) gi += decay * pi;
+  if (decoupled) pi *= shrink;
+  const float mi = b1 * m[i] + (1.0f - b1) * gi;
+  const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  p[i] = pi - stepSize * mi / (sqrtf(vi) / bc2Sqrt + eps);
+}
+
+// Top-k per row by k rounds of a block arg-max (ties: smaller item index); seen items and non-candidates masked first.
+template <int THREADS>
+__global__ void topK(float* logits, int64_t items, const int32_t* ptr, const int32_t* idx, bool excludeSeen, const uint8_t* candidates, int64_t k,
+                     int32_t* outItems, float* outScores) {
+  const int64_t u = blockIdx.x;
+  float* row = logits + u * items;
+  if (excludeSeen)
+    for (int32_t j = ptr[u] + threadIdx.x; j < ptr[u + 1]; j += THREADS) row[idx[j]] = -INFINITY;
+  if (candidates)
+    for (int64_t i = threadIdx.x; i < items; i += THREADS)
+      if (!candidates[i]) row[i] = -INFINITY;
+  __syncthreads();
+  __shared__ float bestV[THREADS];
+  __shared__ int32_t bestI[THREADS];
+  for (int64_t r = 0; r < k; ++r) {
+    float v = -INFINITY;
+    int32_t at = -1;
+    for (int64_t i = threadIdx.x; i < items; i += THREADS)
+      if (row[i] > v || (row[i] == v && at >= 0 && i < at)) {
+        v = row[i];
+        at = int32_t(i);
+      }
+    bestV[threadIdx.x] = v;
+    bestI[threadIdx.x] = at;
+    __syncthreads();
+    for (int s = THREADS / 2; s > 0; s >>= 1) {
+      if (threadIdx.x < s) {
+        const float ov = bestV[threadIdx.x + s];
+        const int32_t oi = bestI[threadIdx.x + s];
+        if (oi >= 0 && (ov > bestV[threadIdx.x] || bestI[threadIdx.x] < 0 || (ov == bestV[threadIdx.x] && oi < bestI[threadIdx.x]))) {
+          bestV[threadIdx.x] = ov;
+          bestI[threadIdx.x] = oi;
+        }
+      }
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+      const bool valid = bestI[0] >= 0 && bestV[0] != -INFINITY;
+      outItems[u * k + r] = valid ? bestI[0] : -1;
+      outScores[u * k + r] = valid ? bestV[0] : -INFINITY;
+      if (valid) row[bestI[0]] = -INFINITY;
+    }
+    __syncthreads();
+  }
+}
+
+}  // namespace
+
+// ---- device probing ----
+
+bool deviceAvailable(std::string* why) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    if (why) *why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device";
+    return false;
+  }
+  return true;
+}
+
+std::string deviceDescription() {
+  std::string why;
+  if (!deviceAvailable(&why)) return "no usable CUDA device (" + why + ")";
+  cudaDeviceProp p{};
+  cudaGetDeviceProperties(&p, 0);
+  int driver = 0;
+  cudaDriverGetVersion(&driver);
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%s, compute %d.%d, %.1f GiB, driver %d.%d", p.name, p.major, p.minor, double(p.totalGlobalMem) / (1 << 30),
+                driver / 1000, (driver % 1000) / 10);
+  return buf;
+}
+
+// ---- the engine ----
+
+struct CudaEngine::Impl {
+  ModelConfig config;
+  ParameterLayout layout;
+  int64_t nEnc, nLayers, latent, items;
+  cublasHandle_t blas = nullptr;
+  cusparseHandle_t sparse = nullptr;
+  DeviceBuffer<float> params, grads, adamM, adamV;
+  int64_t adamT = 0;
+  // the training matrix, cached on the device while the caller passes the same one
+  const void* cachedKey = nullptr;
+  int64_t cachedNnz = -1, cachedRows = -1;
+  DeviceBuffer<int64_t> dIndptr, dRows;
+  DeviceBuffer<int32_t> dIndices;
+  DeviceBuffer<float> dValues;
+  bool hasValues = false;
+  // the batch
+  int64_t m = 0, capacity = 0;
+  DeviceBuffer<int32_t> bPtr, bIdx, counts;
+  DeviceBuffer<float> bRaw, bInput;
+  DeviceBuffer<uint8_t> scanTemp;
+  std::vector<DeviceBuffer<float>> acts, dropped, masks;
+  DeviceBuffer<float> z, eps, gA, gB, rowNll, rowKl, spmmBuffer;
+  DeviceBuffer<uint8_t> dCandidates;
+  DeviceBuffer<int32_t> dTopItems;
+  DeviceBuffer<float> dTopScores;
+
+  explicit Impl(const ModelConfig& c) : config((c.validate(), c)), layout(c) {
+    nEnc = config.numEncoderLayers();
+    nLayers = config.numLayers();
+    latent = config.latent();
+    items = config.numItems();
+    std::string why;
+    if (!deviceAvailable(&why)) throw std::runtime_error("device cuda: no usable GPU (" + why + ")");
+    CK(cublasCreate(&blas));
+    CK(cusparseCreate(&sparse));
+    params.resize(size_t(layout.total));
+    acts.resize(size_t(nLayers));
+    dropped.resize(size_t(nLayers));
+    masks.resize(size_t(nLayers));
+  }
+  ~Impl() {
+    if (blas) cublasDestroy(blas);
+    if (sparse) cusparseDestroy(sparse);
+  }
+  double dropoutOf(int64_t l) const { return l < nEnc ? config.encoderDropout[size_t(l)] : config.decoderDropout[size_t(l - nEnc)]; }
+  bool hasTanh(int64_t l) const { return l == nLayers - 1 ? false : (l == nEnc - 1 ? !config.variational : true); }
+  const float* source(int64_t l) const { return (l == nEnc && config.variational) ? z.ptr : acts[size_t(l - 1)].ptr; }
+
+  void reserve(int64_t rows) {
+    if (rows <= capacity) return;
+    capacity = rows;
+    int64_t widest = 2 * latent;
+    for (int64_t l = 0; l < nLayers; ++l) {
+      const auto& L = layout.layers[size_t(l)];
+      acts[size_t(l)].resize(size_t(rows * L.out));
+      if (l >= 1) {
+        widest = std::max(widest, L.in);
+        if (dropoutOf(l) > 0) {
+          dropped[size_t(l)].resize(size_t(rows * L.in));
+          masks[size_t(l)].resize(size_t(rows * L.in));
+        }
+      }
+      if (l < nLayers - 1) widest = std::max(widest, L.out);
+    }
+    z.resize(size_t(rows * latent));
+    eps.resize(size_t(rows * latent));
+    gA.resize(size_t(rows * widest));
+    gB.resize(size_t(rows * widest));
+    rowNll.resize(size_t(rows));
+    rowKl.resize(size_t(rows));
+    bPtr.resize(size_t(rows + 1));
+    counts.resize(size_t(rows + 1));
+  }
+
+  // Upload the training matrix once; later calls with the same matrix reuse it.
+  void useMatrix(const CsrView& data) {
+    const void* key = data.indices;
+    if (key == cachedKey && data.nnz() == cachedNnz && data.rows == cachedRows) return;
+    dIndptr.resize(size_t(data.rows + 1));
+    dIndices.resize(size_t(data.nnz()));
+    CK(cudaMemcpy(dIndptr.ptr, data.indptr, size_t(data.rows + 1) * sizeof(int64_t), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dIndices.ptr, data.indices, size_t(data.nnz()) * sizeof(int32_t), cudaMemcpyHostToDevice));
+    hasValues = data.values != nullptr;
+    if (hasValues) {
+      dValues.resize(size_t(data.nnz()));
+      CK(cudaMemcpy(dValues.ptr, data.values, size_t(data.nnz()) * sizeof(float), cudaMemcpyHostToDevice));
+    }
+    cachedKey = key;
+    cachedNnz = data.nnz();
+    cachedRows = data.rows;
+  }
+
+  // Batch CSR on the device from rows (or a range) of the cached matrix: counts, exclusive scan, copy.
+  void gather(const int64_t* hostRows, int64_t first, int64_t rowsInBatch) {
+    reserve(rowsInBatch);
+    m = rowsInBatch;
+    const int64_t* rowsDev = nullptr;
+    if (hostRows) {
+      dRows.resize(size_t(m));
+      CK(cudaMemcpy(dRows.ptr, hostRows, size_t(m) * sizeof(int64_t), cudaMemcpyHostToDevice));
+      rowsDev = dRows.ptr;
+    }
+    gatherCounts<<<blocks(m), 256>>>(dIndptr.ptr, rowsDev, first, m, counts.ptr);
+    LAUNCH_CHECK();
+    // exclusive scan on the host is avoided: a tiny prefix sum kernel would do; for m <= a few thousand,
+    // copy the counts (m ints) - the one small round trip per batch, also needed to size the buffers.
+    std::vector<int32_t> c(static_cast<size_t>(m), 0);
+    CK(cudaMemcpy(c.data(), counts.ptr, size_t(m) * sizeof(int32_t), cudaMemcpyDeviceToHost));
+    std::vector<int32_t> p(static_cast<size_t>(m + 1), 0);
+    for (int64_t u = 0; u < m; ++u) p[size_t(u + 1)] = p[size_t(u)] + c[size_t(u)];
+    CK(cudaMemcpy(bPtr.ptr, p.data(), size_t(m + 1) * sizeof(int32_t), cudaMemcpyHostToDevice));
+    const int64_t nnz = p[size_t(m)];
+    bIdx.resize(size_t(nnz));
+    bRaw.resize(size_t(nnz));
+    bInput.resize(size_t(nnz));
+    gatherRows<<<blocks(m * 32), 256>>>(dIndptr.ptr, dIndices.ptr, hasValues ? dValues.ptr : nullptr, rowsDev, first, m, bPtr.ptr, bIdx.ptr, bRaw.ptr);
+    LAUNCH_CHECK();
+    batchNnz = nnz;
+  }
+  int64_t batchNnz = 0;
+
+  // Sparse product with the batch: C[m x n] = op(A) B with A the batch CSR [m x items].
+  void spmm(bool transposeA, const float* B, int64_t n, float* C, float beta) {
+    cusparseSpMatDescr_t a;
+    cusparseDnMatDescr_t b, c;
+    CK(cusparseCreateCsr(&a, m, items, batchNnz, bPtr.ptr, bIdx.ptr, bInput.ptr, CUSPARSE_INDEX_32I, CUSPARSE_INDEX_32I, CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F));
+    const int64_t bRows = transposeA ? m : items, cRows = transposeA ? items : m;
+    CK(cusparseCreateDnMat(&b, bRows, n, n, const_cast<float*>(B), CUDA_R_32F, CUSPARSE_ORDER_ROW));
+    CK(cusparseCreateDnMat(&c, cRows, n, n, C, CUDA_R_32F, CUSPARSE_ORDER_ROW));
+    const float alpha = 1.0f;
+    const auto op = transposeA ? CUSPARSE_OPERATION_TRANSPOSE : CUSPARSE_OPERATION_NON_TRANSPOSE;
+    size_t bytes = 0;
+    CK(cusparseSpMM_bufferSize(sparse, op, CUSPARSE_OPERATION_NON_TRANSPOSE, &alpha, a, b, &beta, c, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, &bytes));
+    spmmBuffer.resize(bytes / sizeof(float) + 1);
+    CK(cusparseSpMM(sparse, op, CUSPARSE_OPERATION_NON_TRANSPOSE, &alpha, a, b, &beta, c, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, spmmBuffer.ptr));
+    cusparseDestroySpMat(a);
+    cusparseDestroyDnMat(b);
+    cusparseDestroyDnMat(c);
+  }
+
+  void forward(bool training, uint64_t seed, uint64_t step) {
+    normaliseInput<<<blocks(m * 32), 256>>>(bPtr.ptr, bRaw.ptr, bInput.ptr, m, training, dropoutOf(0), seed, step);
+    LAUNCH_CHECK();
+    const float one = 1.0f;
+    for (int64_t l = 0; l < nLayers; ++l) {
+      const auto& L = layout.layers[size_t(l)];
+      const float* W = params.ptr + L.weightOffset;
+      const float* b = params.ptr + L.biasOffset;
+      float* out = acts[size_t(l)].ptr;
+      broadcastBias<<<blocks(m * L.out), 256>>>(out, b, m, L.out);
+      LAUNCH_CHECK();
+      if (l == 0) {
+        spmm(false, W, L.out, out, 1.0f);
+      } else {
+        const float* in = source(l);
+        if (training && dropoutOf(l) > 0) {
+          dropoutMask<<<blocks(m * L.in), 256>>>(masks[size_t(l)].ptr, m * L.in, dropoutOf(l), seed, uint32_t(Stream::HiddenDropout) * 1000u + uint32_t(l), step);
+          multiply<<<blocks(m * L.in), 256>>>(in, masks[size_t(l)].ptr, dropped[size_t(l)].ptr, m * L.in);
+          LAUNCH_CHECK();
+          in = dropped[size_t(l)].ptr;
+        }
+        CK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, int(L.out), int(m), int(L.in), &one, W, int(L.out), in, int(L.in), &one, out, int(L.out)));
+      }
+      if (hasTanh(l)) {
+        tanhInPlace<<<blocks(m * L.out), 256>>>(out, m * L.out);
+        LAUNCH_CHECK();
+      }
+      if (l == nEnc - 1 && config.variational) {
+        if (training) {
+          sampleEps<<<blocks(m * latent), 256>>>(eps.ptr, m * latent, seed, step);
+          LAUNCH_CHECK();
+        }
+        reparameterise<<<blocks(m * latent), 256>>>(out, eps.ptr, z.ptr, m, latent, training);
+        LAUNCH_CHECK();
+      }
+    }
+  }
+
+  StepResult backward(double beta, double l2) {
+    const int64_t D = latent;
+    float* logits = acts[size_t(nLayers - 1)].ptr;
+    const float invM = float(1.0 / double(m));
+    likelihood<256><<<unsigned(m), 256>>>(logits, items, bPtr.ptr, bIdx.ptr, bRaw.ptr, invM, rowNll.ptr);
+    LAUNCH_CHECK();
+    if (config.variational) {
+      klRows<<<blocks(m), 256>>>(acts[size_t(nEnc - 1)].ptr, m, D, rowKl.ptr);
+      LAUNCH_CHECK();
+    }
+    grads.resize(size_t(layout.total));
+    const float one = 1.0f, zero = 0.0f;
+    float* dcur = logits;
+    float* spare[2] = {gA.ptr, gB.ptr};
+    int next = 0;
+    for (int64_t l = nLayers - 1; l >= 0; --l) {
+      const auto& L = layout.layers[size_t(l)];
+      float* dW = grads.ptr + L.weightOffset;
+      float* db = grads.ptr + L.biasOffset;
+      columnSums<<<blocks(L.out), 256>>>(dcur, db, m, L.out);
+      LAUNCH_CHECK();
+      if (l == 0) {
+        // dW0 = input^T dA0 (the batch CSR transposed).
+        spmm(true, dcur, L.out, dW, 0.0f);
+        break;
+      }
+      const bool drop = dropoutOf(l) > 0;
+      const float* in = drop ? dropped[size_t(l)].ptr : source(l);
+      const float* W = params.ptr + L.weightOffset;
+      CK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, int(L.out), int(L.in), int(m), &one, dcur, int(L.out), in, int(L.in), &zero, dW, int(L.out)));
+      float* dIn = spare[next];
+      next ^= 1;
+      CK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(L.in), int(m), int(L.out), &one, W, int(L.out), dcur, int(L.out), &zero, dIn, int(L.in)));
+      if (drop) {
+        multiply<<<blocks(m * L.in), 256>>>(dIn, masks[size_t(l)].ptr, dIn, m * L.in);
+        LAUNCH_CHECK();
+      }
+      if (l == nEnc && config.variational) {
+        float* dE = spare[next];
+        next ^= 1;
+        reparameteriseBackward<<<blocks(m * D), 256>>>(acts[size_t(nEnc - 1)].ptr, eps.ptr, dIn, dE, m, D, float(beta) * invM);
+        LAUNCH_CHECK();
+        dcur = dE;
+      } else {
+        tanhBackward<<<blocks(m * L.in), 256>>>(dIn, acts[size_t(l - 1)].ptr, m * L.in);
+        LAUNCH_CHECK();
+        dcur = dIn;
+      }
+    }
+    double l2sum = 0;
+    if (l2 > 0) {
+      for (const auto& L : layout.layers) {
+        float s = 0;
+        CK(cublasSnrm2(blas, int(L.in * L.out), params.ptr + L.weightOffset, 1, &s));
+        l2sum += double(s) * double(s);
+        addScaled<<<blocks(L.in * L.out), 256>>>(grads.ptr + L.weightOffset, params.ptr + L.weightOffset, float(2.0 * l2), L.in * L.out);
+        LAUNCH_CHECK();
+      }
+    }
+    // The per-user losses come back to the host: the only numbers read per step (progress).
+    std::vector<float> nll(static_cast<size_t>(m), 0.0f), kl(static_cast<size_t>(m), 0.0f);
+    CK(cudaMemcpy(nll.data(), rowNll.ptr, size_t(m) * sizeof(float), cudaMemcpyDeviceToHost));
+    if (config.variational) CK(cudaMemcpy(kl.data(), rowKl.ptr, size_t(m) * sizeof(float), cudaMemcpyDeviceToHost));
+    StepResult r;
+    for (int64_t u = 0; u < m; ++u) {
+      r.nll += nll[size_t(u)];
+      r.kl += kl[size_t(u)];
+    }
+    r.nll /= double(m);
+    r.kl /= double(m);
+    r.l2 = l2 * l2sum;
+    r.loss = r.nll + beta * r.kl + r.l2;
+    return r;
+  }
+
+  void optimizerStep(const OptimizerOptions& o) {
+    adamM.resize(size_t(layout.total));
+    adamV.resize(size_t(layout.total));
+    if (adamT == 0) {
+      CK(cudaMemset(adamM.ptr, 0, size_t(layout.total) * sizeof(float)));
+      CK(cudaMemset(adamV.ptr, 0, size_t(layout.total) * sizeof(float)));
+    }
+    adamT += 1;
+    const double bc1 = 1.0 - std::pow(o.beta1, double(adamT));
+    const double bc2 = 1.0 - std::pow(o.beta2, double(adamT));
+    adam<<<blocks(layout.total), 256>>>(params.ptr, grads.ptr, adamM.ptr, adamV.ptr, layout.total, float(o.learningRate / bc1), float(o.beta1),
+                                         float(o.beta2), float(o.epsilon), float(std::sqrt(bc2)), float(o.weightDecay),
+                                         float(1.0 - o.learningRate * o.weightDecay), !o.decoupled && o.weightDecay != 0,
+                                         o.decoupled && o.weightDecay != 0);
+    LAUNCH_CHECK();
+  }
+};
+
+CudaEngine::CudaEngine(const ModelConfig& config) : impl_(std::make_unique<Impl>(config)) {}
+CudaEngine::~CudaEngine() = default;
+const ModelConfig& CudaEngine::config() const { return impl_->config; }
+int64_t CudaEngine::numParams() const { return impl_->layout.total; }
+
+void CudaEngine::initialize(uint64_t seed) {
+  // The CPU engine's initialisation (same counter RNG), uploaded.
+  cpu::MultVaeCpu<float> host(impl_->config);
+  host.initialize(seed);
+  setParameters(host.parameters());
+  impl_->adamT = 0;
+}
+
+StepResult CudaEngine::trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
+  impl_->useMatrix(data);
+  impl_->gather(rows, 0, m);
+  impl_->forward(true, opt.seed, opt.step);
+  StepResult r = impl_->backward(opt.beta, opt.l2);
+  if (!std::isfinite(r.loss)) throw std::runtime_error("the loss became non-finite at step " + std::to_string(opt.step) + "; try a smaller learning rate");
+  if (opt.update) impl_->optimizerStep(opt.optimizer);
+  return r;
+}
+
+void CudaEngine::scores(const CsrView& data, int64_t first, int64_t m, float* out) {
+  impl_->useMatrix(data);
+  impl_->gather(nullptr, first, m);
+  impl_->forward(false, 0, 0);
+  const auto& L = impl_->layout.layers.back();
+  (void)L;
+  CK(cudaMemcpy(out, impl_->acts.back().ptr, size_t(m * impl_->items) * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+void CudaEngine::recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, const uint8_t* candidates,
+                           int32_t* outItems, float* outScores) {
+  impl_->useMatrix(data);
+  impl_->gather(nullptr, first, m);
+  impl_->forward(false, 0, 0);
+  const uint8_t* dCand = nullptr;
+  if (candidates) {
+    impl_->dCandidates.resize(size_t(impl_->items));
+    CK(cudaMemcpy(impl_->dCandidates.ptr, candidates, size_t(impl_->items), cudaMemcpyHostToDevice));
+    dCand = impl_->dCandidates.ptr;
+  }
+  impl_->dTopItems.resize(size_t(m * k));
+  impl_->dTopScores.resize(size_t(m * k));
+  topK<256><<<unsigned(m), 256>>>(impl_->acts.back().ptr, impl_->items, impl_->bPtr.ptr, impl_->bIdx.ptr, excludeSeen, dCand, k, impl_->dTopItems.ptr,
+                                  impl_->dTopScores.ptr);
+  LAUNCH_CHECK();
+  CK(cudaMemcpy(outItems, impl_->dTopItems.ptr, size_t(m * k) * sizeof(int32_t), cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(outScores, impl_->dTopScores.ptr, size_t(m * k) * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+void CudaEngine::getParameters(float* out) const {
+  CK(cudaMemcpy(out, impl_->params.ptr, size_t(impl_->layout.total) * sizeof(float), cudaMemcpyDeviceToHost));
+}
+void CudaEngine::setParameters(const float* in) {
+  CK(cudaMemcpy(impl_->params.ptr, in, size_t(impl_->layout.total) * sizeof(float), cudaMemcpyHostToDevice));
+}
+void CudaEngine::getOptimizerState(float* m, float* v, int64_t* t) const {
+  const size_t n = size_t(impl_->layout.total);
+  if (impl_->adamT == 0 || !impl_->adamM.ptr) {
+    std::fill(m, m + n, 0.0f);
+    std::fill(v, v + n, 0.0f);
+  } else {
+    CK(cudaMemcpy(m, impl_->adamM.ptr, n * sizeof(float), cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(v, impl_->adamV.ptr, n * sizeof(float), cudaMemcpyDeviceToHost));
+  }
+  *t = impl_->adamT;
+}
+void CudaEngine::setOptimizerState(const float* m, const float* v, int64_t t) {
+  const size_t n = size_t(impl_->layout.total);
+  impl_->adamM.resize(n);
+  impl_->adamV.resize(n);
+  CK(cudaMemcpy(impl_->adamM.ptr, m, n * sizeof(float), cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(impl_->adamV.ptr, v, n * sizeof(float), cudaMemcpyHostToDevice));
+  impl_->adamT = t;
+}
+void CudaEngine::getGradients(float* out) const {
+  const size_t n = size_t(impl_->layout.total);
+  if (!impl_->grads.ptr) std::fill(out, out + n, 0.0f);
+  else CK(cudaMemcpy(out, impl_->grads.ptr, n * sizeof(float), cudaMemcpyDeviceToHost));
+}
+void CudaEngine::synchronize() const { CK(cudaDeviceSynchronize()); }
+
+}  // namespace vaecf::cuda
