@@ -16,4 +16,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq "${need[@]}"
 fi
+# onnxruntime-node (a dev dependency for the ONNX export test) ships its CPU binaries; skip its optional
+# CUDA download, which needs the internet.
+export ONNXRUNTIME_NODE_INSTALL=skip
 npm ci --no-audit --no-fund

@@ -20,6 +20,7 @@ export type {
 } from './training/options';
 export { ModelFileError, readModelFile, readSafetensors } from './io/model-file';
 export { importTorchStateDict, type TorchImportOptions } from './io/torch-import';
+export { exportOnnx, type OnnxExportOptions } from './io/onnx-export';
 export { createRecommendServer, listen, shutdown, type ServeOptions, type ServableModel } from './serve/server';
 export { loadOrPrepare, describe, type DataOptions } from './data/load';
 export { runTrain, TRAIN_DEFAULTS, type TrainConfig, type TrainResults } from './experiments/run';

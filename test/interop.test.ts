@@ -34,3 +34,29 @@ test('a file without q_layers / p_layers is refused with what was found', async 
   const e = await t.throwsAsync(importTorchStateDict(path.join(FIXTURES, 'ml1m-reference-split.json')));
   t.regex(e!.message, /not a safetensors model|header length is out of range/);
 });
+
+test('the ONNX export gives the same scores and top-k in onnxruntime-node', async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
+  const { train } = await import('../src/index');
+  const { exportOnnx } = await import('../src/index');
+  const { twoGroups } = await import('./helpers');
+  for (const kind of ['mult-vae', 'mult-dae'] as const) {
+    const model = await train({ train: twoGroups() }, { model: kind, epochs: 10, batchSize: 20, seed: 2, architecture: { pDims: kind === 'mult-vae' ? [8, 32] : [16], threads: 1, precision: 'fp32' } });
+    const file = path.join(tempDir(), `${kind}.onnx`);
+    exportOnnx(model, file, { k: 5 });
+    const histories = [[0, 1, 2], [12, 15], [3]];
+    const dense = new Float32Array(histories.length * 20);
+    histories.forEach((h, u) => h.forEach((i) => (dense[u * 20 + i] = 1)));
+    const session = await ort.InferenceSession.create(file);
+    const out = await session.run({ clicks: new ort.Tensor('float32', dense, [histories.length, 20]) });
+    const ours = model.scoreRows(csrFromRows(histories, 20));
+    const theirs = out.scores.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < ours.length; i++) worst = Math.max(worst, Math.abs(ours[i] - theirs[i]) / Math.max(1, Math.abs(ours[i])));
+    t.true(worst < 1e-5, `${kind}: largest score difference ${worst}`);
+    const top = await model.recommendRows(csrFromRows(histories, 20), { k: 5 });
+    t.deepEqual(Array.from(out.top_items.data as BigInt64Array, Number), Array.from(top.items), `${kind}: top-k`);
+    model.dispose();
+  }
+});

@@ -31,6 +31,12 @@ struct AdamStep {
 };
 void adamUpdate(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16);
 
+// y[m x n] = x[m x k] W[k x n] + bias for a few rows (m <= 4), W row-major in bf16 or fp32: one pass
+// over W with the accumulators in registers, columns split across threads. AVX-512 only (check
+// avx512Available()); used for low-latency scoring of one or a few users.
+void smallRowsProduct(const float* x, int64_t m, int64_t k, const bf16* Wbf16, const float* Wf32, int64_t n, const float* bias, float* y,
+                      int threads);
+
 // The portable scalar versions, always available (the tests compare the two paths).
 double likelihoodRowScalar(float* row, const float* bias, int64_t items, const int32_t* idx, const float* x, int64_t clicks,
                            float invM, float* gradF32, bf16* gradBf16);

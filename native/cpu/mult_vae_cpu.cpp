@@ -228,7 +228,11 @@ void MultVaeCpu<T>::forward(bool training) {
       }
       // A = In W + b: [m x in] x [in x out].
       PhaseTimer timer(profile_, Profile::Gemm);
-      if (fusedOutput() && layer == nLayers_ - 1) {
+      if (fusedOutput() && layer == nLayers_ - 1 && !training && m <= 4 && L.in <= 4096 && avx512Available()) {
+        // One or a few users (low-latency scoring): a single register-blocked pass over the weights.
+        smallRowsProduct(reinterpret_cast<const float*>(in), m, L.in, bf16Output_ ? outputWeightBf16_.data() : nullptr,
+                         reinterpret_cast<const float*>(W), L.out, reinterpret_cast<const float*>(b), reinterpret_cast<float*>(out), threads_);
+      } else if (fusedOutput() && layer == nLayers_ - 1) {
         // Logits without the bias: the likelihood kernel adds it (training), or the loop below (evaluation).
         if (bf16Output_) {
           toBf16(reinterpret_cast<const float*>(in), outputInputBf16_.data(), m * L.in);

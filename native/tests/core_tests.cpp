@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -312,6 +313,32 @@ static void kernelsAgree() {
   cpu::adamUpdate(p.data(), g.data(), m.data(), v.data(), items, st, nullptr);
   cpu::adamScalar(p2.data(), g.data(), m2.data(), v2.data(), items, st, nullptr);
   for (int64_t i = 0; i < items; ++i) CHECK(std::fabs(p[i] - p2[i]) <= 1e-6f * std::fabs(p2[i]) + 1e-7f, "adam differs at %lld", (long long)i);
+  // The few-rows product against a double reference, fp32 and bf16 weights, every row count, a ragged tail.
+  const int64_t K = 37, N = 1000;
+  std::vector<float> W(static_cast<size_t>(K * N)), xs(static_cast<size_t>(4 * K)), bs(static_cast<size_t>(N)), y(static_cast<size_t>(4 * N));
+  for (auto& q : W) q = u(gen);
+  for (auto& q : xs) q = u(gen);
+  for (auto& q : bs) q = u(gen);
+  std::vector<cpu::bf16> Wb(W.size());
+  cpu::toBf16(W.data(), Wb.data(), int64_t(W.size()));
+  for (int bf = 0; bf < 2; ++bf)
+    for (int64_t rows = 1; rows <= 4; ++rows) {
+      cpu::smallRowsProduct(xs.data(), rows, K, bf ? Wb.data() : nullptr, W.data(), N, bs.data(), y.data(), 2);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < N; ++j) {
+          double ref = bs[j];
+          for (int64_t i = 0; i < K; ++i) {
+            uint32_t bits = uint32_t(Wb[i * N + j]) << 16;
+            float wb;
+            std::memcpy(&wb, &bits, 4);
+            uint32_t xbits = uint32_t(cpu::toBf16Scalar(xs[r * K + i])) << 16;
+            float xb;
+            std::memcpy(&xb, &xbits, 4);
+            ref += double(bf ? xb : xs[r * K + i]) * double(bf ? wb : W[i * N + j]);
+          }
+          CHECK(std::fabs(y[r * N + j] - ref) < 1e-4 * (1 + std::fabs(ref)), "small product %s rows %lld col %lld: %g vs %g", bf ? "bf16" : "fp32", (long long)rows, (long long)j, y[r * N + j], ref);
+        }
+    }
 }
 
 int main() {
