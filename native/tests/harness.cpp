@@ -110,6 +110,43 @@ static int step(const std::string& dir) {
   return 0;
 }
 
+// Generated clicks of a given shape: Zipf(1) item popularity (inverse of the cumulative weights),
+// 5 + exponential(mean - 5) clicks per user, no repeated item within a user.
+struct GeneratedClicks {
+  std::vector<int64_t> indptr{0};
+  std::vector<int32_t> indices;
+  CsrView view(int64_t items) const {
+    CsrView v;
+    v.rows = int64_t(indptr.size()) - 1;
+    v.cols = items;
+    v.indptr = indptr.data();
+    v.indices = indices.data();
+    return v;
+  }
+};
+
+static GeneratedClicks zipfClicks(int64_t users, int64_t items, double meanClicks, std::mt19937_64& gen) {
+  std::vector<double> cdf(static_cast<size_t>(items), 0.0);
+  double acc = 0;
+  for (int64_t i = 0; i < items; ++i) cdf[size_t(i)] = (acc += 1.0 / double(i + 1));
+  std::uniform_real_distribution<double> uni(0, 1);
+  std::exponential_distribution<double> activity(1.0 / (meanClicks - 5));
+  GeneratedClicks g;
+  std::vector<int32_t> mark(static_cast<size_t>(items), -1);
+  for (int64_t u = 0; u < users; ++u) {
+    const int64_t n = std::min<int64_t>(items / 2, 5 + int64_t(activity(gen)));
+    for (int64_t k = 0; k < n;) {
+      const int32_t it = int32_t(std::lower_bound(cdf.begin(), cdf.end(), uni(gen) * acc) - cdf.begin());
+      if (mark[size_t(it)] == int32_t(u)) continue;
+      mark[size_t(it)] = int32_t(u);
+      g.indices.push_back(it);
+      ++k;
+    }
+    g.indptr.push_back(int64_t(g.indices.size()));
+  }
+  return g;
+}
+
 // Time training steps at a given shape on generated clicks (Zipf item popularity), per phase.
 static int profile(int argc, char** argv) {
   std::map<std::string, double> opt = {{"users", 116677}, {"items", 20108}, {"clicks", 73.2}, {"batches", 20},
@@ -120,32 +157,10 @@ static int profile(int argc, char** argv) {
     opt[key.substr(2)] = std::stod(argv[i + 1]);
   }
   const int64_t users = int64_t(opt["users"]), items = int64_t(opt["items"]), batch = int64_t(opt["batch"]);
-  // Zipf(1) popularity via the inverse of its cumulative weights.
-  std::vector<double> cdf(static_cast<size_t>(items), 0.0);
-  double acc = 0;
-  for (int64_t i = 0; i < items; ++i) cdf[size_t(i)] = (acc += 1.0 / double(i + 1));
   std::mt19937_64 gen(1);
-  std::uniform_real_distribution<double> uni(0, 1);
-  std::exponential_distribution<double> activity(1.0 / (opt["clicks"] - 5));
-  std::vector<int64_t> indptr{0};
-  std::vector<int32_t> indices;
-  std::vector<int32_t> mark(size_t(items), -1);
-  for (int64_t u = 0; u < users; ++u) {
-    const int64_t n = std::min<int64_t>(items / 2, 5 + int64_t(activity(gen)));
-    for (int64_t k = 0; k < n;) {
-      const int32_t it = int32_t(std::lower_bound(cdf.begin(), cdf.end(), uni(gen) * acc) - cdf.begin());
-      if (mark[size_t(it)] == int32_t(u)) continue;
-      mark[size_t(it)] = int32_t(u);
-      indices.push_back(it);
-      ++k;
-    }
-    indptr.push_back(int64_t(indices.size()));
-  }
-  CsrView data;
-  data.rows = users;
-  data.cols = items;
-  data.indptr = indptr.data();
-  data.indices = indices.data();
+  const GeneratedClicks clicks = zipfClicks(users, items, opt["clicks"], gen);
+  const CsrView data = clicks.view(items);
+  const auto& indices = clicks.indices;
   ModelConfig cfg;
   cfg.encoderDims = {items, int64_t(opt["hidden"]), int64_t(opt["latent"])};
   cfg.decoderDims = {int64_t(opt["latent"]), int64_t(opt["hidden"]), items};
@@ -347,30 +362,10 @@ static int gpuCheck(int argc, char** argv) {
   // ML-20M-shaped epochs on the GPU.
   {
     const int64_t items = 20108;
-    std::vector<double> cdf(static_cast<size_t>(items), 0.0);
-    double acc = 0;
-    for (int64_t i = 0; i < items; ++i) cdf[size_t(i)] = (acc += 1.0 / double(i + 1));
-    std::uniform_real_distribution<double> uni(0, 1);
-    std::exponential_distribution<double> activity(1.0 / 68.0);
-    std::vector<int64_t> indptr{0};
-    std::vector<int32_t> indices;
-    std::vector<int32_t> mark(static_cast<size_t>(items), -1);
-    for (int64_t u = 0; u < epochUsers; ++u) {
-      const int64_t n = std::min<int64_t>(items / 2, 5 + int64_t(activity(gen)));
-      for (int64_t k = 0; k < n;) {
-        const int32_t it = int32_t(std::lower_bound(cdf.begin(), cdf.end(), uni(gen) * acc) - cdf.begin());
-        if (mark[size_t(it)] == int32_t(u)) continue;
-        mark[size_t(it)] = int32_t(u);
-        indices.push_back(it);
-        ++k;
-      }
-      indptr.push_back(int64_t(indices.size()));
-    }
-    CsrView data;
-    data.rows = epochUsers;
-    data.cols = items;
-    data.indptr = indptr.data();
-    data.indices = indices.data();
+    std::mt19937_64 gen64(2);
+    const GeneratedClicks clicks = zipfClicks(epochUsers, items, 73.0, gen64);
+    const CsrView data = clicks.view(items);
+    const auto& indices = clicks.indices;
     ModelConfig cfg;
     cfg.encoderDims = {items, 600, 200};
     cfg.decoderDims = {200, 600, items};

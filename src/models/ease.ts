@@ -8,6 +8,7 @@ import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
 import { readModelFile, writeModelFile } from '../io/model-file';
 import { loadNative, type NativeEase } from '../native';
 import { VERSION } from '../version';
+import { indexOfIds, recommendHistories } from './histories';
 import type { ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
 
 export interface EaseOptions {
@@ -126,20 +127,7 @@ export class EASE implements Recommender {
   async recommend(histories: ReadonlyArray<ReadonlyArray<ItemId>>, options: RecommendOptions = {}): Promise<Recommendation[]> {
     this.fitted();
     const ids = this.ids ?? Array.from({ length: this.items }, (_, i) => i);
-    const index = new Map<ItemId, number>(ids.map((id, i) => [id, i]));
-    const rows = histories.map((h) => [...new Set(h.map((id) => index.get(id)).filter((i): i is number => i !== undefined))]);
-    const indptr = new Int32Array(rows.length + 1);
-    rows.forEach((r, u) => (indptr[u + 1] = indptr[u] + r.length));
-    const top = await this.recommendRows({ rows: rows.length, cols: this.items, indptr, indices: Int32Array.from(rows.flat()) }, options);
-    return histories.map((h, u) => {
-      const items: ItemId[] = [];
-      const scores: number[] = [];
-      for (let r = 0; r < top.k && top.items[u * top.k + r] >= 0; r++) {
-        items.push(ids[top.items[u * top.k + r]]);
-        scores.push(top.scores[u * top.k + r]);
-      }
-      return { items, scores, unknownItems: h.filter((id) => !index.has(id)) };
-    });
+    return recommendHistories(ids, indexOfIds(ids), histories, options, (m, o) => this.recommendRows(m, o));
   }
 
   async save(file: string): Promise<void> {

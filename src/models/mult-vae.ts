@@ -7,6 +7,7 @@ import { readModelFile, writeModelFile, type NamedTensor } from '../io/model-fil
 import { loadNative, type NativeModel, type NativeModelConfig } from '../native';
 import type { TrainOptions, TrainingHistory, TrainingState } from '../training/options';
 import { VERSION } from '../version';
+import { indexOfIds, lookupId, recommendHistories } from './histories';
 import type { HeldOutData, ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
 
 export interface ArchitectureOptions {
@@ -43,15 +44,6 @@ export function resolvePrecision(wanted: 'auto' | 'fp32' | 'bf16' | undefined): 
 }
 
 export type ModelKind = 'mult-vae' | 'mult-dae';
-
-/** An item id as given, or the same id as a number / as text (JSON clients often send "296" for 296). */
-export function lookupId(index: Map<ItemId, number>, id: ItemId): number | undefined {
-  const direct = index.get(id);
-  if (direct !== undefined) return direct;
-  if (typeof id === 'string' && /^(0|-?[1-9][0-9]{0,14})$/.test(id)) return index.get(Number(id));
-  if (typeof id === 'number') return index.get(String(id));
-  return undefined;
-}
 
 /** Requests of at most this many users are scored on the calling thread (see recommendRows). */
 export const SYNC_MAX_USERS = 4;
@@ -175,43 +167,8 @@ export abstract class VaeFamilyModel implements Recommender {
 
   /** Top-k items for brand-new users given their histories of item ids (fold-in). */
   async recommend(histories: ReadonlyArray<ReadonlyArray<ItemId>>, options: RecommendOptions = {}): Promise<Recommendation[]> {
-    const s = this.learned();
-    if (!Array.isArray(histories)) throw new VaecfInputError('recommend: expected an array of item-id arrays, one per user');
-    const index = this.itemIndex();
-    const rows: number[][] = [];
-    const unknown: ItemId[][] = [];
-    histories.forEach((h, u) => {
-      if (!Array.isArray(h)) throw new VaecfInputError(`recommend: history ${u} is not an array of item ids`);
-      const known: number[] = [];
-      const missing: ItemId[] = [];
-      const seen = new Set<number>();
-      for (const id of h) {
-        const i = lookupId(index, id);
-        if (i === undefined) missing.push(id);
-        else if (!seen.has(i)) {
-          seen.add(i);
-          known.push(i);
-        }
-      }
-      rows.push(known);
-      unknown.push(missing);
-    });
-    const indptr = new Int32Array(rows.length + 1);
-    rows.forEach((r, u) => (indptr[u + 1] = indptr[u] + r.length));
-    const matrix: CsrMatrix = { rows: rows.length, cols: s.nItems, indptr, indices: Int32Array.from(rows.flat()) };
-    const top = await this.recommendRows(matrix, options);
-    const ids = this.itemIds;
-    return rows.map((_, u) => {
-      const items: ItemId[] = [];
-      const scores: number[] = [];
-      for (let r = 0; r < top.k; r++) {
-        const it = top.items[u * top.k + r];
-        if (it < 0) break;
-        items.push(ids[it]);
-        scores.push(top.scores[u * top.k + r]);
-      }
-      return { items, scores, unknownItems: unknown[u] };
-    });
+    this.learned();
+    return recommendHistories(this.itemIds, this.itemIndex(), histories, options, (m, o) => this.recommendRows(m, o));
   }
 
   /** Top-k item indices for the rows of a click matrix (users x the model's items). */
@@ -389,7 +346,7 @@ export abstract class VaeFamilyModel implements Recommender {
   private itemIndex(): Map<ItemId, number> {
     if (!this.idIndex) {
       const ids = this.itemIds;
-      this.idIndex = new Map(ids.map((id, i) => [id, i]));
+      this.idIndex = indexOfIds(ids);
     }
     return this.idIndex;
   }

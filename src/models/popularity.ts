@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
 import { readModelFile, writeModelFile } from '../io/model-file';
 import { VERSION } from '../version';
+import { indexOfIds, recommendHistories } from './histories';
 import type { ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
 
 export class Popularity implements Recommender {
@@ -57,20 +58,7 @@ export class Popularity implements Recommender {
   async recommend(histories: ReadonlyArray<ReadonlyArray<ItemId>>, options: RecommendOptions = {}): Promise<Recommendation[]> {
     const { counts } = this.fitted();
     const ids = this.ids ?? Array.from({ length: counts.length }, (_, i) => i);
-    const index = new Map<ItemId, number>(ids.map((id, i) => [id, i]));
-    const rows = histories.map((h) => h.map((id) => index.get(id)).filter((i): i is number => i !== undefined));
-    const indptr = new Int32Array(rows.length + 1);
-    rows.forEach((r, u) => (indptr[u + 1] = indptr[u] + r.length));
-    const top = await this.recommendRows({ rows: rows.length, cols: counts.length, indptr, indices: Int32Array.from(rows.flat()) }, options);
-    return histories.map((h, u) => {
-      const items: ItemId[] = [];
-      const scores: number[] = [];
-      for (let r = 0; r < top.k && top.items[u * top.k + r] >= 0; r++) {
-        items.push(ids[top.items[u * top.k + r]]);
-        scores.push(top.scores[u * top.k + r]);
-      }
-      return { items, scores, unknownItems: h.filter((id) => !index.has(id)) };
-    });
+    return recommendHistories(ids, indexOfIds(ids), histories, options, (m, o) => this.recommendRows(m, o));
   }
 
   async save(file: string): Promise<void> {

@@ -27,9 +27,9 @@ export interface RecommendOptions {
   excludeSeen?: boolean;
   /** users scored per native batch (default 1000) */
   batchSize?: number;
-  /** item ids never to recommend (deny list) */
+  /** item ids never to recommend (deny list; Mult-VAE / Mult-DAE) */
   exclude?: ReadonlyArray<ItemId>;
-  /** recommend only among these item ids (allow list) */
+  /** recommend only among these item ids (allow list; Mult-VAE / Mult-DAE) */
   allow?: ReadonlyArray<ItemId>;
 }
 
