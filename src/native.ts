@@ -85,7 +85,7 @@ export interface NativeModel {
 
 export interface NativeEase {
   fit(train: NativeCsr, lambda: number, doublePrecision: boolean): Promise<void>;
-  recommend(data: NativeCsr, options: { k: number; excludeSeen: boolean }): Promise<{ items: Int32Array; scores: Float32Array }>;
+  recommend(data: NativeCsr, options: NativeRecommendOptions): Promise<{ items: Int32Array; scores: Float32Array }>;
   getWeights(): Float32Array;
   setWeights(items: number, weights: Float32Array): void;
   dispose(): void;

@@ -620,33 +620,19 @@ class EaseModel : public Napi::ObjectWrap<EaseModel> {
     Napi::Env env = info.Env();
     cpu::Ease& e = ease(env);
     auto data = std::make_shared<JsCsr>(info[0], "recommend input");
-    Napi::Object o = info[1].As<Napi::Object>();
-    const int64_t k = int64_t(getNumber(o, "k", 100));
-    if (k <= 0) throwTypeError(env, "recommend: expected k >= 1");
-    const bool excludeSeen = o.Get("excludeSeen").IsUndefined() ? true : o.Get("excludeSeen").ToBoolean().Value();
-    auto items = std::make_shared<std::vector<int32_t>>();
-    auto scores = std::make_shared<std::vector<float>>();
+    auto request = std::make_shared<RecommendRequest>(RecommendRequest::parse(info[1], e.items()));
     busy_ = true;
     auto* w = new LambdaWorker(
         env,
-        [&e, data, k, excludeSeen, items, scores] {
+        [&e, data, request] {
           const CsrView& v = data->view();
           validateCsr(v, "recommend input", true);
-          items->assign(size_t(v.rows * k), -1);
-          scores->assign(size_t(v.rows * k), 0.0f);
-          e.recommend(v, 0, v.rows, k, excludeSeen, items->data(), scores->data());
+          request->items.assign(size_t(v.rows * request->k), -1);
+          request->scores.assign(size_t(v.rows * request->k), 0.0f);
+          e.recommend(v, 0, v.rows, request->k, request->excludeSeen, request->candidates.empty() ? nullptr : request->candidates.data(),
+                      request->items.data(), request->scores.data());
         },
-        [items, scores](Napi::Env env) {
-          auto a = Napi::Int32Array::New(env, items->size());
-          auto b = Napi::Float32Array::New(env, scores->size());
-          std::copy(items->begin(), items->end(), a.Data());
-          std::copy(scores->begin(), scores->end(), b.Data());
-          Napi::Object o = Napi::Object::New(env);
-          o.Set("items", a);
-          o.Set("scores", b);
-          return Napi::Value(o);
-        },
-        [this] { busy_ = false; }, {Value()});
+        [request](Napi::Env env) { return request->result(env); }, [this] { busy_ = false; }, {Value()});
     w->Queue();
     return w->promise();
   }

@@ -79,8 +79,8 @@ void Ease::setWeights(int64_t items, const float* w) {
   weights_.assign(w, w + items * items);
 }
 
-void Ease::recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, int32_t* outItems,
-                     float* outScores) const {
+void Ease::recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, const uint8_t* candidates,
+                     int32_t* outItems, float* outScores) const {
   if (weights_.empty()) throw InvalidArgument("EASE: not fitted");
   if (data.cols != items_)
     throw InvalidArgument("EASE: the matrix has " + std::to_string(data.cols) + " items, the model " + std::to_string(items_));
@@ -101,6 +101,9 @@ void Ease::recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, b
       }
       if (excludeSeen)
         for (int64_t p = data.indptr[u]; p < data.indptr[u + 1]; ++p) s[size_t(data.indices[p])] = -std::numeric_limits<float>::infinity();
+      if (candidates)
+        for (int64_t j = 0; j < n; ++j)
+          if (!candidates[j]) s[size_t(j)] = -std::numeric_limits<float>::infinity();
       std::iota(order.begin(), order.end(), 0);
       std::partial_sort(order.begin(), order.begin() + kk, order.end(),
                         [&s](int32_t a, int32_t b) { return s[size_t(a)] > s[size_t(b)] || (s[size_t(a)] == s[size_t(b)] && a < b); });

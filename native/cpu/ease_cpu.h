@@ -22,8 +22,8 @@ class Ease {
   const std::vector<float>& weights() const { return weights_; }
   void setWeights(int64_t items, const float* w);
   // Top-k of x_u B for rows [first, first + m) of `data`, best first; seen items excluded when asked.
-  void recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, int32_t* outItems,
-                 float* outScores) const;
+  void recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, const uint8_t* candidates,
+                 int32_t* outItems, float* outScores) const;
 
  private:
   template <typename T>

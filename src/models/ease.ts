@@ -8,7 +8,7 @@ import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
 import { readModelFile, writeModelFile } from '../io/model-file';
 import { loadNative, type NativeEase } from '../native';
 import { VERSION } from '../version';
-import { indexOfIds, recommendHistories } from './histories';
+import { candidateMask, indexOfIds, recommendHistories } from './histories';
 import type { ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
 
 export interface EaseOptions {
@@ -120,7 +120,9 @@ export class EASE implements Recommender {
     const k = options.k ?? 10;
     if (!Number.isInteger(k) || k < 1) throw new VaecfInputError(`k: expected a positive integer, got ${k}`);
     validateCsr(matrix, 'recommend input', { allowEmptyRows: true, cols: this.items });
-    const out = await native.recommend(matrix, { k, excludeSeen: options.excludeSeen ?? true });
+    const ids = this.ids ?? Array.from({ length: this.items }, (_, i) => i);
+    const candidates = candidateMask(indexOfIds(ids), this.items, options);
+    const out = await native.recommend(matrix, { k, excludeSeen: options.excludeSeen ?? true, candidates });
     return { k, ...out };
   }
 

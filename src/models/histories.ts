@@ -51,3 +51,18 @@ export async function recommendHistories(
     return { items, scores, unknownItems: unknown[u] };
   });
 }
+
+/** One flag per item (0 = never recommend) from allow / deny lists of item ids; undefined when neither is given. */
+export function candidateMask(index: Map<ItemId, number>, nItems: number, options: RecommendOptions): Uint8Array | undefined {
+  if (!options.allow && !options.exclude) return undefined;
+  const mask = new Uint8Array(nItems).fill(options.allow ? 0 : 1);
+  for (const id of options.allow ?? []) {
+    const i = lookupId(index, id);
+    if (i !== undefined) mask[i] = 1;
+  }
+  for (const id of options.exclude ?? []) {
+    const i = lookupId(index, id);
+    if (i !== undefined) mask[i] = 0;
+  }
+  return mask;
+}

@@ -7,7 +7,7 @@ import { readModelFile, writeModelFile, type NamedTensor } from '../io/model-fil
 import { loadNative, type NativeModel, type NativeModelConfig } from '../native';
 import type { TrainOptions, TrainingHistory, TrainingState } from '../training/options';
 import { VERSION } from '../version';
-import { indexOfIds, lookupId, recommendHistories } from './histories';
+import { candidateMask, indexOfIds, recommendHistories } from './histories';
 import type { HeldOutData, ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
 
 export interface ArchitectureOptions {
@@ -192,19 +192,7 @@ export abstract class VaeFamilyModel implements Recommender {
     const k = options.k ?? 10;
     if (!Number.isInteger(k) || k < 1) throw new VaecfInputError(`k: expected a positive integer, got ${k}`);
     validateCsr(matrix, 'recommend input', { allowEmptyRows: true, cols: s.nItems });
-    let candidates: Uint8Array | undefined;
-    if (options.allow || options.exclude) {
-      const index = this.itemIndex();
-      candidates = new Uint8Array(s.nItems).fill(options.allow ? 0 : 1);
-      for (const id of options.allow ?? []) {
-        const i = lookupId(index, id);
-        if (i !== undefined) candidates[i] = 1;
-      }
-      for (const id of options.exclude ?? []) {
-        const i = lookupId(index, id);
-        if (i !== undefined) candidates[i] = 0;
-      }
-    }
+    const candidates = candidateMask(this.itemIndex(), s.nItems, options);
     return { k, excludeSeen: options.excludeSeen ?? true, batchSize: options.batchSize ?? 1000, candidates };
   }
 

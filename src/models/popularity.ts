@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
 import { readModelFile, writeModelFile } from '../io/model-file';
 import { VERSION } from '../version';
-import { indexOfIds, recommendHistories } from './histories';
+import { candidateMask, indexOfIds, recommendHistories } from './histories';
 import type { ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
 
 export class Popularity implements Recommender {
@@ -38,6 +38,8 @@ export class Popularity implements Recommender {
     const k = options.k ?? 10;
     validateCsr(matrix, 'recommend input', { allowEmptyRows: true, cols: counts.length });
     const exclude = options.excludeSeen ?? true;
+    const ids = this.ids ?? Array.from({ length: counts.length }, (_, i) => i);
+    const allowed = candidateMask(indexOfIds(ids), counts.length, options);
     const items = new Int32Array(matrix.rows * k).fill(-1);
     const scores = new Float32Array(matrix.rows * k).fill(-Infinity);
     const mark = new Int32Array(counts.length).fill(-1);
@@ -46,7 +48,7 @@ export class Popularity implements Recommender {
       let r = 0;
       for (let p = 0; p < order.length && r < k; p++) {
         const it = order[p];
-        if (mark[it] === u) continue;
+        if (mark[it] === u || (allowed && !allowed[it])) continue;
         items[u * k + r] = it;
         scores[u * k + r] = counts[it];
         r++;

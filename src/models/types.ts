@@ -27,9 +27,9 @@ export interface RecommendOptions {
   excludeSeen?: boolean;
   /** users scored per native batch (default 1000) */
   batchSize?: number;
-  /** item ids never to recommend (deny list; Mult-VAE / Mult-DAE) */
+  /** item ids never to recommend (deny list) */
   exclude?: ReadonlyArray<ItemId>;
-  /** recommend only among these item ids (allow list; Mult-VAE / Mult-DAE) */
+  /** recommend only among these item ids (allow list) */
   allow?: ReadonlyArray<ItemId>;
 }
 
