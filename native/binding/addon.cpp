@@ -285,18 +285,17 @@ class Model : public Napi::ObjectWrap<Model> {
   int64_t externalBytes_ = 0;
 };
 
-// A promise-returning async worker that keeps its model alive and marks it busy.
-class ModelWorker : public Napi::AsyncWorker {
+// A promise-returning async worker: run() on a worker thread with every exception captured (never a
+// crash), result() or the classified error on the JS thread, done() on the JS thread either way.
+class PromiseWorker : public Napi::AsyncWorker {
  public:
-  ModelWorker(Napi::Env env, Model* model)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(model) {
-    modelRef_ = Napi::Persistent(model->Value());
-    model_->busy_ = true;
-    model_->cancel_ = false;
-  }
+  explicit PromiseWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
+  virtual void run() = 0;
+  virtual Napi::Value result(Napi::Env env) = 0;
+  virtual void done(Napi::Env) {}
   void Execute() override {
     try {
       run();
@@ -308,23 +307,33 @@ class ModelWorker : public Napi::AsyncWorker {
       SetError(error_.message);
     }
   }
-  virtual void run() = 0;
-  virtual Napi::Value result(Napi::Env env) = 0;
   void OnOK() override {
-    Napi::Env env = Env();
-    model_->finishAsync(env);
-    deferred_.Resolve(result(env));
+    done(Env());
+    deferred_.Resolve(result(Env()));
   }
   void OnError(const Napi::Error&) override {
-    Napi::Env env = Env();
-    model_->finishAsync(env);
-    deferred_.Reject(makeError(env, error_).Value());
+    done(Env());
+    deferred_.Reject(makeError(Env(), error_).Value());
   }
 
+ private:
   Napi::Promise::Deferred deferred_;
+  NativeError error_;
+};
+
+// A worker on a model: keeps it alive and marks it busy until done.
+class ModelWorker : public PromiseWorker {
+ public:
+  ModelWorker(Napi::Env env, Model* model) : PromiseWorker(env), model_(model) {
+    modelRef_ = Napi::Persistent(model->Value());
+    model_->busy_ = true;
+    model_->cancel_ = false;
+  }
+
+ protected:
+  void done(Napi::Env env) override { model_->finishAsync(env); }
   Model* model_;
   Napi::ObjectReference modelRef_;
-  NativeError error_;
 };
 
 class InitializeWorker : public ModelWorker {
@@ -529,46 +538,26 @@ Napi::Value Model::RecommendSync(const Napi::CallbackInfo& info) {
 
 // ---------- EASE ----------
 
-// A promise-returning worker built from two functions: `run` on the worker thread, `result` on the JS
-// thread; `done` runs on the JS thread either way.
-class LambdaWorker : public Napi::AsyncWorker {
+// A worker built from two functions: `run` on the worker thread, `result` on the JS thread; `finish`
+// runs on the JS thread either way; `keepAlive` objects are referenced until then.
+class LambdaWorker : public PromiseWorker {
  public:
   LambdaWorker(Napi::Env env, std::function<void()> run, std::function<Napi::Value(Napi::Env)> result,
-               std::function<void()> done, std::vector<Napi::Value> keepAlive)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), run_(std::move(run)),
-        result_(std::move(result)), done_(std::move(done)) {
+               std::function<void()> finish, std::vector<Napi::Value> keepAlive)
+      : PromiseWorker(env), run_(std::move(run)), result_(std::move(result)), finish_(std::move(finish)) {
     for (auto& v : keepAlive) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
   }
-  Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
-  void Execute() override {
-    try {
-      run_();
-    } catch (const std::exception& e) {
-      error_ = classify(e);
-      SetError(error_.message);
-    } catch (...) {
-      error_ = {"unknown native error", "ERR_VAECF_NATIVE"};
-      SetError(error_.message);
-    }
-  }
-  void OnOK() override {
-    done_();
-    deferred_.Resolve(result_(Env()));
-  }
-  void OnError(const Napi::Error&) override {
-    done_();
-    deferred_.Reject(makeError(Env(), error_).Value());
-  }
+  void run() override { run_(); }
+  Napi::Value result(Napi::Env env) override { return result_(env); }
+  void done(Napi::Env) override { finish_(); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   std::function<void()> run_;
   std::function<Napi::Value(Napi::Env)> result_;
-  std::function<void()> done_;
+  std::function<void()> finish_;
   std::vector<Napi::ObjectReference> refs_;
-  NativeError error_;
 };
 
 class EaseModel : public Napi::ObjectWrap<EaseModel> {

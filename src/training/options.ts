@@ -1,4 +1,5 @@
 // Options and state of a training run.
+import type { NativeBatchStats } from '../native';
 
 /** beta = min(cap, updates / totalSteps): the paper's annealing (cap 0.2, 200,000 steps). */
 export interface LinearBeta {
@@ -52,14 +53,9 @@ export interface EpochReport {
   best: boolean;
 }
 
-export interface BatchReport {
+/** Progress after one update: the engine's batch numbers and the epoch they belong to. */
+export interface BatchReport extends NativeBatchStats {
   epoch: number;
-  batch: number;
-  batches: number;
-  loss: number;
-  nll: number;
-  kl: number;
-  beta: number;
 }
 
 export interface TrainOptions {
