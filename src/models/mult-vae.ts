@@ -3,7 +3,7 @@
 import * as os from 'node:os';
 
 import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
-import { readModelFile, writeModelFile, type NamedTensor } from '../io/model-file';
+import { readModelFile, writeModelFile, type ModelFile, type NamedTensor } from '../io/model-file';
 import { loadNative, type NativeModel, type NativeModelConfig } from '../native';
 import type { TrainOptions, TrainingHistory, TrainingState } from '../training/options';
 import { VERSION } from '../version';
@@ -239,13 +239,12 @@ export abstract class VaeFamilyModel implements Recommender {
       offset += outDim;
     }
     const includeState = !options.weightsOnly && s.training !== null;
-    if (includeState) {
-      const opt = s.native.getOptimizerState();
+    const opt = includeState ? s.native.getOptimizerState() : null;
+    if (opt) {
       tensors.push({ name: 'optimizer.m', shape: [opt.m.length], data: opt.m });
       tensors.push({ name: 'optimizer.v', shape: [opt.v.length], data: opt.v });
       if (s.bestParameters) tensors.push({ name: 'best.parameters', shape: [s.bestParameters.length], data: s.bestParameters });
     }
-    const opt = includeState ? s.native.getOptimizerState() : null;
     writeModelFile(file, {
       library: { name: 'vaecf', version: VERSION, node: process.versions.node, backend: s.native.backend },
       model: this.kind,
@@ -277,8 +276,8 @@ export abstract class VaeFamilyModel implements Recommender {
   }
 
   /** @internal replace the learned state from a model file's contents. */
-  async restoreFromFile(file: string, threads?: number): Promise<void> {
-    const { metadata, tensors } = readModelFile(file);
+  async restoreFromFile(file: string, threads?: number, contents: ModelFile = readModelFile(file)): Promise<void> {
+    const { metadata, tensors } = contents;
     if (metadata.model !== this.kind)
       throw new VaecfInputError(`${file}: holds a ${String(metadata.model)} model, not a ${this.kind}; use loadModel() for either`);
     const arch = metadata.architecture as NativeModelConfig & { layers: string[] };
@@ -375,8 +374,8 @@ export class MultDAE extends VaeFamilyModel {
 
 /** Load a saved model of either kind. */
 export async function loadModel(file: string, options: ArchitectureOptions = {}): Promise<MultVAE | MultDAE> {
-  const { metadata } = readModelFile(file);
-  const m = metadata.model === 'mult-dae' ? new MultDAE(options) : new MultVAE(options);
-  await m.restoreFromFile(file, options.threads);
+  const contents = readModelFile(file);
+  const m = contents.metadata.model === 'mult-dae' ? new MultDAE(options) : new MultVAE(options);
+  await m.restoreFromFile(file, options.threads, contents);
   return m;
 }
