@@ -29,4 +29,5 @@ export { writeReport, type ReportResult } from './experiments/report';
 export { runBetaStudy, type BetaStudyResult } from './experiments/beta-study';
 export { runSweep, expandSweep, type SweepSpec } from './experiments/sweep';
 export { RECIPES, recipeConfig, type Recipe } from './experiments/recipes';
+export { resolveDevice, probeCuda } from './native';
 export { VERSION } from './version';

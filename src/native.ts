@@ -19,6 +19,8 @@ export interface NativeModelConfig {
   threads: number;
   /** 'bf16': bf16 matrix products (fp32 master weights) for the item output layer */
   precision?: 'fp32' | 'bf16';
+  /** 'cuda' needs the CUDA flavour of the addon */
+  device?: 'cpu' | 'cuda';
 }
 
 export interface NativeEpochOptions {
@@ -98,6 +100,8 @@ export interface NativeAddon {
   abiVersion: number;
   bf16Available: boolean;
   bf16Description: string;
+  cudaBuilt: boolean;
+  cudaDevice?: () => { available: boolean; description: string };
 }
 
 let cached: NativeAddon | undefined;
@@ -124,4 +128,61 @@ export function loadNative(): NativeAddon {
     );
   }
   return cached;
+}
+
+// ---- the CUDA flavour: a separate binary the loader chooses (node-gyp-build cannot tell flavours apart) ----
+
+export function cudaFlavourPath(): string | null {
+  const candidates = [
+    process.env.VAECF_CUDA_ADDON,
+    path.join(packageRoot, 'build', 'cuda', 'vaecf_cuda.node'),
+    path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'vaecf_cuda.node'),
+  ];
+  return candidates.find((p): p is string => Boolean(p) && require('node:fs').existsSync(p)) ?? null;
+}
+
+let cudaProbe: { ok: boolean; reason: string } | undefined;
+
+/**
+ * Whether the CUDA flavour loads and sees a GPU, probed once in a child process (a broken CUDA install can
+ * crash or hang the process that loads it; the probe has a 30 s limit).
+ */
+export function probeCuda(): { ok: boolean; reason: string } {
+  if (cudaProbe) return cudaProbe;
+  const file = cudaFlavourPath();
+  if (!file) return (cudaProbe = { ok: false, reason: 'the CUDA flavour is not built (npm run build:cuda)' });
+  const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
+  const code = `const a = require(${JSON.stringify(file)}); process.stdout.write(JSON.stringify(a.cudaDevice()));`;
+  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 30_000 });
+  if (r.status !== 0) {
+    const why = r.signal ? `the probe was killed by ${r.signal}` : (r.stderr || '').trim().split('\n').pop() || `exit code ${r.status}`;
+    return (cudaProbe = { ok: false, reason: `the CUDA flavour does not load here (${why})` });
+  }
+  try {
+    const d = JSON.parse(r.stdout) as { available: boolean; description: string };
+    return (cudaProbe = { ok: d.available, reason: d.description });
+  } catch {
+    return (cudaProbe = { ok: false, reason: 'the CUDA probe gave no answer' });
+  }
+}
+
+let cudaAddon: NativeAddon | undefined;
+
+/** The addon for a device: 'auto' takes CUDA when the probe succeeds, else the CPU engine with a note. */
+export function resolveDevice(wanted: 'auto' | 'cpu' | 'cuda' | undefined): { device: 'cpu' | 'cuda'; addon: NativeAddon; note: string } {
+  const w = wanted ?? (process.env.VAECF_DEVICE as 'auto' | 'cpu' | 'cuda' | undefined) ?? 'auto';
+  if (w !== 'auto' && w !== 'cpu' && w !== 'cuda') throw new Error(`device: expected 'auto', 'cpu' or 'cuda', got ${JSON.stringify(w)}`);
+  if (w === 'cpu') return { device: 'cpu', addon: loadNative(), note: 'cpu' };
+  const probe = probeCuda();
+  if (!probe.ok) {
+    if (w === 'cuda') {
+      const e = new Error(`device 'cuda' is not usable: ${probe.reason}`) as Error & { code: string };
+      e.code = 'ERR_VAECF_NO_CUDA';
+      throw e;
+    }
+    return { device: 'cpu', addon: loadNative(), note: `cpu (no CUDA: ${probe.reason})` };
+  }
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  cudaAddon ??= require(cudaFlavourPath() as string) as NativeAddon;
+  return { device: 'cuda', addon: cudaAddon, note: `cuda (${probe.reason})` };
 }

@@ -13,6 +13,9 @@
 #include "core/trainer.h"
 #include "cpu/ease_cpu.h"
 #include "cpu/mult_vae_cpu.h"
+#ifdef VAECF_HAVE_CUDA
+#include "cuda/mult_vae_cuda.h"
+#endif
 
 namespace vaecf::binding {
 
@@ -144,19 +147,27 @@ class Model : public Napi::ObjectWrap<Model> {
     cfg.variational = o.Get("variational").ToBoolean();
     cfg.encoderDropout = getDoubleArray(o, "encoderDropout");
     cfg.decoderDropout = getDoubleArray(o, "decoderDropout");
+    const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
+    if (device != "cpu" && device != "cuda") throwTypeError(env, "device: expected 'cpu' or 'cuda', got '" + device + "'");
+    const std::string precision = o.Get("precision").IsString() ? o.Get("precision").As<Napi::String>().Utf8Value() : "fp32";
+    if (precision != "fp32" && precision != "bf16") throwTypeError(env, "precision: expected 'fp32' or 'bf16', got '" + precision + "'");
     try {
-      engine_ = std::make_unique<cpu::CpuEngine>(cfg);
+      if (device == "cuda") {
+#ifdef VAECF_HAVE_CUDA
+        if (precision != "fp32") throw InvalidArgument("the CUDA backend computes in fp32 only so far; use precision 'fp32'");
+        engine_ = std::make_unique<cuda::CudaEngine>(cfg);
+#else
+        throw InvalidArgument("this build of vaecf has no CUDA backend (build the CUDA flavour: npm run build:cuda)");
+#endif
+      } else {
+        auto cpuEngine = std::make_unique<cpu::CpuEngine>(cfg);
+        cpuEngine->model().setBf16Output(precision == "bf16");
+        engine_ = std::move(cpuEngine);
+      }
     } catch (const std::exception& e) {
       throw makeError(env, classify(e));
     }
     engine_->setThreads(int(getNumber(o, "threads", 1)));
-    const std::string precision = o.Get("precision").IsString() ? o.Get("precision").As<Napi::String>().Utf8Value() : "fp32";
-    if (precision != "fp32" && precision != "bf16") throwTypeError(env, "precision: expected 'fp32' or 'bf16', got '" + precision + "'");
-    try {
-      static_cast<cpu::CpuEngine*>(engine_.get())->model().setBf16Output(precision == "bf16");
-    } catch (const std::exception& e) {
-      throw makeError(env, classify(e));
-    }
     externalBytes_ = int64_t(engine_->numParams()) * 4;  // parameters (gradients and moments come with training)
     Napi::MemoryManagement::AdjustExternalMemory(env, externalBytes_);
   }
@@ -654,6 +665,18 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   exports.Set("bf16Available", Napi::Boolean::New(env, cpu::bf16MatmulAvailable()));
   exports.Set("bf16Description", Napi::String::New(env, cpu::bf16MatmulDescription()));
+#ifdef VAECF_HAVE_CUDA
+  exports.Set("cudaBuilt", Napi::Boolean::New(env, true));
+  exports.Set("cudaDevice", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    std::string why;
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("available", cuda::deviceAvailable(&why));
+    o.Set("description", cuda::deviceAvailable(nullptr) ? cuda::deviceDescription() : why);
+    return o;
+  }));
+#else
+  exports.Set("cudaBuilt", Napi::Boolean::New(env, false));
+#endif
   return exports;
 }
 

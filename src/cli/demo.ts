@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import {
-  Popularity, evaluateHeldOut, resolvePrecision, generateClicks, interactionsFromCsr, loadModel, nnz, preparePaperProtocol, train,
+  Popularity, evaluateHeldOut, resolveDevice, resolvePrecision, generateClicks, interactionsFromCsr, loadModel, nnz, preparePaperProtocol, train,
   type MetricReport, type PreparedDataset,
 } from '../index';
 import { loadOrPrepare, type DataOptions } from './data-options';
@@ -44,7 +44,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     `${c.validationUsers} validation and ${c.testUsers} test users`);
 
   const epochs = o.epochs ?? (o.data ? 200 : 30);
-  log(`\nengine: cpu, ${resolvePrecision(undefined).note}, ${o.threads ?? os.availableParallelism()} threads`);
+  log(`\nengine: ${resolveDevice(undefined).note}, ${resolvePrecision(undefined).note}, ${o.threads ?? os.availableParallelism()} threads`);
   log(`training ${o.model} [I-600-200-600-I${o.model === 'mult-dae' ? '' : ', beta annealed to 0.2 over 85% of the epochs'}], ` +
     `${epochs} epochs, batch 500, Adam lr 1e-3, validation NDCG@100 every epoch`);
   const controller = new AbortController();

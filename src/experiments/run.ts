@@ -8,6 +8,7 @@ import { VaecfInputError } from '../data/csr';
 import { describe, loadOrPrepare, type DataOptions } from '../data/load';
 import { readModelFile } from '../io/model-file';
 import { MultDAE, MultVAE, resolvePrecision } from '../models/mult-vae';
+import { resolveDevice } from '../native';
 import { Popularity } from '../models/popularity';
 import { evaluateHeldOut } from '../training/evaluate';
 import type { TrainOptions } from '../training/options';
@@ -84,7 +85,6 @@ export interface TrainResults {
 
 export async function runTrain(config: TrainConfig, runDir: string, resume: boolean, log: (s: string) => void): Promise<TrainResults> {
   const started = Date.now();
-  if (config.device === 'cuda') throw new VaecfInputError('device cuda: this build has no CUDA backend yet; use --device cpu (or auto)');
   const configFile = path.join(runDir, 'config.json');
   if (resume) {
     if (!fs.existsSync(configFile)) throw new VaecfInputError(`${runDir}: no config.json here: not a vaecf run directory`);
@@ -102,7 +102,7 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
   const metricsFile = path.join(runDir, 'metrics.jsonl');
   const arch = {
     pDims: config.pDims, qDims: config.qDims, encoderDropout: config.dropoutEnc, decoderDropout: config.dropoutDec,
-    threads: config.threads, precision: config.precision,
+    threads: config.threads, precision: config.precision, device: config.device,
   };
   const model = config.model === 'dae' ? new MultDAE(arch) : new MultVAE(arch);
   const options = trainOptionsOf(config);
@@ -118,7 +118,8 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
     }
     log(`resuming ${runDir} after epoch ${startEpoch}`);
   }
-  log(`engine: cpu, ${resolvePrecision(config.precision).note}`);
+  const engine = resolveDevice(config.device);
+  log(`engine: ${engine.note}${engine.device === 'cpu' ? `, ${resolvePrecision(config.precision).note}` : ', fp32'}`);
   const controller = new AbortController();
   const onSigint = (): void => {
     log('\ninterrupted: stopping after the current batch; the last checkpoint stays resumable');

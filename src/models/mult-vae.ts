@@ -4,7 +4,7 @@ import * as os from 'node:os';
 
 import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
 import { readModelFile, writeModelFile, type ModelFile, type NamedTensor } from '../io/model-file';
-import { loadNative, type NativeModel, type NativeModelConfig } from '../native';
+import { loadNative, resolveDevice, type NativeModel, type NativeModelConfig } from '../native';
 import type { TrainOptions, TrainingHistory, TrainingState } from '../training/options';
 import { VERSION } from '../version';
 import { candidateMask, indexOfIds, recommendHistories } from './histories';
@@ -30,6 +30,8 @@ export interface ArchitectureOptions {
    * AVX512-BF16 through oneDNN), 'fp32', or 'auto' (default: bf16 where the processor runs it natively).
    */
   precision?: 'auto' | 'fp32' | 'bf16';
+  /** 'auto' (default; VAECF_DEVICE overrides): CUDA when its flavour is built and a GPU answers, else the CPU engine */
+  device?: 'auto' | 'cpu' | 'cuda';
 }
 
 /** What precision 'auto' gives on this machine, and why. */
@@ -126,8 +128,9 @@ export abstract class VaeFamilyModel implements Recommender {
     }
     const threads = o.threads ?? Math.max(1, os.availableParallelism());
     if (!Number.isInteger(threads) || threads < 1) throw new VaecfInputError(`threads: expected a positive integer, got ${threads}`);
-    const { precision } = resolvePrecision(o.precision);
-    return { encoderDims, decoderDims, variational: this.variational, encoderDropout, decoderDropout, threads, precision };
+    const { device } = resolveDevice(o.device);
+    const precision = device === 'cuda' ? 'fp32' : resolvePrecision(o.precision).precision;
+    return { encoderDims, decoderDims, variational: this.variational, encoderDropout, decoderDropout, threads, precision, device };
   }
 
   /** @internal */
@@ -140,7 +143,7 @@ export abstract class VaeFamilyModel implements Recommender {
   async createState(nItems: number, seed: number, itemIds: ReadonlyArray<ItemId> | undefined): Promise<LearnedState> {
     this.dispose();
     const config = this.architecture(nItems);
-    const { NativeModel: Ctor } = loadNative();
+    const { NativeModel: Ctor } = resolveDevice(config.device).addon;
     const native = new Ctor(config);
     await native.initialize(seed);
     if (itemIds && itemIds.length !== nItems)
@@ -282,7 +285,8 @@ export abstract class VaeFamilyModel implements Recommender {
       throw new VaecfInputError(`${file}: holds a ${String(metadata.model)} model, not a ${this.kind}; use loadModel() for either`);
     const arch = metadata.architecture as NativeModelConfig & { layers: string[] };
     const nItems = metadata.nItems as number;
-    const { NativeModel: Ctor } = loadNative();
+    const { device, addon } = resolveDevice(this.options.device);
+    const { NativeModel: Ctor } = addon;
     this.dispose();
     const config: NativeModelConfig = {
       encoderDims: arch.encoderDims,
@@ -291,7 +295,8 @@ export abstract class VaeFamilyModel implements Recommender {
       encoderDropout: arch.encoderDropout,
       decoderDropout: arch.decoderDropout,
       threads: threads ?? this.options.threads ?? Math.max(1, os.availableParallelism()),
-      precision: resolvePrecision(this.options.precision).precision,
+      precision: device === 'cuda' ? 'fp32' : resolvePrecision(this.options.precision).precision,
+      device,
     };
     const native = new Ctor(config);
     const params = new Float32Array(native.numParams);

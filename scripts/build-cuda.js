@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+// Builds the CUDA flavour of the addon (build/cuda/vaecf_cuda.node) beside the CPU one: needs nvcc,
+// and cuBLAS / cuSPARSE (from the toolkit, or from the Python wheels via scripts/cuda-libs.sh).
+'use strict';
+const { execFileSync, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+const nvcc = process.env.CUDACXX || '/usr/local/cuda/bin/nvcc';
+if (!fs.existsSync(nvcc)) {
+  console.error(`vaecf: no nvcc at ${nvcc} (set CUDACXX): the CUDA flavour needs the CUDA toolkit`);
+  process.exit(1);
+}
+const libs = process.env.VAECF_CUDA_LIBS || execFileSync('bash', [path.join(root, 'scripts', 'cuda-libs.sh')], { encoding: 'utf8' }).trim();
+const arch = process.env.VAECF_CUDA_ARCHITECTURES || '80;90';
+const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
+const r = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', 'build-cuda-addon', '--CDVAECF_CUDA=ON', `--CDVAECF_CUDA_LIBS=${libs}`,
+  `--CDCMAKE_CUDA_COMPILER=${nvcc}`, `--CDCMAKE_CUDA_ARCHITECTURES=${arch}`], { cwd: root, stdio: 'inherit' });
+if (r.status !== 0) process.exit(r.status ?? 1);
+// Kept out of build/Release, where node-gyp-build looks for the CPU flavour.
+fs.mkdirSync(path.join(root, 'build', 'cuda'), { recursive: true });
+fs.copyFileSync(path.join(root, 'build-cuda-addon', 'Release', 'vaecf_cuda.node'), path.join(root, 'build', 'cuda', 'vaecf_cuda.node'));
+console.log('vaecf: built build/cuda/vaecf_cuda.node');
