@@ -35,35 +35,23 @@ export class IdInterner {
   }
 }
 
-/** A growable typed array. */
-export class GrowableInt32 {
-  data = new Int32Array(1024);
+/** A growable typed array (Int32Array or Float64Array), doubling its capacity when full. */
+export class Growable<A extends Int32Array | Float64Array> {
+  private data: A;
   length = 0;
+  constructor(private readonly make: (n: number) => A) {
+    this.data = make(1024);
+  }
   push(v: number): void {
     if (this.length === this.data.length) {
-      const next = new Int32Array(this.data.length * 2);
+      const next = this.make(this.data.length * 2);
       next.set(this.data);
       this.data = next;
     }
     this.data[this.length++] = v;
   }
-  toArray(): Int32Array {
-    return this.data.slice(0, this.length);
-  }
-}
-export class GrowableFloat64 {
-  data = new Float64Array(1024);
-  length = 0;
-  push(v: number): void {
-    if (this.length === this.data.length) {
-      const next = new Float64Array(this.data.length * 2);
-      next.set(this.data);
-      this.data = next;
-    }
-    this.data[this.length++] = v;
-  }
-  toArray(): Float64Array {
-    return this.data.slice(0, this.length);
+  toArray(): A {
+    return this.data.slice(0, this.length) as A;
   }
 }
 
@@ -85,10 +73,10 @@ export interface Interactions {
 export class InteractionsBuilder {
   readonly users = new IdInterner();
   readonly items = new IdInterner();
-  private readonly userCodes = new GrowableInt32();
-  private readonly itemCodes = new GrowableInt32();
-  private readonly ratings = new GrowableFloat64();
-  private readonly timestamps = new GrowableFloat64();
+  private readonly userCodes = new Growable((n) => new Int32Array(n));
+  private readonly itemCodes = new Growable((n) => new Int32Array(n));
+  private readonly ratings = new Growable((n) => new Float64Array(n));
+  private readonly timestamps = new Growable((n) => new Float64Array(n));
   hasRatings = false;
   hasTimestamps = false;
 
