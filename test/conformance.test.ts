@@ -4,7 +4,7 @@ import * as path from 'node:path';
 
 import test from 'ava';
 
-import { MultDAE, MultVAE, loadModel, train, type VaeFamilyModel } from '../src/index';
+import { MultDAE, MultVAE, loadModel, selectRows, train, type VaeFamilyModel } from '../src/index';
 import { BACKENDS, MODELS, smallSplit, tempDir, twoGroups } from './helpers';
 
 for (const backend of BACKENDS) {
@@ -45,6 +45,29 @@ for (const backend of BACKENDS) {
       const [rec] = await model.recommend([history], { k: 100 });
       const top = await model.recommendRows(split.test.foldIn, { k: 100 });
       t.deepEqual(rec.items, Array.from(top.items.subarray(u * 100, u * 100 + 100)));
+      model.dispose();
+    });
+
+    test(`${name} (${backend.name}): scoring a few users at a time (the low-latency kernel) agrees with batch scoring`, async (t) => {
+      // 1,500 items: 23 full panels of 64 columns and a ragged last one.
+      const split = smallSplit(6, 1000, 1500);
+      const model = await train({ train: split.train }, { model: kind, architecture: { ...small, threads: 2 }, epochs: 2, batchSize: 100, seed: 3 });
+      const users = split.test.foldIn;
+      const rows = Math.min(users.rows, 24);
+      const batch = model.scoreRows(selectRows(users, Array.from({ length: rows }, (_, u) => u)));
+      let worst = 0;
+      for (let first = 0; first < rows; first += 3) {
+        const few = model.scoreRows(selectRows(users, [first, first + 1, first + 2]));
+        for (let i = 0; i < few.length; i++) {
+          const ref = batch[first * users.cols + i];
+          worst = Math.max(worst, Math.abs(few[i] - ref) / (1 + Math.abs(ref)));
+        }
+      }
+      t.log(`largest difference ${worst.toExponential(2)}`);
+      t.true(worst < 1e-5, `few-rows scores differ from batch scores by ${worst}`);
+      const one = model.recommendRowsSync(selectRows(users, [5]), { k: 20 });
+      const all = await model.recommendRows(users, { k: 20 });
+      t.deepEqual(Array.from(one.items), Array.from(all.items.subarray(5 * 20, 6 * 20)));
       model.dispose();
     });
 

@@ -3,6 +3,7 @@
 // same float arithmetic, used on processors without AVX-512 and as the test reference).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "onednn_matmul.h"
 
@@ -36,6 +37,26 @@ void adamUpdate(float* p, const float* g, float* m, float* v, int64_t n, const A
 // avx512Available()); used for low-latency scoring of one or a few users.
 void smallRowsProduct(const float* x, int64_t m, int64_t k, const bf16* Wbf16, const float* Wf32, int64_t n, const float* bias, float* y,
                       int threads);
+
+// The weights of a k x n product repacked for streaming one or a few rows through them: panels of 64
+// columns, each panel contiguous in memory (the row-major layout reads 64 columns of every row at a
+// stride of n, one page apart, which the prefetcher does not follow). bf16: the rows of a panel are
+// interleaved in pairs, [pair q][column c][2], the operand layout of the AVX512-BF16 dot product
+// (vdpbf16ps); fp32: [row][column c]. Columns past n and the odd row of an odd k are zero.
+struct PackedPanels {
+  int64_t k = 0, n = 0;
+  bool isBf16 = false;
+  std::vector<bf16> halves;   // bf16: panels x ceil(k / 2) x 64 x 2
+  std::vector<float> floats;  // fp32: panels x k x 64
+  int64_t panels() const { return (n + 63) / 64; }
+  bool empty() const { return n == 0; }
+};
+// Packs W [k x n] (fp32, row-major), rounding to bf16 (nearest even) when bf16 is set.
+void packPanels(const float* W, int64_t k, int64_t n, bool bf16, PackedPanels& out, int threads);
+// y[m x n] = x[m x k] W + bias for m <= 4 over packed panels (panels split across threads). With bf16
+// panels x is rounded to bf16 too and products accumulate in fp32, as in the batched bf16 product.
+// AVX-512 only (check avx512Available()).
+void panelRowsProduct(const float* x, int64_t m, const PackedPanels& W, const float* bias, float* y, int threads);
 
 // The portable scalar versions, always available (the tests compare the two paths).
 double likelihoodRowScalar(float* row, const float* bias, int64_t items, const int32_t* idx, const float* x, int64_t clicks,

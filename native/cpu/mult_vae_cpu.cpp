@@ -182,11 +182,15 @@ void MultVaeCpu<T>::forward(bool training) {
   const int64_t m = m_;
   const T* P = params_.data();
   setBlasThreads(threads_);
+  // Scoring one or a few users: every layer but the item output layer is too small to share between
+  // threads (waking sleeping OpenMP threads costs more than the work), so they run on this thread.
+  const bool fewRows = fusedOutput() && !training && m <= 4 && avx512Available();
+  const int par = fewRows ? 1 : threads_;
 
   // Encoder input: x_u / ||x_u||_2, then inverted dropout (training only). Values live on the nnz.
   {
   PhaseTimer timer(profile_, Profile::SparseForward);
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(par)
   for (int64_t u = 0; u < m; ++u) {
     double sq = 0;
     for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) sq += double(raw_[k]) * double(raw_[k]);
@@ -204,7 +208,7 @@ void MultVaeCpu<T>::forward(bool training) {
     if (layer == 0) {
       PhaseTimer timer(profile_, Profile::SparseForward);
       // Sparse first layer: A[u, :] = b + sum_{i in row u} input_ui * W[i, :]  (no dense batch x items input).
-#pragma omp parallel for schedule(dynamic, 8) num_threads(threads_)
+#pragma omp parallel for schedule(dynamic, 8) num_threads(par)
       for (int64_t u = 0; u < m; ++u) {
         T* row = out + u * L.out;
         std::memcpy(row, b, size_t(L.out) * sizeof(T));
@@ -222,16 +226,23 @@ void MultVaeCpu<T>::forward(bool training) {
         T* d = dropped_[layer].data();
         const T* mask = masks_[layer].data();
         const int64_t n = m * L.in;
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(par)
         for (int64_t i = 0; i < n; ++i) d[i] = in[i] * mask[i];
         in = d;
       }
       // A = In W + b: [m x in] x [in x out].
       PhaseTimer timer(profile_, Profile::Gemm);
-      if (fusedOutput() && layer == nLayers_ - 1 && !training && m <= 4 && L.in <= 4096 && avx512Available()) {
-        // One or a few users (low-latency scoring): a single register-blocked pass over the weights.
-        smallRowsProduct(reinterpret_cast<const float*>(in), m, L.in, bf16Output_ ? outputWeightBf16_.data() : nullptr,
-                         reinterpret_cast<const float*>(W), L.out, reinterpret_cast<const float*>(b), reinterpret_cast<float*>(out), threads_);
+      if (fewRows && layer == nLayers_ - 1) {
+        // The item output layer: one pass over its weights, packed in contiguous panels, split across threads.
+        if (scoringPanelsStale_) {
+          packPanels(reinterpret_cast<const float*>(W), L.in, L.out, bf16Output_, scoringPanels_, threads_);
+          scoringPanelsStale_ = false;
+        }
+        panelRowsProduct(reinterpret_cast<const float*>(in), m, scoringPanels_, reinterpret_cast<const float*>(b),
+                         reinterpret_cast<float*>(out), threads_);
+      } else if (fewRows) {
+        smallRowsProduct(reinterpret_cast<const float*>(in), m, L.in, nullptr, reinterpret_cast<const float*>(W), L.out,
+                         reinterpret_cast<const float*>(b), reinterpret_cast<float*>(out), 1);
       } else if (fusedOutput() && layer == nLayers_ - 1) {
         // Logits without the bias: the likelihood kernel adds it (training), or the loop below (evaluation).
         if (bf16Output_) {
@@ -242,12 +253,12 @@ void MultVaeCpu<T>::forward(bool training) {
           gemm(false, false, int(m), int(L.out), int(L.in), T(1), in, int(L.in), W, int(L.out), T(0), out, int(L.out));
         }
         if (!training) {
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(par)
           for (int64_t u = 0; u < m; ++u)
             for (int64_t c = 0; c < L.out; ++c) out[u * L.out + c] += b[c];
         }
       } else {
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(par)
         for (int64_t u = 0; u < m; ++u) std::memcpy(out + u * L.out, b, size_t(L.out) * sizeof(T));
         gemm(false, false, int(m), int(L.out), int(L.in), T(1), in, int(L.in), W, int(L.out), T(1), out, int(L.out));
       }
@@ -255,14 +266,14 @@ void MultVaeCpu<T>::forward(bool training) {
     if (hasTanh(layer)) {
       PhaseTimer timer(profile_, Profile::Elementwise);
       const int64_t n = m * L.out;
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(par)
       for (int64_t i = 0; i < n; ++i) out[i] = std::tanh(out[i]);
     }
     if (layer == nEnc_ - 1 && config_.variational) {
       // Reparameterisation: z = mu + eps * exp(logvar / 2) in training, z = mu in evaluation.
       PhaseTimer timer(profile_, Profile::Elementwise);
       const int64_t D = latent_;
-#pragma omp parallel for schedule(static) num_threads(threads_)
+#pragma omp parallel for schedule(static) num_threads(par)
       for (int64_t u = 0; u < m; ++u) {
         const T* mu = out + u * 2 * D;
         const T* logvar = mu + D;
@@ -482,6 +493,7 @@ void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
   // PyTorch's Adam / AdamW: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
   // p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
   PhaseTimer timer(profile_, Profile::Optimizer);
+  scoringPanelsStale_ = true;
   ensureOptimizerState();
   if (grads_.size() != size_t(layout_.total)) grads_.assign(size_t(layout_.total), T(0));
   adamT_ += 1;
@@ -553,6 +565,7 @@ void MultVaeCpu<T>::setBf16Output(bool on) {
 
 template <typename T>
 void MultVaeCpu<T>::parametersChanged() {
+  scoringPanelsStale_ = true;
   if constexpr (std::is_same_v<T, float>) {
     if (!bf16Output_) return;
     const auto& out = layout_.layers.back();
@@ -566,7 +579,7 @@ void MultVaeCpu<T>::topK(int64_t k, bool excludeSeen, const uint8_t* candidates,
   const int64_t m = m_, nItems = config_.numItems();
   T* logits = acts_.back().data();
   const int64_t kk = std::min(k, nItems);
-#pragma omp parallel num_threads(threads_)
+#pragma omp parallel num_threads(int(std::min<int64_t>(threads_, m)))
   {
     std::vector<int32_t> order(nItems);
 #pragma omp for schedule(dynamic, 4)

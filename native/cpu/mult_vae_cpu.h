@@ -8,6 +8,7 @@
 #include "../core/config.h"
 #include "../core/csr.h"
 #include "../core/engine.h"
+#include "kernels.h"
 #include "onednn_matmul.h"
 
 namespace vaecf::cpu {
@@ -108,6 +109,9 @@ class MultVaeCpu {
   bool bf16Output_ = false;
   std::vector<bf16> outputWeightBf16_, outputInputBf16_, outputGradBf16_;
   Bf16Matmul matmul_;
+  // The output layer's weights packed for scoring a few users (built on first use, stale after any update).
+  PackedPanels scoringPanels_;
+  bool scoringPanelsStale_ = true;
 };
 
 // The float CPU backend behind the Engine interface.

@@ -321,9 +321,16 @@ static void kernelsAgree() {
   for (auto& q : bs) q = u(gen);
   std::vector<cpu::bf16> Wb(W.size());
   cpu::toBf16(W.data(), Wb.data(), int64_t(W.size()));
+  // Both kernels: the row-major one and the packed panels (odd K: a zero-padded last pair; N % 64 != 0).
+  cpu::PackedPanels panels[2];
+  cpu::packPanels(W.data(), K, N, false, panels[0], 2);
+  cpu::packPanels(W.data(), K, N, true, panels[1], 2);
+  for (int kernel = 0; kernel < 2; ++kernel)
   for (int bf = 0; bf < 2; ++bf)
     for (int64_t rows = 1; rows <= 4; ++rows) {
-      cpu::smallRowsProduct(xs.data(), rows, K, bf ? Wb.data() : nullptr, W.data(), N, bs.data(), y.data(), 2);
+      std::fill(y.begin(), y.end(), std::nanf(""));
+      if (kernel == 0) cpu::smallRowsProduct(xs.data(), rows, K, bf ? Wb.data() : nullptr, W.data(), N, bs.data(), y.data(), 2);
+      else cpu::panelRowsProduct(xs.data(), rows, panels[bf], bs.data(), y.data(), 2);
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < N; ++j) {
           double ref = bs[j];
@@ -336,7 +343,7 @@ static void kernelsAgree() {
             std::memcpy(&xb, &xbits, 4);
             ref += double(bf ? xb : xs[r * K + i]) * double(bf ? wb : W[i * N + j]);
           }
-          CHECK(std::fabs(y[r * N + j] - ref) < 1e-4 * (1 + std::fabs(ref)), "small product %s rows %lld col %lld: %g vs %g", bf ? "bf16" : "fp32", (long long)rows, (long long)j, y[r * N + j], ref);
+          CHECK(std::fabs(y[r * N + j] - ref) < 1e-4 * (1 + std::fabs(ref)), "%s product %s rows %lld col %lld: %g vs %g", kernel ? "panel" : "row-major", bf ? "bf16" : "fp32", (long long)rows, (long long)j, y[r * N + j], ref);
         }
     }
 }

@@ -207,6 +207,77 @@ static int profile(int argc, char** argv) {
   return 0;
 }
 
+// Latency of scoring one user (a history of --history items) on a loaded model: forward pass and top-k
+// timed apart, many repetitions, percentiles. The engine alone, without Node.
+static int latency(int argc, char** argv) {
+  std::map<std::string, double> opt = {{"items", 20108}, {"history", 50}, {"threads", 2}, {"hidden", 600},
+                                        {"latent", 200}, {"k", 20},        {"reps", 2000}, {"bf16", 1}, {"users", 1}};
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string key = argv[i];
+    if (key.rfind("--", 0) != 0 || !opt.count(key.substr(2))) throw std::runtime_error("unknown option " + key);
+    opt[key.substr(2)] = std::stod(argv[i + 1]);
+  }
+  const int64_t items = int64_t(opt["items"]), history = int64_t(opt["history"]), k = int64_t(opt["k"]);
+  const int64_t users = int64_t(opt["users"]);
+  ModelConfig cfg;
+  cfg.encoderDims = {items, int64_t(opt["hidden"]), int64_t(opt["latent"])};
+  cfg.decoderDims = {int64_t(opt["latent"]), int64_t(opt["hidden"]), items};
+  cfg.variational = true;
+  cfg.encoderDropout = {0.5, 0};
+  cfg.decoderDropout = {0, 0};
+  cpu::CpuEngine engine(cfg);
+  engine.setThreads(int(opt["threads"]));
+  engine.initialize(1);
+  if (opt["bf16"] != 0) engine.model().setBf16Output(true);
+  // 64 different users, each a row of `history` distinct items.
+  std::vector<int64_t> indptr = {0};
+  std::vector<int32_t> indices;
+  for (int64_t u = 0; u < 64; ++u) {
+    for (int64_t j = 0; j < history; ++j) indices.push_back(int32_t((u * 131 + j * 397) % items));
+    std::sort(indices.end() - history, indices.end());
+    indptr.push_back(int64_t(indices.size()));
+  }
+  CsrView data{64, items, indptr.data(), indices.data(), nullptr};
+  const int64_t reps = int64_t(opt["reps"]);
+  std::vector<double> forward, top, total;
+  std::vector<int32_t> outItems(size_t(users * k));
+  std::vector<float> outScores(size_t(users * k));
+  for (int64_t r = -50; r < reps; ++r) {
+    if (r == 0) {
+      engine.model().profile().enabled = true;
+      engine.model().profile().reset();
+    }
+    const int64_t first = (r + 50) % (64 - users + 1);
+    const auto t0 = std::chrono::steady_clock::now();
+    engine.model().loadBatch(data, nullptr, first, users);
+    engine.model().forwardEval();
+    const auto t1 = std::chrono::steady_clock::now();
+    engine.model().topK(k, true, nullptr, outItems.data(), outScores.data());
+    const auto t2 = std::chrono::steady_clock::now();
+    if (r < 0) continue;
+    forward.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    top.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+    total.push_back(std::chrono::duration<double, std::milli>(t2 - t0).count());
+  }
+  auto pct = [](std::vector<double> v, double p) {
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, size_t(p * double(v.size())))];
+  };
+  std::printf("%lld user(s), %lld-item histories, %lld items, top-%lld, %s, %d threads\n", (long long)users,
+              (long long)history, (long long)items, (long long)k, opt["bf16"] != 0 ? "bf16 output layer" : "fp32",
+              int(opt["threads"]));
+  std::printf("%-10s %8s %8s\n", "ms", "p50", "p99");
+  std::printf("%-10s %8.3f %8.3f\n", "forward", pct(forward, 0.5), pct(forward, 0.99));
+  std::printf("%-10s %8.3f %8.3f\n", "top-k", pct(top, 0.5), pct(top, 0.99));
+  std::printf("%-10s %8.3f %8.3f\n", "total", pct(total, 0.5), pct(total, 0.99));
+  std::printf("forward by phase (mean ms):");
+  for (int p = 0; p < cpu::Profile::Count; ++p)
+    if (engine.model().profile().seconds[p] > 0)
+      std::printf(" %s %.3f;", cpu::Profile::name(p), engine.model().profile().seconds[p] * 1e3 / double(reps));
+  std::printf("\n");
+  return 0;
+}
+
 // Measured matrix-product rates at the decoder's shapes (fp32 OpenBLAS, bf16 oneDNN), for the bound.
 static int gemmRate(int argc, char** argv) {
   int64_t items = 20108, batch = 500, hidden = 600;
@@ -398,10 +469,11 @@ int main(int argc, char** argv) {
     if (argc == 3 && std::string(argv[1]) == "step") return step(argv[2]);
     if (argc >= 2 && std::string(argv[1]) == "profile") return profile(argc, argv);
     if (argc >= 2 && std::string(argv[1]) == "gemm") return gemmRate(argc, argv);
+    if (argc >= 2 && std::string(argv[1]) == "latency") return latency(argc, argv);
 #ifdef VAECF_HAVE_CUDA
     if (argc >= 2 && std::string(argv[1]) == "gpu-check") return gpuCheck(argc, argv);
 #endif
-    std::fprintf(stderr, "usage: vaecf_harness step DIR | profile [--users N --items N --clicks N --batches N --threads N]\n");
+    std::fprintf(stderr, "usage: vaecf_harness step DIR | profile [--users N --items N --clicks N --batches N --threads N] | gemm | latency [--history N --k N --bf16 0|1]\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vaecf_harness: %s\n", e.what());
