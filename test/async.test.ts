@@ -1,8 +1,9 @@
 // Training and scoring run off the main thread: the event loop stays free, progress arrives per batch,
-// an AbortSignal cancels, and a busy model refuses a second call instead of racing.
+// an AbortSignal cancels, a busy model refuses a second call while training instead of racing, and
+// concurrent scoring calls queue.
 import test from 'ava';
 
-import { generateClicks, MultVAE } from '../src/index';
+import { generateClicks, MultVAE, selectRows } from '../src/index';
 
 const data = generateClicks({ users: 4000, items: 4000, meanClicksPerUser: 50, seed: 9 });
 
@@ -65,5 +66,19 @@ test('a second call while training is refused, not raced', async (t) => {
   const e = await t.throwsAsync(second as unknown as Promise<unknown>);
   t.regex(e!.message, /busy/);
   t.is((e as Error & { code: string }).code, 'ERR_VAECF_BUSY');
+  model.dispose();
+});
+
+test('concurrent scoring calls on one model wait their turn and all answer right', async (t) => {
+  const model = new MultVAE({ pDims: [16, 64], threads: 2 });
+  await model.fit({ train: data }, { epochs: 1, seed: 1 });
+  const big = selectRows(data, Array.from({ length: 2000 }, (_, u) => u));
+  const small = [0, 1, 2].map((u) => selectRows(data, [u]));
+  const expected = [await model.recommendRows(big, { k: 5 }), ...small.map((m) => model.recommendRowsSync(m, { k: 5 }))];
+  // A large call (thread pool) with small ones issued while it runs: none is refused.
+  const first = model.recommendRows(big, { k: 5 });
+  await new Promise((resolve) => setImmediate(resolve)); // the large call is in the thread pool now
+  const all = await Promise.all([first, ...small.map((m) => model.recommendRows(m, { k: 5 }))]);
+  t.deepEqual(all.map((r) => Array.from(r.items)), expected.map((r) => Array.from(r.items)));
   model.dispose();
 });

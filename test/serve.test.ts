@@ -47,6 +47,30 @@ test('recommends, reports unknown ids, honours exclude and allow', async (t) => 
   });
 });
 
+test('concurrent requests are micro-batched and answered as if alone; a large request beside them is queued, not refused', async (t) => {
+  // Answers scored one by one (no server), the reference.
+  const histories = Array.from({ length: 24 }, (_, u) => [`item${u % 20}`, `item${(u * 7 + 3) % 20}`]);
+  const alone = await Promise.all(histories.map(async (h) => (await model.recommend([h], { k: 4 }))[0]));
+  await withServer({}, async (url) => {
+    const singles = histories.map((h) => post(`${url}/recommend`, { items: h, k: 4 }).then((r) => r.json()));
+    // Twelve users in one request: the thread-pool path, running while single requests wait.
+    const batch = post(`${url}/recommend`, { histories: histories.slice(0, 12), k: 4 }).then((r) => r.json());
+    const [answers, many] = await Promise.all([Promise.all(singles), batch]);
+    t.deepEqual((answers as Array<{ items: string[] }>).map((a) => a.items), alone.map((a) => a.items));
+    t.deepEqual((many as { results: Array<{ items: string[] }> }).results.map((a) => a.items), alone.slice(0, 12).map((a) => a.items));
+    const health = (await (await fetch(`${url}/health`)).json()) as { scoring: { calls: number; users: number; largestGroup: number } };
+    t.is(health.scoring.users, 24 + 12);
+    t.true(health.scoring.calls < 25, `${health.scoring.calls} calls for 25 requests`);
+    t.true(health.scoring.largestGroup > 1);
+  });
+  await withServer({ coalesce: false }, async (url) => {
+    const answers = await Promise.all(histories.map((h) => post(`${url}/recommend`, { items: h, k: 4 }).then((r) => r.json())));
+    t.deepEqual((answers as Array<{ items: string[] }>).map((a) => a.items), alone.map((a) => a.items));
+    const health = (await (await fetch(`${url}/health`)).json()) as { scoring: { calls: number } };
+    t.is(health.scoring.calls, 24);
+  });
+});
+
 test('malformed requests get 400 with the reason; bounds and routes are enforced', async (t) => {
   await withServer({ maxBodyBytes: 2000, maxK: 50 }, async (url) => {
     const cases: Array<[unknown, number, RegExp]> = [

@@ -215,14 +215,18 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,
-        options: { port: { type: 'string', default: '8080' }, host: { type: 'string', default: '127.0.0.1' }, token: { type: 'string' }, threads: { type: 'string' } },
+        options: {
+          port: { type: 'string', default: '8080' }, host: { type: 'string', default: '127.0.0.1' }, token: { type: 'string' }, threads: { type: 'string' },
+          'no-coalesce': { type: 'boolean', default: false },
+        },
       });
-      if (positionals.length !== 1) throw new Error('usage: vaecf serve MODEL_FILE [--port 8080] [--host 127.0.0.1] [--token T]');
+      if (positionals.length !== 1) throw new Error('usage: vaecf serve MODEL_FILE [--port 8080] [--host 127.0.0.1] [--token T] [--threads N] [--no-coalesce]');
       await runServe(positionals[0], {
         port: numberFlag('port', values.port) ?? 8080,
         host: values.host as string,
         token: (values.token as string | undefined) ?? process.env.VAECF_TOKEN,
         threads: numberFlag('threads', values.threads),
+        coalesce: !values['no-coalesce'],
       }, log);
       return 0;
     }

@@ -3,12 +3,13 @@ import * as fs from 'node:fs';
 
 import { createRecommendServer, listen, loadModel, readModelFile, shutdown, VaecfInputError } from '../index';
 
-export async function runServe(file: string, o: { port: number; host: string; token?: string; threads?: number }, log: (s: string) => void): Promise<void> {
+export async function runServe(file: string, o: { port: number; host: string; token?: string; threads?: number; coalesce?: boolean }, log: (s: string) => void): Promise<void> {
   if (!fs.existsSync(file)) throw new VaecfInputError(`${file}: no such model file`);
   const model = await loadModel(file, { threads: o.threads });
   const { metadata } = readModelFile(file);
   const server = createRecommendServer(model, {
     token: o.token,
+    coalesce: o.coalesce,
     log,
     metadata: {
       items: model.numItems, architecture: metadata.architecture, hyperparameters: metadata.hyperparameters, protocol: metadata.protocol,

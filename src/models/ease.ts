@@ -9,6 +9,7 @@ import { readModelFile, writeModelFile } from '../io/model-file';
 import { loadNative, type NativeEase } from '../native';
 import { VERSION } from '../version';
 import { candidateMask, indexOfIds, recommendHistories } from './histories';
+import { ScoringQueue } from './scoring-queue';
 import type { ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
 
 export interface EaseOptions {
@@ -40,6 +41,7 @@ export class EASE implements Recommender {
   private items = 0;
   private ids: ItemId[] | null = null;
   private lambda: number | null = null;
+  private readonly scoringQueue = new ScoringQueue();
 
   constructor(options: EaseOptions = {}) {
     this.options = Object.freeze({ ...options });
@@ -122,7 +124,8 @@ export class EASE implements Recommender {
     validateCsr(matrix, 'recommend input', { allowEmptyRows: true, cols: this.items });
     const ids = this.ids ?? Array.from({ length: this.items }, (_, i) => i);
     const candidates = candidateMask(indexOfIds(ids), this.items, options);
-    const out = await native.recommend(matrix, { k, excludeSeen: options.excludeSeen ?? true, candidates });
+    // Concurrent calls wait for each other (the native model runs one call at a time).
+    const out = await this.scoringQueue.run(() => native.recommend(matrix, { k, excludeSeen: options.excludeSeen ?? true, candidates }));
     return { k, ...out };
   }
 

@@ -8,6 +8,7 @@ import { loadNative, resolveDevice, type NativeModel, type NativeModelConfig } f
 import type { TrainOptions, TrainingHistory, TrainingState } from '../training/options';
 import { VERSION } from '../version';
 import { candidateMask, indexOfIds, recommendHistories } from './histories';
+import { ScoringQueue } from './scoring-queue';
 import type { HeldOutData, ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
 
 export interface ArchitectureOptions {
@@ -74,6 +75,7 @@ export abstract class VaeFamilyModel implements Recommender {
   readonly options: Readonly<ArchitectureOptions>;
   protected state: LearnedState | null = null;
   private idIndex: Map<ItemId, number> | null = null;
+  private readonly scoringQueue = new ScoringQueue();
 
   constructor(options: ArchitectureOptions = {}) {
     this.options = Object.freeze({ ...options });
@@ -180,7 +182,11 @@ export abstract class VaeFamilyModel implements Recommender {
     const native = this.nativeOptions(matrix, options);
     // Measured (bench/embed-latency.js): for a few users the thread-pool round trip costs more than it
     // frees the event loop, so small requests run on the calling thread.
-    const out = matrix.rows <= SYNC_MAX_USERS ? s.native.recommendSync(matrix, native) : await s.native.recommend(matrix, native);
+    const small = matrix.rows <= SYNC_MAX_USERS;
+    // Concurrent calls wait for each other (the native model runs one call at a time).
+    const out = small && this.scoringQueue.idle
+      ? s.native.recommendSync(matrix, native)
+      : await this.scoringQueue.run(() => (small ? s.native.recommendSync(matrix, native) : s.native.recommend(matrix, native)));
     return { k: native.k, ...out };
   }
 

@@ -5,10 +5,12 @@
 //   GET  /model      the model's metadata
 // Unknown item ids are reported in the answer, not fatal; malformed bodies get 400 with the reason;
 // body size, history length and k are bounded; an optional bearer token; graceful shutdown.
+// Concurrent single-user requests are scored together (micro-batching, batcher.ts).
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 import type { ItemId, RecommendOptions, Recommendation } from '../models/types';
+import { RecommendBatcher } from './batcher';
 
 export interface ServableModel {
   readonly kind: string;
@@ -22,6 +24,13 @@ export interface ServeOptions {
   maxK?: number;
   maxHistory?: number;
   maxUsersPerRequest?: number;
+  /**
+   * score single-user requests that wait together in one call (default true; see batcher.ts);
+   * false scores every request on its own (still one call at a time)
+   */
+  coalesce?: boolean;
+  /** the most users scored in one coalesced call (default 64) */
+  maxCoalescedUsers?: number;
   /** what GET /model answers */
   metadata?: Record<string, unknown>;
   log?: (line: string) => void;
@@ -52,6 +61,8 @@ export function createRecommendServer(model: ServableModel, options: ServeOption
   const maxUsers = options.maxUsersPerRequest ?? 1000;
   const started = Date.now();
   let served = 0;
+  // Every scoring call goes through one queue: the model runs one call at a time.
+  const batcher = new RecommendBatcher(model, options.coalesce !== false, options.maxCoalescedUsers ?? 64);
 
   const readBody = (req: http.IncomingMessage): Promise<string> =>
     new Promise((resolve, reject) => {
@@ -78,7 +89,10 @@ export function createRecommendServer(model: ServableModel, options: ServeOption
     }
     if (url.pathname === '/health') {
       if (req.method !== 'GET') throw new HttpError(405, 'use GET /health');
-      return [200, { status: 'ok', model: model.kind, uptimeSeconds: (Date.now() - started) / 1000, requests: served }];
+      return [200, {
+        status: 'ok', model: model.kind, uptimeSeconds: (Date.now() - started) / 1000, requests: served,
+        scoring: { ...batcher.stats },
+      }];
     }
     if (url.pathname === '/model') {
       if (req.method !== 'GET') throw new HttpError(405, 'use GET /model');
@@ -105,7 +119,7 @@ export function createRecommendServer(model: ServableModel, options: ServeOption
         if (body.histories.length > maxUsers) throw new HttpError(400, `"histories" has ${body.histories.length} users; at most ${maxUsers}`);
         histories = body.histories.map((h, i) => idList(h, `histories[${i}]`, maxHistory));
       } else throw new HttpError(400, 'give "items" (one user\'s item ids) or "histories" (several users)');
-      const recs = await model.recommend(histories, { k: k as number, exclude, allow });
+      const recs = await batcher.recommend(histories, { k: k as number, exclude, allow });
       served++;
       return [200, single ? recs[0] : { results: recs }];
     }
