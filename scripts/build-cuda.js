@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds the CUDA flavour of the addon (build/cuda/vaecf_cuda.node) beside the CPU one: needs nvcc,
 // and cuBLAS / cuSPARSE (from the toolkit, or from the Python wheels via scripts/cuda-libs.sh).
+// With --portable: build/cuda-portable/vaecf_cuda.node, the binary of the CUDA package (scripts/pack-check.js).
 'use strict';
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -14,11 +15,16 @@ if (!fs.existsSync(nvcc)) {
 }
 const libs = process.env.VAECF_CUDA_LIBS || execFileSync('bash', [path.join(root, 'scripts', 'cuda-libs.sh')], { encoding: 'utf8' }).trim();
 const arch = process.env.VAECF_CUDA_ARCHITECTURES || '80;90';
+// --portable: the binary for the CUDA package (static CUDA runtime, no build-machine library paths).
+const portable = process.argv.includes('--portable');
+const outDir = portable ? 'build-cuda-portable' : 'build-cuda-addon';
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
-const r = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', 'build-cuda-addon', '--CDVAECF_CUDA=ON', `--CDVAECF_CUDA_LIBS=${libs}`,
-  `--CDCMAKE_CUDA_COMPILER=${nvcc}`, `--CDCMAKE_CUDA_ARCHITECTURES=${arch}`], { cwd: root, stdio: 'inherit' });
+const r = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', outDir, '--CDVAECF_CUDA=ON', `--CDVAECF_CUDA_LIBS=${libs}`,
+  `--CDVAECF_CUDA_PORTABLE=${portable ? 'ON' : 'OFF'}`, `--CDCMAKE_CUDA_COMPILER=${nvcc}`, `--CDCMAKE_CUDA_ARCHITECTURES=${arch}`],
+  { cwd: root, stdio: 'inherit' });
 if (r.status !== 0) process.exit(r.status ?? 1);
 // Kept out of build/Release, where node-gyp-build looks for the CPU flavour.
-fs.mkdirSync(path.join(root, 'build', 'cuda'), { recursive: true });
-fs.copyFileSync(path.join(root, 'build-cuda-addon', 'Release', 'vaecf_cuda.node'), path.join(root, 'build', 'cuda', 'vaecf_cuda.node'));
-console.log('vaecf: built build/cuda/vaecf_cuda.node');
+const dest = path.join(root, 'build', portable ? 'cuda-portable' : 'cuda');
+fs.mkdirSync(dest, { recursive: true });
+fs.copyFileSync(path.join(root, outDir, 'Release', 'vaecf_cuda.node'), path.join(dest, 'vaecf_cuda.node'));
+console.log(`vaecf: built ${path.relative(root, path.join(dest, 'vaecf_cuda.node'))}`);

@@ -132,10 +132,24 @@ export function loadNative(): NativeAddon {
 
 // ---- the CUDA flavour: a separate binary the loader chooses (node-gyp-build cannot tell flavours apart) ----
 
+/** The npm package that carries the prebuilt CUDA flavour for this platform (installed beside vaecf). */
+export const CUDA_PACKAGE = `@vaecf/cuda-${process.platform}-${process.arch}`;
+
+/**
+ * Where the CUDA flavour of the addon is, in this order: VAECF_CUDA_ADDON, a local build
+ * (npm run build:cuda), the CUDA package (npm install @vaecf/cuda-linux-x64), prebuilds/.
+ */
 export function cudaFlavourPath(): string | null {
+  let fromPackage: string | undefined;
+  try {
+    fromPackage = path.join(path.dirname(require.resolve(`${CUDA_PACKAGE}/package.json`, { paths: [packageRoot] })), 'vaecf_cuda.node');
+  } catch {
+    /* not installed */
+  }
   const candidates = [
     process.env.VAECF_CUDA_ADDON,
     path.join(packageRoot, 'build', 'cuda', 'vaecf_cuda.node'),
+    fromPackage,
     path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'vaecf_cuda.node'),
   ];
   return candidates.find((p): p is string => Boolean(p) && require('node:fs').existsSync(p)) ?? null;
@@ -150,12 +164,15 @@ let cudaProbe: { ok: boolean; reason: string } | undefined;
 export function probeCuda(): { ok: boolean; reason: string } {
   if (cudaProbe) return cudaProbe;
   const file = cudaFlavourPath();
-  if (!file) return (cudaProbe = { ok: false, reason: 'the CUDA flavour is not built (npm run build:cuda)' });
+  if (!file) return (cudaProbe = { ok: false, reason: `the CUDA flavour is not installed (npm install ${CUDA_PACKAGE}, or build it: npm run build:cuda)` });
   const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
   const code = `const a = require(${JSON.stringify(file)}); process.stdout.write(JSON.stringify(a.cudaDevice()));`;
   const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) {
-    const why = r.signal ? `the probe was killed by ${r.signal}` : (r.stderr || '').trim().split('\n').pop() || `exit code ${r.status}`;
+    // Node prints the stack, then its own version: the reason is the first line that names an error.
+    const lines = (r.stderr || '').split('\n').map((l) => l.trim()).filter(Boolean);
+    const errorLine = lines.find((l) => /^(\w*Error|error)\b/.test(l)) ?? lines.find((l) => !/^Node\.js v/.test(l));
+    const why = r.signal ? `the probe was killed by ${r.signal}` : errorLine ?? `exit code ${r.status}`;
     return (cudaProbe = { ok: false, reason: `the CUDA flavour does not load here (${why})` });
   }
   try {

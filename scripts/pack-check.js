@@ -1,0 +1,175 @@
+#!/usr/bin/env node
+// The packages as users get them: builds the CPU prebuild (prebuildify, N-API) and, when nvcc is
+// there, the portable CUDA flavour; packs `vaecf` (npm pack) and the CUDA package
+// (@vaecf/cuda-<platform>-<arch>, vaecf_cuda.node alone); installs the tarballs into a fresh folder
+// with no compiler, CMake or make on PATH; then, in that folder, trains a small model, recommends,
+// saves and loads it, and asks for device 'auto' (which must answer with the CPU engine and the reason
+// where no GPU is usable). Exit code 0 when all of it works.
+// usage: node scripts/pack-check.js [--out DIR] [--no-cuda] [--keep]
+'use strict';
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+const args = process.argv.slice(2);
+const outIndex = args.indexOf('--out');
+const out = path.resolve(outIndex >= 0 ? args[outIndex + 1] : path.join(root, 'dist-packages'));
+const withCuda = !args.includes('--no-cuda');
+const keep = args.includes('--keep');
+const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+const platformTag = `${process.platform}-${process.arch}`;
+
+function step(title) {
+  console.log(`\npack-check: ${title}`);
+}
+
+function run(cmd, cmdArgs, options = {}) {
+  const r = spawnSync(cmd, cmdArgs, { stdio: 'inherit', cwd: root, ...options });
+  if (r.status !== 0) {
+    console.error(`pack-check: FAILED: ${cmd} ${cmdArgs.join(' ')} (exit ${r.status}${r.signal ? `, ${r.signal}` : ''})`);
+    process.exit(1);
+  }
+  return r;
+}
+
+function npmCli() {
+  const candidates = [
+    process.env.npm_execpath,
+    path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'),
+  ];
+  const found = candidates.find((p) => p && p.endsWith('.js') && fs.existsSync(p));
+  if (!found) throw new Error('pack-check: cannot find npm-cli.js next to node');
+  return found;
+}
+
+fs.rmSync(out, { recursive: true, force: true });
+fs.mkdirSync(out, { recursive: true });
+
+// 1. The CPU prebuild inside the package (node-gyp through prebuildify, the sources of binding.gyp).
+step(`prebuilding the CPU engine (prebuilds/${platformTag})`);
+const prebuildify = require.resolve('prebuildify/bin.js', { paths: [root] });
+// prebuildify runs `node-gyp` from PATH: npm's own copy, as `npm run` would put it there.
+const nodeGypBin = path.join(path.dirname(npmCli()), 'node-gyp-bin');
+const buildEnv = { ...process.env, PATH: `${nodeGypBin}${path.delimiter}${process.env.PATH}` };
+// An N-API build needs only the headers of a Node release: the running Node's own when they are
+// installed (offline), else node-gyp downloads them.
+const localHeaders = path.join(path.dirname(process.execPath), '..', 'include', 'node', 'node_api.h');
+if (!buildEnv.npm_config_nodedir && fs.existsSync(localHeaders)) buildEnv.npm_config_nodedir = path.resolve(path.dirname(localHeaders), '..', '..');
+// Built in a staging copy of the sources: node-gyp's `rebuild` empties build/, where the local
+// cmake-js build (and build/cuda) live.
+const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'vaecf-prebuild-'));
+for (const f of ['package.json', 'binding.gyp', 'native']) fs.cpSync(path.join(root, f), path.join(staging, f), { recursive: true });
+fs.symlinkSync(path.join(root, 'node_modules'), path.join(staging, 'node_modules'));
+run(process.execPath, [prebuildify, '--napi', '--strip', '--cwd', staging, '--out', root], { env: buildEnv });
+fs.rmSync(staging, { recursive: true, force: true });
+const prebuilt = fs.readdirSync(path.join(root, 'prebuilds', platformTag)).filter((f) => f.endsWith('.node'));
+if (prebuilt.length === 0) throw new Error(`pack-check: no .node file in prebuilds/${platformTag}`);
+
+// 2. npm pack.
+step('npm pack');
+const packed = spawnSync(process.execPath, [npmCli(), 'pack', '--json', '--pack-destination', out], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+if (packed.status !== 0) throw new Error('pack-check: npm pack failed');
+const packInfo = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('[')))[0];
+const tarball = path.join(out, packInfo.filename);
+const files = packInfo.files.map((f) => f.path);
+for (const needed of ['dist/src/index.js', 'dist/src/cli/main.js', 'scripts/install.js', `prebuilds/${platformTag}/${prebuilt[0]}`, 'binding.gyp', 'CMakeLists.txt']) {
+  if (!files.includes(needed)) throw new Error(`pack-check: ${needed} is missing from ${packInfo.filename}`);
+}
+for (const f of files) {
+  if (/^(test|bench|build|node_modules|\.ci)\//.test(f) || f.startsWith('dist/test/')) throw new Error(`pack-check: ${f} should not be in the package`);
+}
+console.log(`${packInfo.filename}: ${files.length} files, ${(packInfo.size / 2 ** 20).toFixed(1)} MiB`);
+
+// 3. The CUDA package: the portable flavour (static CUDA runtime; cuBLAS / cuSPARSE from the system).
+let cudaTarball = null;
+const nvcc = process.env.CUDACXX || '/usr/local/cuda/bin/nvcc';
+if (withCuda && fs.existsSync(nvcc)) {
+  step('building the portable CUDA flavour and its package');
+  run(process.execPath, [path.join(root, 'scripts', 'build-cuda.js'), '--portable']);
+  const dir = path.join(out, 'cuda-package');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(path.join(root, 'build', 'cuda-portable', 'vaecf_cuda.node'), path.join(dir, 'vaecf_cuda.node'));
+  const name = `@vaecf/cuda-${platformTag}`;
+  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({
+    name, version: pkg.version, description: `The CUDA flavour of vaecf's native engine for ${platformTag}`, license: pkg.license,
+    os: [process.platform], cpu: [process.arch], files: ['vaecf_cuda.node', 'README.md'],
+    peerDependencies: { vaecf: pkg.version },
+  }, null, 2));
+  fs.writeFileSync(path.join(dir, 'README.md'), `# ${name}\n\nThe CUDA flavour of vaecf's native engine (cuBLAS, cuSPARSE; compute capability 8.0 and 9.0).\n` +
+    'Install it beside `vaecf`; `device: \'auto\'` then uses a usable NVIDIA GPU. It needs an NVIDIA driver for CUDA 13 and the\n' +
+    'cuBLAS 13 / cuSPARSE 12 libraries from the CUDA toolkit (found in /usr/local/cuda/lib64, beside this file, or on LD_LIBRARY_PATH).\n');
+  const p = spawnSync(process.execPath, [npmCli(), 'pack', '--json', '--pack-destination', out], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (p.status !== 0) throw new Error('pack-check: npm pack of the CUDA package failed');
+  cudaTarball = path.join(out, JSON.parse(p.stdout.slice(p.stdout.indexOf('[')))[0].filename);
+  console.log(path.basename(cudaTarball));
+} else {
+  step(withCuda ? `no nvcc at ${nvcc}: the CUDA package is not built` : 'the CUDA package is skipped (--no-cuda)');
+}
+
+// 4. A fresh folder, and a PATH with node and a shell only: no compiler can be used by the install.
+step('installing the tarball(s) into a fresh folder with no compiler on PATH');
+const fresh = fs.mkdtempSync(path.join(os.tmpdir(), 'vaecf-pack-check-'));
+const bin = path.join(fresh, '.bin-only-node');
+fs.mkdirSync(bin);
+fs.symlinkSync(process.execPath, path.join(bin, 'node'));
+for (const tool of ['sh', 'bash']) {
+  const where = ['/bin', '/usr/bin'].map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
+  if (where) fs.symlinkSync(where, path.join(bin, tool));
+}
+const app = path.join(fresh, 'app');
+fs.mkdirSync(app);
+fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'pack-check-app', version: '1.0.0', private: true }, null, 2));
+const env = { ...process.env, PATH: bin, CC: '/nonexistent/cc', CXX: '/nonexistent/c++' };
+delete env.npm_config_prefix;
+for (const tool of ['cc', 'gcc', 'g++', 'c++', 'cmake', 'make']) {
+  if (spawnSync('sh', ['-c', `command -v ${tool}`], { env }).status === 0) throw new Error(`pack-check: ${tool} is still on PATH`);
+}
+run(process.execPath, [npmCli(), 'install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...(cudaTarball ? [cudaTarball] : [])], { cwd: app, env });
+
+// 5. Use it.
+step('using the installed package');
+const script = `
+const vaecf = require('vaecf');
+const path = require('node:path');
+(async () => {
+  const train = vaecf.generateClicks({ users: 400, items: 300, meanClicksPerUser: 20, seed: 1 });
+  const model = new vaecf.MultVAE({ pDims: [16, 64], threads: 2 });
+  await model.fit({ train }, { epochs: 2, seed: 1 });
+  const [rec] = await model.recommend([[1, 2, 3]], { k: 5 });
+  if (rec.items.length !== 5) throw new Error('expected 5 recommendations');
+  const file = path.join(process.cwd(), 'model.safetensors');
+  await model.save(file);
+  const loaded = await vaecf.loadModel(file);
+  const [again] = await loaded.recommend([[1, 2, 3]], { k: 5 });
+  if (JSON.stringify(again.items) !== JSON.stringify(rec.items)) throw new Error('the loaded model recommends differently');
+  const addon = require.resolve('vaecf/package.json');
+  const native = require(path.join(path.dirname(addon), 'dist', 'src', 'native.js'));
+  const auto = native.resolveDevice('auto');
+  console.log(JSON.stringify({ recommended: rec.items, engine: model.precision, cudaFlavour: native.cudaFlavourPath(), auto: { device: auto.device, note: auto.note } }));
+  for (const m of [model, loaded]) m.dispose();
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+const used = spawnSync(process.execPath, ['-e', script], { cwd: app, env, encoding: 'utf8' });
+process.stderr.write(used.stderr);
+if (used.status !== 0) {
+  console.error('pack-check: FAILED: the installed package does not work');
+  process.exit(1);
+}
+const report = JSON.parse(used.stdout.trim().split('\n').pop());
+console.log(JSON.stringify(report, null, 2));
+if (!/node_modules[\\/]vaecf[\\/]prebuilds/.test(spawnSync(process.execPath, ['-e', "console.log(require('node-gyp-build').path(require('node:path').dirname(require.resolve('vaecf/package.json'))))"], { cwd: path.join(app, 'node_modules', 'vaecf'), env, encoding: 'utf8' }).stdout)) {
+  console.error('pack-check: FAILED: the installed package does not load its prebuilt binary');
+  process.exit(1);
+}
+if (cudaTarball && !(report.cudaFlavour || '').includes(path.join('node_modules', '@vaecf', `cuda-${platformTag}`))) {
+  console.error('pack-check: FAILED: the loader does not find the installed CUDA package');
+  process.exit(1);
+}
+if (report.auto.device === 'cpu' && !report.auto.note) {
+  console.error("pack-check: FAILED: device 'auto' fell back to the CPU without saying why");
+  process.exit(1);
+}
+if (!keep) fs.rmSync(fresh, { recursive: true, force: true });
+console.log(`\npack-check: ok (${path.relative(root, tarball)}${cudaTarball ? `, ${path.relative(root, cudaTarball)}` : ''}; installed without a compiler${keep ? ` in ${app}` : ''})`);
