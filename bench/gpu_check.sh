@@ -2,7 +2,9 @@
 # The GPU check, for one call of the device tool (no Node, no network there; see .library/device):
 # builds the engine and the CUDA backend for the card, checks every CUDA kernel path against the CPU
 # engine on fresh random inputs, times ML-20M-shaped epochs, and times PyTorch CUDA running the
-# reference formulation on the same card. Prints a table; logs go to $OUT when set.
+# reference formulation on the same card (fp32, TF32, bf16 autocast), with a full 200-epoch run of
+# vaecf (FULL_PRECISION, default bf16; stopped after FULL_SECONDS, default 150, to fit one device call).
+# Prints a table; logs go to $OUT when set.
 #
 # Needs on the device: nvcc, CMake, python3 with torch (its nvidia-cublas / nvidia-cusparse packages
 # give the headers and libraries), and OpenBLAS + OpenMP for the CPU engine. Where OpenBLAS is missing,
@@ -45,8 +47,9 @@ log "building (sm_90)"
 cmake -S . -B build-gpu -DVAECF_BUILD_TESTS=ON -DVAECF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 "${EXTRA[@]}" > "$OUT/cmake.log" 2>&1 \
   && cmake --build build-gpu -j16 >> "$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
 
-log "kernels against the CPU engine, then ML-20M-shaped epochs"
-./build-gpu/vaecf_harness gpu-check 2>&1 | tee "$OUT/vaecf.txt"
+log "kernels against the CPU engine, then ML-20M-shaped epochs (fp32, tf32, bf16, streamed) and a full run"
+FULL_PRECISION=${FULL_PRECISION:-bf16}
+./build-gpu/vaecf_harness gpu-check --full-epochs 200 --full-seconds "${FULL_SECONDS:-150}" --full-precision "$FULL_PRECISION" 2>&1 | tee "$OUT/vaecf.txt"
 status=${PIPESTATUS[0]}
 
 log "PyTorch CUDA, reference formulation, same shape"
@@ -62,10 +65,12 @@ os.makedirs("/tmp/vaecf-torch", exist_ok=True)
 indptr.tofile("/tmp/vaecf-torch/indptr.i64"); idx.tofile("/tmp/vaecf-torch/indices.i32")
 open("/tmp/vaecf-torch/shape.txt", "w").write(f"{users} {items}")
 PY
-python3 bench/torch_epoch.py /tmp/vaecf-torch --device cuda --batches 100 2>&1 | tee "$OUT/torch.txt"
+for p in fp32 tf32 bf16; do
+  python3 bench/torch_epoch.py /tmp/vaecf-torch --device cuda --batches 100 --precision $p 2>&1 | tee -a "$OUT/torch.txt"
+done
 echo
 echo "=== summary ==="
 cat "$OUT/gpu.txt"
-grep -E "Mult-|ML-20M|checks" "$OUT/vaecf.txt"
+grep -E "Mult-|ML-20M|epochs|full run|checks" "$OUT/vaecf.txt"
 cat "$OUT/torch.txt"
 exit $status

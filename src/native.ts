@@ -18,7 +18,7 @@ export interface NativeModelConfig {
   decoderDropout: number[];
   threads: number;
   /** 'bf16': bf16 matrix products (fp32 master weights) for the item output layer */
-  precision?: 'fp32' | 'bf16';
+  precision?: 'fp32' | 'bf16' | 'tf32';
   /** 'cuda' needs the CUDA flavour of the addon */
   device?: 'cpu' | 'cuda';
 }

@@ -150,16 +150,21 @@ class Model : public Napi::ObjectWrap<Model> {
     const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
     if (device != "cpu" && device != "cuda") throwTypeError(env, "device: expected 'cpu' or 'cuda', got '" + device + "'");
     const std::string precision = o.Get("precision").IsString() ? o.Get("precision").As<Napi::String>().Utf8Value() : "fp32";
-    if (precision != "fp32" && precision != "bf16") throwTypeError(env, "precision: expected 'fp32' or 'bf16', got '" + precision + "'");
+    if (precision != "fp32" && precision != "bf16" && precision != "tf32")
+      throwTypeError(env, "precision: expected 'fp32', 'bf16' or 'tf32', got '" + precision + "'");
     try {
       if (device == "cuda") {
 #ifdef VAECF_HAVE_CUDA
-        if (precision != "fp32") throw InvalidArgument("the CUDA backend computes in fp32 only so far; use precision 'fp32'");
-        engine_ = std::make_unique<cuda::CudaEngine>(cfg);
+        cuda::CudaOptions options;
+        options.precision = precision == "bf16" ? cuda::CudaPrecision::Bf16
+                            : precision == "tf32" ? cuda::CudaPrecision::Tf32
+                                                  : cuda::CudaPrecision::Fp32;
+        engine_ = std::make_unique<cuda::CudaEngine>(cfg, options);
 #else
         throw InvalidArgument("this build of vaecf has no CUDA backend (build the CUDA flavour: npm run build:cuda)");
 #endif
       } else {
+        if (precision == "tf32") throw InvalidArgument("precision 'tf32' is a CUDA precision (TF32 tensor cores); on the CPU use 'fp32' or 'bf16'");
         auto cpuEngine = std::make_unique<cpu::CpuEngine>(cfg);
         cpuEngine->model().setBf16Output(precision == "bf16");
         engine_ = std::move(cpuEngine);

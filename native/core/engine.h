@@ -39,6 +39,9 @@ class Engine {
   virtual void setThreads(int threads) = 0;
   // Xavier-uniform weights, N(0, 0.001^2) biases, zero optimizer state.
   virtual void initialize(uint64_t seed) = 0;
+  // Called by trainEpoch before the epoch's steps with the matrix they will read (a device backend
+  // keeps it on the device across epochs).
+  virtual void beginEpoch(const CsrView& /*data*/) {}
   // One training update on the users `rows[0..m)` of `data`.
   virtual StepResult trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) = 0;
   // Evaluation-mode scores (no dropout, z = mu) for rows [first, first + m) of `data`; top-k items

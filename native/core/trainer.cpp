@@ -33,6 +33,7 @@ EpochStats trainEpoch(Engine& engine, const CsrView& data, const EpochOptions& o
   const int64_t batches = (data.rows + options.batchSize - 1) / options.batchSize;
   EpochStats stats;
   stats.batches = batches;
+  engine.beginEpoch(data);
   StepOptions step;
   step.l2 = options.l2;
   step.seed = options.seed;

@@ -1,4 +1,5 @@
-// CUDA implementation of the Engine interface (see mult_vae_cuda.h). fp32 throughout.
+// CUDA implementation of the Engine interface (see mult_vae_cuda.h): fp32 storage and master weights;
+// products in fp32, TF32, or bf16 for the item output layer (CudaPrecision).
 // Row-major matrices everywhere; cuBLAS (column-major) sees them transposed:
 //   Y[M x out] = X[M x in] W[in x out]   ->  sgemm(N, N, out, M, in, W, X, Y)
 //   dW[in x out] = X^T dA                ->  sgemm(N, T, out, in, M, dA, X, dW)
@@ -6,11 +7,13 @@
 #include "mult_vae_cuda.h"
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <cusparse.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -55,16 +58,25 @@ struct DeviceBuffer {
   }
 };
 
+// Page-locked host memory: the source of asynchronous uploads.
+struct PinnedBuffer {
+  char* ptr = nullptr;
+  size_t bytes = 0;
+  void reserve(size_t n) {
+    if (n <= bytes) return;
+    if (ptr) cudaFreeHost(ptr);
+    ptr = nullptr;
+    CK(cudaMallocHost(reinterpret_cast<void**>(&ptr), n));
+    bytes = n;
+  }
+  ~PinnedBuffer() {
+    if (ptr) cudaFreeHost(ptr);
+  }
+};
+
 inline unsigned blocks(int64_t n, int threads = 256) { return unsigned((n + threads - 1) / threads); }
 
 // ---- kernels ----
-
-__global__ void gatherCounts(const int64_t* indptr, const int64_t* rows, int64_t first, int64_t m, int32_t* out) {
-  const int64_t u = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (u >= m) return;
-  const int64_t r = rows ? rows[u] : first + u;
-  out[u] = int32_t(indptr[r + 1] - indptr[r]);
-}
 
 // One warp per row: copy the row's items and click values into the batch CSR.
 __global__ void gatherRows(const int64_t* indptr, const int32_t* indices, const float* values, const int64_t* rows, int64_t first,
@@ -161,7 +173,8 @@ __device__ float blockReduce(float v, bool isMax) {
 
 // One block per user: nll_u = n_u logsumexp(l_u) - sum_k x_k l_uk, and in place d nll / d l = (n_u softmax - x) / M.
 template <int THREADS>
-__global__ void likelihood(float* logits, int64_t items, const int32_t* ptr, const int32_t* idx, const float* raw, float invM, float* rowNll) {
+__global__ void likelihood(float* logits, int64_t items, const int32_t* ptr, const int32_t* idx, const float* raw, float invM, float* rowNll,
+                           __nv_bfloat16* gradBf16) {
   const int64_t u = blockIdx.x;
   float* row = logits + u * items;
   float mx = -INFINITY;
@@ -182,6 +195,17 @@ __global__ void likelihood(float* logits, int64_t items, const int32_t* ptr, con
   for (int64_t i = threadIdx.x; i < items; i += THREADS) row[i] = expf(row[i] - mx) * scale;
   __syncthreads();
   for (int32_t k = ptr[u] + threadIdx.x; k < ptr[u + 1]; k += THREADS) atomicAdd(&row[idx[k]], -raw[k] * invM);
+  if (gradBf16) {
+    // The bf16 operand of the output layer's two gradient products (round to nearest even).
+    __syncthreads();
+    __nv_bfloat16* g = gradBf16 + u * items;
+    for (int64_t i = threadIdx.x; i < items; i += THREADS) g[i] = __float2bfloat16_rn(row[i]);
+  }
+}
+
+__global__ void toBf16(const float* in, __nv_bfloat16* out, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = __float2bfloat16_rn(in[i]);
 }
 
 __global__ void klRows(const float* enc, int64_t m, int64_t D, float* rowKl) {
@@ -225,8 +249,10 @@ __global__ void addScaled(float* g, const float* w, float s, int64_t n) {
   if (i < n) g[i] += s * w[i];
 }
 
+// PyTorch's Adam / AdamW; the new weights of [copyBegin, copyEnd) are also written to pBf16 (the bf16
+// copy of the output layer's weights) when given.
 __global__ void adam(float* p, const float* g, float* m, float* v, int64_t n, float stepSize, float b1, float b2, float eps, float bc2Sqrt,
-                     float decay, float shrink, bool coupled, bool decoupled) {
+                     float decay, float shrink, bool coupled, bool decoupled, __nv_bfloat16* pBf16, int64_t copyBegin, int64_t copyEnd) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   float gi = g[i], pi = p[i];
@@ -236,7 +262,9 @@ __global__ void adam(float* p, const float* g, float* m, float* v, int64_t n, fl
   const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
   m[i] = mi;
   v[i] = vi;
-  p[i] = pi - stepSize * mi / (sqrtf(vi) / bc2Sqrt + eps);
+  pi -= stepSize * mi / (sqrtf(vi) / bc2Sqrt + eps);
+  p[i] = pi;
+  if (pBf16 && i >= copyBegin && i < copyEnd) pBf16[i - copyBegin] = __float2bfloat16_rn(pi);
 }
 
 // Top-k per row by k rounds of a block arg-max (ties: smaller item index); seen items and non-candidates masked first.
@@ -316,48 +344,73 @@ std::string deviceDescription() {
 
 struct CudaEngine::Impl {
   ModelConfig config;
+  CudaOptions options;
   ParameterLayout layout;
   int64_t nEnc, nLayers, latent, items;
   cublasHandle_t blas = nullptr;
   cusparseHandle_t sparse = nullptr;
   DeviceBuffer<float> params, grads, adamM, adamV;
   int64_t adamT = 0;
-  // the training matrix, cached on the device while the caller passes the same one
-  const void* cachedKey = nullptr;
-  int64_t cachedNnz = -1, cachedRows = -1;
+  // The training matrix registered by beginEpoch: on the device (resident) or read from host memory
+  // batch by batch (streamed). Identified by its pointers, shape and a content fingerprint.
+  struct MatrixKey {
+    const void* indptr = nullptr;
+    const void* indices = nullptr;
+    const void* values = nullptr;
+    int64_t rows = -1, nnz = -1;
+    uint64_t fingerprint = 0;
+    bool operator==(const MatrixKey& o) const {
+      return indptr == o.indptr && indices == o.indices && values == o.values && rows == o.rows && nnz == o.nnz && fingerprint == o.fingerprint;
+    }
+  };
+  MatrixKey registered;
+  bool resident = false;
   DeviceBuffer<int64_t> dIndptr, dRows;
   DeviceBuffer<int32_t> dIndices;
   DeviceBuffer<float> dValues;
   bool hasValues = false;
-  // the batch
-  int64_t m = 0, capacity = 0;
-  DeviceBuffer<int32_t> bPtr, bIdx, counts;
+  // The batch: CSR offsets computed on the host from the host's indptr (no device-to-host copy),
+  // uploaded asynchronously from page-locked staging memory with the rows (resident) or the clicks
+  // themselves (streamed).
+  int64_t m = 0, capacity = 0, batchNnz = 0;
+  PinnedBuffer staging;
+  cudaEvent_t stagingFree = nullptr;
+  bool stagingInUse = false;
+  DeviceBuffer<int32_t> bPtr, bIdx;
   DeviceBuffer<float> bRaw, bInput;
-  DeviceBuffer<uint8_t> scanTemp;
   std::vector<DeviceBuffer<float>> acts, dropped, masks;
   DeviceBuffer<float> z, eps, gA, gB, rowNll, rowKl, spmmBuffer;
+  // bf16 precision: copies of the output layer's weights, its input and the logits' gradient.
+  DeviceBuffer<__nv_bfloat16> outWeightBf16, outInputBf16, outGradBf16;
   DeviceBuffer<uint8_t> dCandidates;
   DeviceBuffer<int32_t> dTopItems;
   DeviceBuffer<float> dTopScores;
 
-  explicit Impl(const ModelConfig& c) : config((c.validate(), c)), layout(c) {
+  Impl(const ModelConfig& c, const CudaOptions& o) : config((c.validate(), c)), options(o), layout(c) {
     nEnc = config.numEncoderLayers();
     nLayers = config.numLayers();
     latent = config.latent();
     items = config.numItems();
+    const char* forceStream = std::getenv("VAECF_CUDA_STREAM");
+    if (forceStream && std::string(forceStream) == "1") options.residency = CudaOptions::Residency::Streamed;
     std::string why;
     if (!deviceAvailable(&why)) throw std::runtime_error("device cuda: no usable GPU (" + why + ")");
     CK(cublasCreate(&blas));
     CK(cusparseCreate(&sparse));
+    // Default math: SGEMM in full fp32 (no TF32 unless NVIDIA_TF32_OVERRIDE=1); Tf32 asks for TF32 tensor cores.
+    CK(cublasSetMathMode(blas, options.precision == CudaPrecision::Tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    CK(cudaEventCreateWithFlags(&stagingFree, cudaEventDisableTiming));
     params.resize(size_t(layout.total));
     acts.resize(size_t(nLayers));
     dropped.resize(size_t(nLayers));
     masks.resize(size_t(nLayers));
   }
   ~Impl() {
+    if (stagingFree) cudaEventDestroy(stagingFree);
     if (blas) cublasDestroy(blas);
     if (sparse) cusparseDestroy(sparse);
   }
+  bool bf16() const { return options.precision == CudaPrecision::Bf16; }
   double dropoutOf(int64_t l) const { return l < nEnc ? config.encoderDropout[size_t(l)] : config.decoderDropout[size_t(l - nEnc)]; }
   bool hasTanh(int64_t l) const { return l == nLayers - 1 ? false : (l == nEnc - 1 ? !config.variational : true); }
   const float* source(int64_t l) const { return (l == nEnc && config.variational) ? z.ptr : acts[size_t(l - 1)].ptr; }
@@ -385,55 +438,140 @@ struct CudaEngine::Impl {
     rowNll.resize(size_t(rows));
     rowKl.resize(size_t(rows));
     bPtr.resize(size_t(rows + 1));
-    counts.resize(size_t(rows + 1));
-  }
-
-  // Upload the training matrix once; later calls with the same matrix reuse it.
-  void useMatrix(const CsrView& data) {
-    const void* key = data.indices;
-    if (key == cachedKey && data.nnz() == cachedNnz && data.rows == cachedRows) return;
-    dIndptr.resize(size_t(data.rows + 1));
-    dIndices.resize(size_t(data.nnz()));
-    CK(cudaMemcpy(dIndptr.ptr, data.indptr, size_t(data.rows + 1) * sizeof(int64_t), cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dIndices.ptr, data.indices, size_t(data.nnz()) * sizeof(int32_t), cudaMemcpyHostToDevice));
-    hasValues = data.values != nullptr;
-    if (hasValues) {
-      dValues.resize(size_t(data.nnz()));
-      CK(cudaMemcpy(dValues.ptr, data.values, size_t(data.nnz()) * sizeof(float), cudaMemcpyHostToDevice));
+    if (bf16()) {
+      const auto& out = layout.layers.back();
+      outInputBf16.resize(size_t(rows * out.in));
+      outGradBf16.resize(size_t(rows * out.out));
     }
-    cachedKey = key;
-    cachedNnz = data.nnz();
-    cachedRows = data.rows;
   }
 
-  // Batch CSR on the device from rows (or a range) of the cached matrix: counts, exclusive scan, copy.
-  void gather(const int64_t* hostRows, int64_t first, int64_t rowsInBatch) {
+  // The bf16 copy of the output layer's weights, after the fp32 weights changed outside Adam.
+  void refreshWeightCopy() {
+    if (!bf16()) return;
+    const auto& out = layout.layers.back();
+    outWeightBf16.resize(size_t(out.in * out.out));
+    toBf16<<<blocks(out.in * out.out), 256>>>(params.ptr + out.weightOffset, outWeightBf16.ptr, out.in * out.out);
+    LAUNCH_CHECK();
+  }
+
+  static MatrixKey keyOf(const CsrView& data) {
+    MatrixKey k;
+    k.indptr = data.indptr;
+    k.indices = data.indices;
+    k.values = data.values;
+    k.rows = data.rows;
+    k.nnz = data.nnz();
+    // FNV-1a over every row offset and a sample of the clicks: a matrix rewritten in place shows.
+    uint64_t h = 1469598103934665603ull;
+    auto mix = [&h](uint64_t v) {
+      for (int b = 0; b < 8; ++b) {
+        h ^= (v >> (8 * b)) & 0xffu;
+        h *= 1099511628211ull;
+      }
+    };
+    for (int64_t r = 0; r <= data.rows; ++r) mix(uint64_t(data.indptr[r]));
+    const int64_t nnz = k.nnz, stride = std::max<int64_t>(1, nnz / 65536);
+    for (int64_t i = 0; i < nnz; i += stride) {
+      mix(uint64_t(uint32_t(data.indices[data.indptr[0] + i])));
+      if (data.values) {
+        uint32_t bits;
+        std::memcpy(&bits, &data.values[data.indptr[0] + i], 4);
+        mix(bits);
+      }
+    }
+    k.fingerprint = h;
+    return k;
+  }
+
+  // beginEpoch: keep the training matrix on the device when it fits, upload it once.
+  void registerMatrix(const CsrView& data) {
+    const MatrixKey key = keyOf(data);
+    if (key == registered) return;
+    registered = MatrixKey{};
+    resident = false;
+    const size_t bytes = size_t(data.rows + 1) * sizeof(int64_t) + size_t(key.nnz) * (sizeof(int32_t) + (data.values ? sizeof(float) : 0));
+    size_t freeBytes = 0, totalBytes = 0;
+    CK(cudaMemGetInfo(&freeBytes, &totalBytes));
+    const bool fits = bytes + (size_t(1) << 30) <= freeBytes;
+    if (options.residency == CudaOptions::Residency::Auto && fits) {
+      const int64_t base = data.indptr[0];
+      std::vector<int64_t> indptr(static_cast<size_t>(data.rows + 1));
+      for (int64_t r = 0; r <= data.rows; ++r) indptr[size_t(r)] = data.indptr[r] - base;
+      dIndptr.resize(size_t(data.rows + 1));
+      dIndices.resize(size_t(key.nnz));
+      CK(cudaMemcpy(dIndptr.ptr, indptr.data(), size_t(data.rows + 1) * sizeof(int64_t), cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(dIndices.ptr, data.indices + base, size_t(key.nnz) * sizeof(int32_t), cudaMemcpyHostToDevice));
+      hasValues = data.values != nullptr;
+      if (hasValues) {
+        dValues.resize(size_t(key.nnz));
+        CK(cudaMemcpy(dValues.ptr, data.values + base, size_t(key.nnz) * sizeof(float), cudaMemcpyHostToDevice));
+      }
+      resident = true;
+    }
+    registered = key;
+  }
+
+  // The batch CSR on the device for rows `hostRows[0..rowsInBatch)` (or [first, first + rowsInBatch))
+  // of `data`. From the resident copy when `data` is the registered matrix, else from host memory.
+  void gather(const CsrView& data, const int64_t* hostRows, int64_t first, int64_t rowsInBatch) {
     reserve(rowsInBatch);
     m = rowsInBatch;
-    const int64_t* rowsDev = nullptr;
-    if (hostRows) {
-      dRows.resize(size_t(m));
-      CK(cudaMemcpy(dRows.ptr, hostRows, size_t(m) * sizeof(int64_t), cudaMemcpyHostToDevice));
-      rowsDev = dRows.ptr;
+    const bool fromDevice = resident && data.indptr == registered.indptr && data.indices == registered.indices &&
+                            data.values == registered.values && data.rows == registered.rows;
+    // Offsets from the host's indptr.
+    std::vector<int32_t> offsets(static_cast<size_t>(m + 1), 0);
+    for (int64_t u = 0; u < m; ++u) {
+      const int64_t r = hostRows ? hostRows[u] : first + u;
+      if (r < 0 || r >= data.rows) throw InvalidArgument("row " + std::to_string(r) + " is out of range");
+      const int64_t next = int64_t(offsets[size_t(u)]) + (data.indptr[r + 1] - data.indptr[r]);
+      if (next > int64_t(INT32_MAX)) throw InvalidArgument("a batch holds more than 2^31 clicks; use a smaller batch");
+      offsets[size_t(u + 1)] = int32_t(next);
     }
-    gatherCounts<<<blocks(m), 256>>>(dIndptr.ptr, rowsDev, first, m, counts.ptr);
-    LAUNCH_CHECK();
-    // exclusive scan on the host is avoided: a tiny prefix sum kernel would do; for m <= a few thousand,
-    // copy the counts (m ints) - the one small round trip per batch, also needed to size the buffers.
-    std::vector<int32_t> c(static_cast<size_t>(m), 0);
-    CK(cudaMemcpy(c.data(), counts.ptr, size_t(m) * sizeof(int32_t), cudaMemcpyDeviceToHost));
-    std::vector<int32_t> p(static_cast<size_t>(m + 1), 0);
-    for (int64_t u = 0; u < m; ++u) p[size_t(u + 1)] = p[size_t(u)] + c[size_t(u)];
-    CK(cudaMemcpy(bPtr.ptr, p.data(), size_t(m + 1) * sizeof(int32_t), cudaMemcpyHostToDevice));
-    const int64_t nnz = p[size_t(m)];
-    bIdx.resize(size_t(nnz));
-    bRaw.resize(size_t(nnz));
-    bInput.resize(size_t(nnz));
-    gatherRows<<<blocks(m * 32), 256>>>(dIndptr.ptr, dIndices.ptr, hasValues ? dValues.ptr : nullptr, rowsDev, first, m, bPtr.ptr, bIdx.ptr, bRaw.ptr);
-    LAUNCH_CHECK();
+    const int64_t nnz = offsets[size_t(m)];
+    bIdx.resize(size_t(std::max<int64_t>(nnz, 1)));
+    bRaw.resize(size_t(std::max<int64_t>(nnz, 1)));
+    bInput.resize(size_t(std::max<int64_t>(nnz, 1)));
+    // The staging memory may still feed the previous batch's uploads.
+    if (stagingInUse) CK(cudaEventSynchronize(stagingFree));
+    const size_t offsetBytes = size_t(m + 1) * sizeof(int32_t);
+    const size_t alignedOffsets = (offsetBytes + 15) & ~size_t(15);
+    if (fromDevice) {
+      staging.reserve(alignedOffsets + size_t(m) * sizeof(int64_t));
+      std::memcpy(staging.ptr, offsets.data(), offsetBytes);
+      CK(cudaMemcpyAsync(bPtr.ptr, staging.ptr, offsetBytes, cudaMemcpyHostToDevice, 0));
+      const int64_t* rowsDev = nullptr;
+      if (hostRows) {
+        std::memcpy(staging.ptr + alignedOffsets, hostRows, size_t(m) * sizeof(int64_t));
+        dRows.resize(size_t(m));
+        CK(cudaMemcpyAsync(dRows.ptr, staging.ptr + alignedOffsets, size_t(m) * sizeof(int64_t), cudaMemcpyHostToDevice, 0));
+        rowsDev = dRows.ptr;
+      }
+      gatherRows<<<blocks(m * 32), 256>>>(dIndptr.ptr, dIndices.ptr, hasValues ? dValues.ptr : nullptr, rowsDev, first, m, bPtr.ptr, bIdx.ptr,
+                                          bRaw.ptr);
+      LAUNCH_CHECK();
+    } else {
+      // Streamed: the batch's clicks gathered on the host, then uploaded.
+      const size_t idxBytes = size_t(nnz) * sizeof(int32_t);
+      staging.reserve(alignedOffsets + 2 * ((idxBytes + 15) & ~size_t(15)));
+      std::memcpy(staging.ptr, offsets.data(), offsetBytes);
+      int32_t* idx = reinterpret_cast<int32_t*>(staging.ptr + alignedOffsets);
+      float* val = reinterpret_cast<float*>(staging.ptr + alignedOffsets + ((idxBytes + 15) & ~size_t(15)));
+      for (int64_t u = 0; u < m; ++u) {
+        const int64_t r = hostRows ? hostRows[u] : first + u;
+        const int64_t b = data.indptr[r], n = data.indptr[r + 1] - b;
+        std::memcpy(idx + offsets[size_t(u)], data.indices + b, size_t(n) * sizeof(int32_t));
+        for (int64_t k = 0; k < n; ++k) val[offsets[size_t(u)] + k] = data.values ? data.values[b + k] : 1.0f;
+      }
+      CK(cudaMemcpyAsync(bPtr.ptr, staging.ptr, offsetBytes, cudaMemcpyHostToDevice, 0));
+      if (nnz > 0) {
+        CK(cudaMemcpyAsync(bIdx.ptr, idx, idxBytes, cudaMemcpyHostToDevice, 0));
+        CK(cudaMemcpyAsync(bRaw.ptr, val, size_t(nnz) * sizeof(float), cudaMemcpyHostToDevice, 0));
+      }
+    }
+    CK(cudaEventRecord(stagingFree, 0));
+    stagingInUse = true;
     batchNnz = nnz;
   }
-  int64_t batchNnz = 0;
 
   // Sparse product with the batch: C[m x n] = op(A) B with A the batch CSR [m x items].
   void spmm(bool transposeA, const float* B, int64_t n, float* C, float beta) {
@@ -452,6 +590,14 @@ struct CudaEngine::Impl {
     cusparseDestroySpMat(a);
     cusparseDestroyDnMat(b);
     cusparseDestroyDnMat(c);
+  }
+
+  // C (fp32, column-major view) = alpha op(A) op(B) + beta C with bf16 operands, fp32 accumulation.
+  void gemmBf16(cublasOperation_t ta, cublasOperation_t tb, int64_t rows, int64_t cols, int64_t inner, const __nv_bfloat16* A, int64_t lda,
+                const __nv_bfloat16* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    const float alpha = 1.0f;
+    CK(cublasGemmEx(blas, ta, tb, int(rows), int(cols), int(inner), &alpha, A, CUDA_R_16BF, int(lda), B, CUDA_R_16BF, int(ldb), &beta, C, CUDA_R_32F,
+                    int(ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
 
   void forward(bool training, uint64_t seed, uint64_t step) {
@@ -475,7 +621,14 @@ struct CudaEngine::Impl {
           LAUNCH_CHECK();
           in = dropped[size_t(l)].ptr;
         }
-        CK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, int(L.out), int(m), int(L.in), &one, W, int(L.out), in, int(L.in), &one, out, int(L.out)));
+        if (bf16() && l == nLayers - 1) {
+          // Logits[m x items] += In W in bf16 (the input rounded, as on the CPU).
+          toBf16<<<blocks(m * L.in), 256>>>(in, outInputBf16.ptr, m * L.in);
+          LAUNCH_CHECK();
+          gemmBf16(CUBLAS_OP_N, CUBLAS_OP_N, L.out, m, L.in, outWeightBf16.ptr, L.out, outInputBf16.ptr, L.in, 1.0f, out, L.out);
+        } else {
+          CK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, int(L.out), int(m), int(L.in), &one, W, int(L.out), in, int(L.in), &one, out, int(L.out)));
+        }
       }
       if (hasTanh(l)) {
         tanhInPlace<<<blocks(m * L.out), 256>>>(out, m * L.out);
@@ -496,7 +649,7 @@ struct CudaEngine::Impl {
     const int64_t D = latent;
     float* logits = acts[size_t(nLayers - 1)].ptr;
     const float invM = float(1.0 / double(m));
-    likelihood<256><<<unsigned(m), 256>>>(logits, items, bPtr.ptr, bIdx.ptr, bRaw.ptr, invM, rowNll.ptr);
+    likelihood<256><<<unsigned(m), 256>>>(logits, items, bPtr.ptr, bIdx.ptr, bRaw.ptr, invM, rowNll.ptr, bf16() ? outGradBf16.ptr : nullptr);
     LAUNCH_CHECK();
     if (config.variational) {
       klRows<<<blocks(m), 256>>>(acts[size_t(nEnc - 1)].ptr, m, D, rowKl.ptr);
@@ -521,10 +674,16 @@ struct CudaEngine::Impl {
       const bool drop = dropoutOf(l) > 0;
       const float* in = drop ? dropped[size_t(l)].ptr : source(l);
       const float* W = params.ptr + L.weightOffset;
-      CK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, int(L.out), int(L.in), int(m), &one, dcur, int(L.out), in, int(L.in), &zero, dW, int(L.out)));
       float* dIn = spare[next];
       next ^= 1;
-      CK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(L.in), int(m), int(L.out), &one, W, int(L.out), dcur, int(L.out), &zero, dIn, int(L.in)));
+      if (bf16() && l == nLayers - 1) {
+        // dW = In^T dLogits and dIn = dLogits W^T with bf16 operands (In was rounded in forward()).
+        gemmBf16(CUBLAS_OP_N, CUBLAS_OP_T, L.out, L.in, m, outGradBf16.ptr, L.out, outInputBf16.ptr, L.in, 0.0f, dW, L.out);
+        gemmBf16(CUBLAS_OP_T, CUBLAS_OP_N, L.in, m, L.out, outWeightBf16.ptr, L.out, outGradBf16.ptr, L.out, 0.0f, dIn, L.in);
+      } else {
+        CK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, int(L.out), int(L.in), int(m), &one, dcur, int(L.out), in, int(L.in), &zero, dW, int(L.out)));
+        CK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(L.in), int(m), int(L.out), &one, W, int(L.out), dcur, int(L.out), &zero, dIn, int(L.in)));
+      }
       if (drop) {
         multiply<<<blocks(m * L.in), 256>>>(dIn, masks[size_t(l)].ptr, dIn, m * L.in);
         LAUNCH_CHECK();
@@ -577,15 +736,17 @@ struct CudaEngine::Impl {
     adamT += 1;
     const double bc1 = 1.0 - std::pow(o.beta1, double(adamT));
     const double bc2 = 1.0 - std::pow(o.beta2, double(adamT));
+    const auto& out = layout.layers.back();
     adam<<<blocks(layout.total), 256>>>(params.ptr, grads.ptr, adamM.ptr, adamV.ptr, layout.total, float(o.learningRate / bc1), float(o.beta1),
                                          float(o.beta2), float(o.epsilon), float(std::sqrt(bc2)), float(o.weightDecay),
                                          float(1.0 - o.learningRate * o.weightDecay), !o.decoupled && o.weightDecay != 0,
-                                         o.decoupled && o.weightDecay != 0);
+                                         o.decoupled && o.weightDecay != 0, bf16() ? outWeightBf16.ptr : nullptr, out.weightOffset,
+                                         out.weightOffset + out.in * out.out);
     LAUNCH_CHECK();
   }
 };
 
-CudaEngine::CudaEngine(const ModelConfig& config) : impl_(std::make_unique<Impl>(config)) {}
+CudaEngine::CudaEngine(const ModelConfig& config, const CudaOptions& options) : impl_(std::make_unique<Impl>(config, options)) {}
 CudaEngine::~CudaEngine() = default;
 const ModelConfig& CudaEngine::config() const { return impl_->config; }
 int64_t CudaEngine::numParams() const { return impl_->layout.total; }
@@ -598,9 +759,11 @@ void CudaEngine::initialize(uint64_t seed) {
   impl_->adamT = 0;
 }
 
+void CudaEngine::beginEpoch(const CsrView& data) { impl_->registerMatrix(data); }
+bool CudaEngine::streaming() const { return !impl_->resident; }
+
 StepResult CudaEngine::trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
-  impl_->useMatrix(data);
-  impl_->gather(rows, 0, m);
+  impl_->gather(data, rows, 0, m);
   impl_->forward(true, opt.seed, opt.step);
   StepResult r = impl_->backward(opt.beta, opt.l2);
   if (!std::isfinite(r.loss)) throw std::runtime_error("the loss became non-finite at step " + std::to_string(opt.step) + "; try a smaller learning rate");
@@ -609,18 +772,14 @@ StepResult CudaEngine::trainStep(const CsrView& data, const int64_t* rows, int64
 }
 
 void CudaEngine::scores(const CsrView& data, int64_t first, int64_t m, float* out) {
-  impl_->useMatrix(data);
-  impl_->gather(nullptr, first, m);
+  impl_->gather(data, nullptr, first, m);
   impl_->forward(false, 0, 0);
-  const auto& L = impl_->layout.layers.back();
-  (void)L;
   CK(cudaMemcpy(out, impl_->acts.back().ptr, size_t(m * impl_->items) * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
 void CudaEngine::recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, const uint8_t* candidates,
                            int32_t* outItems, float* outScores) {
-  impl_->useMatrix(data);
-  impl_->gather(nullptr, first, m);
+  impl_->gather(data, nullptr, first, m);
   impl_->forward(false, 0, 0);
   const uint8_t* dCand = nullptr;
   if (candidates) {
@@ -642,6 +801,7 @@ void CudaEngine::getParameters(float* out) const {
 }
 void CudaEngine::setParameters(const float* in) {
   CK(cudaMemcpy(impl_->params.ptr, in, size_t(impl_->layout.total) * sizeof(float), cudaMemcpyHostToDevice));
+  impl_->refreshWeightCopy();
 }
 void CudaEngine::getOptimizerState(float* m, float* v, int64_t* t) const {
   const size_t n = size_t(impl_->layout.total);

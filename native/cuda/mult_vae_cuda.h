@@ -16,9 +16,22 @@ bool deviceAvailable(std::string* why);
 // "NVIDIA H100 80GB HBM3, compute 9.0, 79.1 GiB, driver 13.0" or the reason there is none.
 std::string deviceDescription();
 
+// How the matrix products compute. Fp32: plain fp32 (cuBLAS SGEMM, no tensor-core down-conversion).
+// Tf32: every dense product on TF32 tensor cores (fp32 storage, 10-bit mantissa inputs). Bf16: the
+// item output layer (the largest products: forward, both gradients) in bf16 with fp32 accumulation
+// and fp32 master weights, as the CPU engine's bf16 mode; the other layers in fp32.
+enum class CudaPrecision { Fp32, Tf32, Bf16 };
+
+struct CudaOptions {
+  CudaPrecision precision = CudaPrecision::Fp32;
+  // Training matrix: Auto keeps it on the device for the whole run when it fits (leaving 1 GiB free)
+  // and streams each batch from host memory otherwise; Streamed always streams (also VAECF_CUDA_STREAM=1).
+  enum class Residency { Auto, Streamed } residency = Residency::Auto;
+};
+
 class CudaEngine final : public Engine {
  public:
-  explicit CudaEngine(const ModelConfig& config);
+  explicit CudaEngine(const ModelConfig& config, const CudaOptions& options = {});
   ~CudaEngine() override;
   const ModelConfig& config() const override;
   std::string backendName() const override { return "cuda"; }
@@ -34,6 +47,11 @@ class CudaEngine final : public Engine {
   void getOptimizerState(float* m, float* v, int64_t* t) const override;
   void setOptimizerState(const float* m, const float* v, int64_t t) override;
   void getGradients(float* out) const override;
+  // Registers the epoch's training matrix: uploaded once and kept while it is the same matrix (same
+  // pointers, shape and content fingerprint); streamed batch by batch when it does not fit.
+  void beginEpoch(const CsrView& data) override;
+  // Whether the registered training matrix is streamed from host memory (false: on the device).
+  bool streaming() const;
   // Wait for the device (for timing).
   void synchronize() const;
 

@@ -23,7 +23,7 @@ usage:
              [--dropout-dec 0,0] [--weight-decay X] [--optimizer adam|adamw] [--lr X] [--lr-scheduler none|plateau]
              [--lr-patience N] [--batch-size N] [--n-epochs N] [--anneal-cap X] [--total-anneal-steps N|epoch-relative]
              [--constant-anneal] [--early-stop-patience N] [--early-stop-score-fn metric|loss] [--eval-every N]
-             [--seed N] [--device auto|cpu] [--threads N] [--precision auto|fp32|bf16] [--config FILE.json] [--run-dir DIR]
+             [--seed N] [--device auto|cpu|cuda] [--threads N] [--precision auto|fp32|bf16|tf32] [--config FILE.json] [--run-dir DIR]
   vaecf train --resume RUN_DIR
       Train with the reference scripts' options; RUN_DIR gets config.json, metrics.jsonl, last.safetensors
       (a checkpoint every epoch: Ctrl-C leaves it resumable), best.safetensors and results.json.

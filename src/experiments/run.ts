@@ -37,7 +37,7 @@ export interface TrainConfig extends DataOptions {
   seed: number;
   device: 'auto' | 'cpu' | 'cuda';
   threads?: number;
-  precision: 'auto' | 'fp32' | 'bf16';
+  precision: 'auto' | 'fp32' | 'bf16' | 'tf32';
   /** test metrics (default the paper's) and the validation metric that picks the best epoch */
   metrics?: string[];
   validationMetric?: string;
@@ -119,7 +119,7 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
     log(`resuming ${runDir} after epoch ${startEpoch}`);
   }
   const engine = resolveDevice(config.device);
-  log(`engine: ${engine.note}${engine.device === 'cpu' ? `, ${resolvePrecision(config.precision).note}` : ', fp32'}`);
+  log(`engine: ${engine.note}, ${resolvePrecision(config.precision, engine.device).note}`);
   const controller = new AbortController();
   const onSigint = (): void => {
     log('\ninterrupted: stopping after the current batch; the last checkpoint stays resumable');

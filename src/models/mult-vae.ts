@@ -27,19 +27,31 @@ export interface ArchitectureOptions {
   /** Native threads (default: the machine's available parallelism). */
   threads?: number;
   /**
-   * Matrix products of the item output layer: 'bf16' (fp32 master weights and accumulation; AMX or
-   * AVX512-BF16 through oneDNN), 'fp32', or 'auto' (default: bf16 where the processor runs it natively).
+   * Matrix products: 'bf16' for the item output layer (fp32 master weights and accumulation; on the
+   * CPU AMX or AVX512-BF16 through oneDNN, on CUDA tensor cores), 'fp32', 'tf32' (CUDA only: every
+   * dense product on TF32 tensor cores), or 'auto' (default: bf16 where the hardware runs it natively;
+   * on CUDA always bf16).
    */
-  precision?: 'auto' | 'fp32' | 'bf16';
+  precision?: Precision;
   /** 'auto' (default; VAECF_DEVICE overrides): CUDA when its flavour is built and a GPU answers, else the CPU engine */
   device?: 'auto' | 'cpu' | 'cuda';
 }
 
-/** What precision 'auto' gives on this machine, and why. */
-export function resolvePrecision(wanted: 'auto' | 'fp32' | 'bf16' | undefined): { precision: 'fp32' | 'bf16'; note: string } {
-  const { bf16Available, bf16Description } = loadNative();
+export type Precision = 'auto' | 'fp32' | 'bf16' | 'tf32';
+
+/** What precision 'auto' gives on this machine (or on a CUDA device), and why. */
+export function resolvePrecision(wanted: Precision | undefined, device: 'cpu' | 'cuda' = 'cpu'): { precision: 'fp32' | 'bf16' | 'tf32'; note: string } {
   const w = wanted ?? 'auto';
-  if (w !== 'auto' && w !== 'fp32' && w !== 'bf16') throw new VaecfInputError(`precision: expected 'auto', 'fp32' or 'bf16', got ${JSON.stringify(w)}`);
+  if (w !== 'auto' && w !== 'fp32' && w !== 'bf16' && w !== 'tf32') {
+    throw new VaecfInputError(`precision: expected 'auto', 'fp32', 'bf16' or 'tf32', got ${JSON.stringify(w)}`);
+  }
+  if (device === 'cuda') {
+    if (w === 'fp32') return { precision: 'fp32', note: 'fp32' };
+    if (w === 'tf32') return { precision: 'tf32', note: 'TF32 tensor cores for every dense product' };
+    return { precision: 'bf16', note: 'bf16 output layer on tensor cores (fp32 master weights)' };
+  }
+  if (w === 'tf32') throw new VaecfInputError("precision 'tf32' is a CUDA precision (TF32 tensor cores); on the CPU use 'fp32', 'bf16' or 'auto'");
+  const { bf16Available, bf16Description } = loadNative();
   if (w === 'fp32') return { precision: 'fp32', note: 'fp32' };
   if (bf16Available) return { precision: 'bf16', note: `bf16 output layer (${bf16Description})` };
   if (w === 'bf16') throw new VaecfInputError(`precision 'bf16' is not available on this machine (${bf16Description}); use 'fp32' or 'auto'`);
@@ -99,8 +111,8 @@ export abstract class VaeFamilyModel implements Recommender {
     return s.itemIds ?? Array.from({ length: s.nItems }, (_, i) => i);
   }
 
-  /** The engine's precision: 'fp32' or 'bf16' (item output layer). */
-  get precision(): 'fp32' | 'bf16' {
+  /** The engine's precision: 'fp32', 'bf16' (item output layer) or 'tf32' (CUDA). */
+  get precision(): 'fp32' | 'bf16' | 'tf32' {
     return this.learned().config.precision ?? 'fp32';
   }
 
@@ -131,7 +143,7 @@ export abstract class VaeFamilyModel implements Recommender {
     const threads = o.threads ?? Math.max(1, os.availableParallelism());
     if (!Number.isInteger(threads) || threads < 1) throw new VaecfInputError(`threads: expected a positive integer, got ${threads}`);
     const { device } = resolveDevice(o.device);
-    const precision = device === 'cuda' ? 'fp32' : resolvePrecision(o.precision).precision;
+    const { precision } = resolvePrecision(o.precision, device);
     return { encoderDims, decoderDims, variational: this.variational, encoderDropout, decoderDropout, threads, precision, device };
   }
 
@@ -301,7 +313,7 @@ export abstract class VaeFamilyModel implements Recommender {
       encoderDropout: arch.encoderDropout,
       decoderDropout: arch.decoderDropout,
       threads: threads ?? this.options.threads ?? Math.max(1, os.availableParallelism()),
-      precision: device === 'cuda' ? 'fp32' : resolvePrecision(this.options.precision).precision,
+      precision: resolvePrecision(this.options.precision, device).precision,
       device,
     };
     const native = new Ctor(config);
