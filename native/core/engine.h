@@ -2,6 +2,8 @@
 // state on one device. The training loop (trainer.h) and the binding only talk to this interface.
 #pragma once
 #include <cstdint>
+#include <deque>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,20 @@ class Engine {
   virtual void beginEpoch(const CsrView& /*data*/) {}
   // One training update on the users `rows[0..m)` of `data`.
   virtual StepResult trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) = 0;
+  // Pipelined training (device backends): submitStep queues a step and returns at once; collectStep
+  // returns the oldest submitted step's result, waiting for it. trainEpoch keeps pipelineDepth() steps
+  // in flight so the device never waits for the host to read a loss. `rows` must stay valid until
+  // the step is collected. The default runs the step at submission (depth 0).
+  virtual int pipelineDepth() const { return 0; }
+  virtual void submitStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
+    submitted_.push_back(trainStep(data, rows, m, opt));
+  }
+  virtual StepResult collectStep() {
+    if (submitted_.empty()) throw std::logic_error("collectStep: no step was submitted");
+    const StepResult r = submitted_.front();
+    submitted_.pop_front();
+    return r;
+  }
   // Evaluation-mode scores (no dropout, z = mu) for rows [first, first + m) of `data`; top-k items
   // and scores per row, best first; clicked items of the row excluded when excludeSeen; only items with
   // candidates[i] != 0 when a candidate mask [n_items] is given (allow / deny lists).
@@ -60,6 +76,9 @@ class Engine {
   virtual void setOptimizerState(const float* m, const float* v, int64_t t) = 0;
   // The gradient of the last trainStep (for checks between backends).
   virtual void getGradients(float* out) const = 0;
+
+ protected:
+  std::deque<StepResult> submitted_;
 };
 
 // Offsets of every layer's weight and bias in the flat parameter vector.

@@ -1,6 +1,7 @@
 #include "trainer.h"
 
 #include <algorithm>
+#include <deque>
 #include <numeric>
 
 #include "rng.h"
@@ -38,20 +39,44 @@ EpochStats trainEpoch(Engine& engine, const CsrView& data, const EpochOptions& o
   step.l2 = options.l2;
   step.seed = options.seed;
   step.optimizer = options.optimizer;
-  for (int64_t b = 0; b < batches; ++b) {
-    if (cancel && cancel->load()) throw Cancelled();
-    const int64_t first = b * options.batchSize;
-    const int64_t m = std::min(options.batchSize, data.rows - first);
-    step.beta = options.beta.at(counters.annealCount);
-    step.step = counters.step;
-    const StepResult r = engine.trainStep(data, order.data() + first, m, step);
-    counters.step += 1;
-    counters.annealCount += 1;
+  // Steps are submitted ahead of reading their results (pipelineDepth() in flight: 0 on the CPU,
+  // where a step runs at submission); results are reported in order.
+  const int depth = std::max(0, engine.pipelineDepth());
+  std::deque<std::pair<int64_t, double>> inFlight;  // (batch, beta) of submitted, uncollected steps
+  auto collectOne = [&]() {
+    const StepResult r = engine.collectStep();
+    const auto [b, beta] = inFlight.front();
+    inFlight.pop_front();
     stats.loss += r.loss;
     stats.nll += r.nll;
     stats.kl += r.kl;
-    stats.beta = step.beta;
-    if (onBatch) onBatch(BatchStats{b, batches, r.loss, r.nll, r.kl, step.beta});
+    stats.beta = beta;
+    if (onBatch) onBatch(BatchStats{b, batches, r.loss, r.nll, r.kl, beta});
+  };
+  try {
+    for (int64_t b = 0; b < batches; ++b) {
+      if (cancel && cancel->load()) throw Cancelled();
+      const int64_t first = b * options.batchSize;
+      const int64_t m = std::min(options.batchSize, data.rows - first);
+      step.beta = options.beta.at(counters.annealCount);
+      step.step = counters.step;
+      engine.submitStep(data, order.data() + first, m, step);
+      inFlight.emplace_back(b, step.beta);
+      counters.step += 1;
+      counters.annealCount += 1;
+      while (int64_t(inFlight.size()) > depth) collectOne();
+    }
+    while (!inFlight.empty()) collectOne();
+  } catch (...) {
+    // Leave no step behind in the engine (their results no longer matter), then report the first error.
+    while (!inFlight.empty()) {
+      inFlight.pop_front();
+      try {
+        engine.collectStep();
+      } catch (...) {
+      }
+    }
+    throw;
   }
   stats.loss /= double(batches);
   stats.nll /= double(batches);

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -230,6 +231,25 @@ __global__ void reparameteriseBackward(const float* enc, const float* eps, const
   dE[u * 2 * D + D + d] = dz[i] * eps[i] * 0.5f * sd + betaOverM * 0.5f * (sd * sd - 1.0f);
 }
 
+// sums[0] += sum of rowNll, sums[1] += sum of rowKl (one block).
+__global__ void sumRows(const float* rowNll, const float* rowKl, int64_t m, double* sums) {
+  double a = 0, b = 0;
+  for (int64_t u = threadIdx.x; u < m; u += blockDim.x) {
+    a += double(rowNll[u]);
+    if (rowKl) b += double(rowKl[u]);
+  }
+  atomicAdd(&sums[0], a);
+  atomicAdd(&sums[1], b);
+}
+
+// *out += sum of w[i]^2 (the L2 term of one weight matrix).
+__global__ void sumSquares(const float* w, int64_t n, double* out) {
+  double s = 0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) s += double(w[i]) * double(w[i]);
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  if (threadIdx.x % 32 == 0) atomicAdd(out, s);
+}
+
 __global__ void tanhBackward(float* g, const float* act, int64_t n) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i < n) g[i] *= 1.0f - act[i] * act[i];
@@ -385,6 +405,19 @@ struct CudaEngine::Impl {
   DeviceBuffer<uint8_t> dCandidates;
   DeviceBuffer<int32_t> dTopItems;
   DeviceBuffer<float> dTopScores;
+  // Submitted steps: their sums [nll, kl, |W_l|^2 per layer] land in a page-locked slot, read when the
+  // step is collected (no device-to-host wait while the next step is queued).
+  static constexpr int kSlots = 4;
+  DeviceBuffer<double> stepSums;
+  PinnedBuffer resultSlots;
+  cudaEvent_t slotReady[kSlots] = {};
+  struct PendingStep {
+    int slot;
+    int64_t m, step;
+    double beta, l2;
+  };
+  std::deque<PendingStep> pending;
+  int nextSlot = 0;
 
   Impl(const ModelConfig& c, const CudaOptions& o) : config((c.validate(), c)), options(o), layout(c) {
     nEnc = config.numEncoderLayers();
@@ -400,6 +433,9 @@ struct CudaEngine::Impl {
     // Default math: SGEMM in full fp32 (no TF32 unless NVIDIA_TF32_OVERRIDE=1); Tf32 asks for TF32 tensor cores.
     CK(cublasSetMathMode(blas, options.precision == CudaPrecision::Tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     CK(cudaEventCreateWithFlags(&stagingFree, cudaEventDisableTiming));
+    for (auto& e : slotReady) CK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    stepSums.resize(size_t(2 + nLayers));
+    resultSlots.reserve(size_t(kSlots * (2 + nLayers)) * sizeof(double));
     params.resize(size_t(layout.total));
     acts.resize(size_t(nLayers));
     dropped.resize(size_t(nLayers));
@@ -407,6 +443,8 @@ struct CudaEngine::Impl {
   }
   ~Impl() {
     if (stagingFree) cudaEventDestroy(stagingFree);
+    for (auto& e : slotReady)
+      if (e) cudaEventDestroy(e);
     if (blas) cublasDestroy(blas);
     if (sparse) cusparseDestroy(sparse);
   }
@@ -645,7 +683,8 @@ struct CudaEngine::Impl {
     }
   }
 
-  StepResult backward(double beta, double l2) {
+  // Launches the likelihood, KL and all gradients; the loss is read later by collect().
+  void backward(double beta, double l2) {
     const int64_t D = latent;
     float* logits = acts[size_t(nLayers - 1)].ptr;
     const float invM = float(1.0 / double(m));
@@ -700,29 +739,44 @@ struct CudaEngine::Impl {
         dcur = dIn;
       }
     }
-    double l2sum = 0;
+    // The step's sums on the device, then copied to a page-locked slot; read in collect().
+    CK(cudaMemsetAsync(stepSums.ptr, 0, size_t(2 + nLayers) * sizeof(double), 0));
+    sumRows<<<1, 256>>>(rowNll.ptr, config.variational ? rowKl.ptr : nullptr, m, stepSums.ptr);
+    LAUNCH_CHECK();
     if (l2 > 0) {
-      for (const auto& L : layout.layers) {
-        float s = 0;
-        CK(cublasSnrm2(blas, int(L.in * L.out), params.ptr + L.weightOffset, 1, &s));
-        l2sum += double(s) * double(s);
-        addScaled<<<blocks(L.in * L.out), 256>>>(grads.ptr + L.weightOffset, params.ptr + L.weightOffset, float(2.0 * l2), L.in * L.out);
+      for (int64_t l = 0; l < nLayers; ++l) {
+        const auto& L = layout.layers[size_t(l)];
+        const int64_t n = L.in * L.out;
+        sumSquares<<<std::min<unsigned>(blocks(n), 1024u), 256>>>(params.ptr + L.weightOffset, n, stepSums.ptr + 2 + l);
+        addScaled<<<blocks(n), 256>>>(grads.ptr + L.weightOffset, params.ptr + L.weightOffset, float(2.0 * l2), n);
         LAUNCH_CHECK();
       }
     }
-    // The per-user losses come back to the host: the only numbers read per step (progress).
-    std::vector<float> nll(static_cast<size_t>(m), 0.0f), kl(static_cast<size_t>(m), 0.0f);
-    CK(cudaMemcpy(nll.data(), rowNll.ptr, size_t(m) * sizeof(float), cudaMemcpyDeviceToHost));
-    if (config.variational) CK(cudaMemcpy(kl.data(), rowKl.ptr, size_t(m) * sizeof(float), cudaMemcpyDeviceToHost));
+    if (pending.size() >= size_t(kSlots)) throw std::logic_error("too many CUDA steps in flight; collect them first");
+    const int slot = nextSlot;
+    nextSlot = (nextSlot + 1) % kSlots;
+    double* host = reinterpret_cast<double*>(resultSlots.ptr) + slot * (2 + nLayers);
+    CK(cudaMemcpyAsync(host, stepSums.ptr, size_t(2 + nLayers) * sizeof(double), cudaMemcpyDeviceToHost, 0));
+    CK(cudaEventRecord(slotReady[slot], 0));
+    pending.push_back(PendingStep{slot, m, 0, beta, l2});
+  }
+
+  // The oldest submitted step's result (waits for it).
+  StepResult collect() {
+    if (pending.empty()) throw std::logic_error("collectStep: no step was submitted");
+    const PendingStep p = pending.front();
+    pending.pop_front();
+    CK(cudaEventSynchronize(slotReady[p.slot]));
+    const double* sums = reinterpret_cast<const double*>(resultSlots.ptr) + p.slot * (2 + nLayers);
     StepResult r;
-    for (int64_t u = 0; u < m; ++u) {
-      r.nll += nll[size_t(u)];
-      r.kl += kl[size_t(u)];
-    }
-    r.nll /= double(m);
-    r.kl /= double(m);
-    r.l2 = l2 * l2sum;
-    r.loss = r.nll + beta * r.kl + r.l2;
+    r.nll = sums[0] / double(p.m);
+    r.kl = sums[1] / double(p.m);
+    double l2sum = 0;
+    for (int64_t l = 0; l < nLayers; ++l) l2sum += sums[2 + l];
+    r.l2 = p.l2 * l2sum;
+    r.loss = r.nll + p.beta * r.kl + r.l2;
+    if (!std::isfinite(r.loss))
+      throw std::runtime_error("the loss became non-finite at step " + std::to_string(p.step) + "; try a smaller learning rate");
     return r;
   }
 
@@ -762,13 +816,21 @@ void CudaEngine::initialize(uint64_t seed) {
 void CudaEngine::beginEpoch(const CsrView& data) { impl_->registerMatrix(data); }
 bool CudaEngine::streaming() const { return !impl_->resident; }
 
-StepResult CudaEngine::trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
+void CudaEngine::submitStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
   impl_->gather(data, rows, 0, m);
   impl_->forward(true, opt.seed, opt.step);
-  StepResult r = impl_->backward(opt.beta, opt.l2);
-  if (!std::isfinite(r.loss)) throw std::runtime_error("the loss became non-finite at step " + std::to_string(opt.step) + "; try a smaller learning rate");
+  impl_->backward(opt.beta, opt.l2);
+  impl_->pending.back().step = int64_t(opt.step);
+  // Queued behind the step's readback: a non-finite loss is reported when the step is collected.
   if (opt.update) impl_->optimizerStep(opt.optimizer);
-  return r;
+}
+
+StepResult CudaEngine::collectStep() { return impl_->collect(); }
+
+StepResult CudaEngine::trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
+  if (!impl_->pending.empty()) throw std::logic_error("trainStep while pipelined steps are in flight; collect them first");
+  submitStep(data, rows, m, opt);
+  return collectStep();
 }
 
 void CudaEngine::scores(const CsrView& data, int64_t first, int64_t m, float* out) {

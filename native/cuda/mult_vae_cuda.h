@@ -39,6 +39,10 @@ class CudaEngine final : public Engine {
   void setThreads(int) override {}
   void initialize(uint64_t seed) override;
   StepResult trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) override;
+  // One step in flight while the next is queued: the device does not wait for the host to read losses.
+  int pipelineDepth() const override { return 1; }
+  void submitStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) override;
+  StepResult collectStep() override;
   void recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, const uint8_t* candidates,
                  int32_t* outItems, float* outScores) override;
   void scores(const CsrView& data, int64_t first, int64_t m, float* out) override;
