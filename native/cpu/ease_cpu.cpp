@@ -1,5 +1,7 @@
 #include "ease_cpu.h"
 
+#include "topk.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -85,11 +87,10 @@ void Ease::recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, b
   if (data.cols != items_)
     throw InvalidArgument("EASE: the matrix has " + std::to_string(data.cols) + " items, the model " + std::to_string(items_));
   const int64_t n = items_;
-  const int64_t kk = std::min(k, n);
 #pragma omp parallel num_threads(threads_)
   {
     std::vector<float> s(static_cast<size_t>(n), 0.0f);
-    std::vector<int32_t> order(static_cast<size_t>(n), 0);
+    RowTopK<float> select;
 #pragma omp for schedule(dynamic, 8)
     for (int64_t r = 0; r < m; ++r) {
       const int64_t u = first + r;
@@ -104,14 +105,7 @@ void Ease::recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, b
       if (candidates)
         for (int64_t j = 0; j < n; ++j)
           if (!candidates[j]) s[size_t(j)] = -std::numeric_limits<float>::infinity();
-      std::iota(order.begin(), order.end(), 0);
-      std::partial_sort(order.begin(), order.begin() + kk, order.end(),
-                        [&s](int32_t a, int32_t b) { return s[size_t(a)] > s[size_t(b)] || (s[size_t(a)] == s[size_t(b)] && a < b); });
-      for (int64_t q = 0; q < k; ++q) {
-        const bool valid = q < kk && s[size_t(order[size_t(q)])] != -std::numeric_limits<float>::infinity();
-        outItems[r * k + q] = valid ? order[size_t(q)] : -1;
-        outScores[r * k + q] = valid ? s[size_t(order[size_t(q)])] : -std::numeric_limits<float>::infinity();
-      }
+      select(s.data(), n, k, outItems + r * k, outScores + r * k);
     }
   }
 }

@@ -1,5 +1,7 @@
 #include "mult_vae_cpu.h"
 
+#include "topk.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -578,10 +580,9 @@ template <typename T>
 void MultVaeCpu<T>::topK(int64_t k, bool excludeSeen, const uint8_t* candidates, int32_t* outItems, float* outScores) {
   const int64_t m = m_, nItems = config_.numItems();
   T* logits = acts_.back().data();
-  const int64_t kk = std::min(k, nItems);
 #pragma omp parallel num_threads(int(std::min<int64_t>(threads_, m)))
   {
-    std::vector<int32_t> order(nItems);
+    RowTopK<T> select;
 #pragma omp for schedule(dynamic, 4)
     for (int64_t u = 0; u < m; ++u) {
       T* row = logits + u * nItems;
@@ -590,16 +591,8 @@ void MultVaeCpu<T>::topK(int64_t k, bool excludeSeen, const uint8_t* candidates,
       if (candidates)
         for (int64_t i = 0; i < nItems; ++i)
           if (!candidates[i]) row[i] = -std::numeric_limits<T>::infinity();
-      std::iota(order.begin(), order.end(), 0);
       // Best first; ties broken by the smaller item index so results are deterministic.
-      std::partial_sort(order.begin(), order.begin() + kk, order.end(), [row](int32_t a, int32_t b) {
-        return row[a] > row[b] || (row[a] == row[b] && a < b);
-      });
-      for (int64_t r = 0; r < k; ++r) {
-        const bool valid = r < kk && row[order[r]] != -std::numeric_limits<T>::infinity();
-        outItems[u * k + r] = valid ? order[r] : -1;
-        outScores[u * k + r] = valid ? float(row[order[r]]) : -std::numeric_limits<float>::infinity();
-      }
+      select(row, nItems, k, outItems + u * k, outScores + u * k);
     }
   }
 }

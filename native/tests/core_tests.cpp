@@ -1,6 +1,7 @@
 // C++ tests of the engine core, no Node: gradients against central finite differences in double
 // precision, the sparse forward against a dense reference, Adam against its formula, the trainer's
 // determinism, and input validation. Prints "N passed, N failed" and exits non-zero on a failure.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include "core/trainer.h"
 #include "cpu/kernels.h"
 #include "cpu/mult_vae_cpu.h"
+#include "cpu/topk.h"
 
 using namespace vaecf;
 
@@ -379,6 +381,27 @@ int main() {
     CHECK(s.at(7) == 0.5, "constant");
   });
   run("AVX-512 kernels agree with the scalar ones and a double reference", [] { kernelsAgree(); });
+  run("row top-k equals a full sort (ties by the smaller index, -inf never chosen, k beyond the row)", [] {
+    std::mt19937 gen(4);
+    cpu::RowTopK<float> select;
+    for (int trial = 0; trial < 200; ++trial) {
+      const int64_t n = 1 + int64_t(gen() % 300), k = 1 + int64_t(gen() % 40);
+      std::vector<float> row(static_cast<size_t>(n));
+      // Few distinct values (many ties) and some -inf (not candidates).
+      for (auto& v : row) v = gen() % 7 == 0 ? -INFINITY : float(int(gen() % 12) - 6) * 0.5f;
+      std::vector<int32_t> order(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) order[size_t(i)] = int32_t(i);
+      std::sort(order.begin(), order.end(), [&row](int32_t a, int32_t b) { return row[size_t(a)] > row[size_t(b)] || (row[size_t(a)] == row[size_t(b)] && a < b); });
+      std::vector<int32_t> idx(static_cast<size_t>(k));
+      std::vector<float> score(static_cast<size_t>(k));
+      select(row.data(), n, k, idx.data(), score.data());
+      for (int64_t r = 0; r < k; ++r) {
+        const bool valid = r < n && row[size_t(order[size_t(r)])] != -INFINITY;
+        CHECK(idx[size_t(r)] == (valid ? order[size_t(r)] : -1), "trial %d rank %lld: item %d, expected %d", trial, (long long)r, idx[size_t(r)], valid ? order[size_t(r)] : -1);
+        CHECK(valid ? score[size_t(r)] == row[size_t(order[size_t(r)])] : score[size_t(r)] == -INFINITY, "trial %d rank %lld: score", trial, (long long)r);
+      }
+    }
+  });
   run("bad input is rejected with a message", [] {
     Clicks c = randomClicks(3, 5, 0.5, 1);
     c.indices[1] = 9;
