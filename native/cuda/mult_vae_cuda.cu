@@ -27,12 +27,18 @@ namespace vaecf::cuda {
 
 namespace {
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::string msg = std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e);
-    if (e == cudaErrorMemoryAllocation) msg += " (out of GPU memory: use a smaller batch or the CPU engine)";
-    throw std::runtime_error(msg);
+// What to do about the CUDA errors a user can act on.
+std::string advice(cudaError_t e) {
+  switch (e) {
+    case cudaErrorMemoryAllocation: return " (out of GPU memory: use a smaller batch or the CPU engine)";
+    case cudaErrorInsufficientDriver: return " (no NVIDIA driver, or one older than this CUDA runtime needs: install or update it, or use device 'cpu')";
+    case cudaErrorNoDevice: return " (no NVIDIA GPU is visible: check CUDA_VISIBLE_DEVICES, or use device 'cpu')";
+    default: return "";
   }
+}
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e) + advice(e));
 }
 void check(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string("cuBLAS error in ") + what + ": status " + std::to_string(int(s)));
@@ -341,7 +347,7 @@ bool deviceAvailable(std::string* why) {
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0) {
-    if (why) *why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device";
+    if (why) *why = e != cudaSuccess ? std::string(cudaGetErrorString(e)) + advice(e) : "no CUDA device";
     return false;
   }
   return true;
