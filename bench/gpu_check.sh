@@ -7,17 +7,27 @@
 # Prints a table; logs go to $OUT when set.
 #
 # Needs on the device: nvcc, CMake, python3 with torch (its nvidia-cublas / nvidia-cusparse packages
-# give the headers and libraries), and OpenBLAS + OpenMP for the CPU engine. Where OpenBLAS is missing,
-# carry Debian's packages: `bash scripts/gpu-debs.sh` here makes .gpu-debs/ (pass carry: [".gpu-debs"]).
+# give the headers and libraries), and OpenBLAS (+ oneDNN for the bf16 reference) for the CPU engine.
+# Where they are missing, carry Debian's packages: `bash scripts/gpu-debs.sh` here makes .gpu-debs/
+# (pass carry: [".gpu-debs"]; about 19 MB).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/vaecf-gpu-check}
 mkdir -p "$OUT"
 log() { echo "[gpu-check] $*"; }
 
-if [ -d .gpu-debs ] && ! ls /usr/lib/x86_64-linux-gnu/libopenblas.so >/dev/null 2>&1; then
-  for d in .gpu-debs/*.deb; do dpkg -x "$d" /; done
-  ldconfig
+# OpenBLAS / oneDNN: the system's, or Debian's carried in .gpu-debs (scripts/gpu-debs.sh), unpacked into a
+# private folder (unpacking into / can break the image) and named to CMake explicitly.
+DEPS=()
+if [ -d .gpu-debs ] && ! ldconfig -p | grep -q libopenblas; then
+  R=/tmp/vaecf-debs
+  mkdir -p "$R"
+  for d in .gpu-debs/*.deb; do dpkg -x "$d" "$R"; done
+  L=$R/usr/lib/x86_64-linux-gnu
+  DEPS=(-DOPENBLAS_LIB="$L/openblas-pthread/libopenblas.so" -DCBLAS_INCLUDE="$R/usr/include/x86_64-linux-gnu/openblas-pthread"
+        -DDNNL_LIB="$L/libdnnl.so" -DDNNL_INCLUDE="$R/usr/include")
+  export LD_LIBRARY_PATH="$L/openblas-pthread:$L${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  log "OpenBLAS and oneDNN from .gpu-debs (unpacked in $R)"
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 
@@ -44,7 +54,7 @@ if [ -n "$LIBS" ]; then
   EXTRA=(-DVAECF_CUDA_LIBS=/tmp/vaecf-cuda-libs)
 fi
 log "building (sm_90)"
-cmake -S . -B build-gpu -DVAECF_BUILD_TESTS=ON -DVAECF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 "${EXTRA[@]}" > "$OUT/cmake.log" 2>&1 \
+cmake -S . -B build-gpu -DVAECF_BUILD_TESTS=ON -DVAECF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 "${EXTRA[@]}" "${DEPS[@]}" > "$OUT/cmake.log" 2>&1 \
   && cmake --build build-gpu -j16 >> "$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
 
 log "kernels against the CPU engine, then ML-20M-shaped epochs (fp32, tf32, bf16, streamed) and a full run"
