@@ -116,8 +116,13 @@ async function download(src: DatasetSource, target: string, o: FetchOptions): Pr
     out.on('error', reject);
     out.on('finish', () => resolve());
     res.pipe(out);
-  }).catch((err: Error) => {
-    out.destroy();
+  }).catch(async (err: Error) => {
+    // Keep every byte that arrived: flush the part file, then report (the next run resumes from its size).
+    res.unpipe(out);
+    await new Promise<void>((resolve) => {
+      out.once('close', () => resolve());
+      out.end();
+    });
     throw new VaecfInputError(`the download of ${src.url} was interrupted at ${received} bytes (${err.message}); run the command again to resume`);
   });
   if (total !== null && received < total)
