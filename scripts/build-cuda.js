@@ -26,5 +26,5 @@ if (r.status !== 0) process.exit(r.status ?? 1);
 // Kept out of build/Release, where node-gyp-build looks for the CPU flavour.
 const dest = path.join(root, 'build', portable ? 'cuda-portable' : 'cuda');
 fs.mkdirSync(dest, { recursive: true });
-fs.copyFileSync(path.join(root, outDir, 'Release', 'vaecf_cuda.node'), path.join(dest, 'vaecf_cuda.node'));
+fs.copyFileSync(path.join(root, outDir, 'cuda', 'vaecf_cuda.node'), path.join(dest, 'vaecf_cuda.node'));
 console.log(`vaecf: built ${path.relative(root, path.join(dest, 'vaecf_cuda.node'))}`);

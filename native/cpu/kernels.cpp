@@ -152,8 +152,8 @@ VAECF_AVX512 void adamAvx512(float* p, const float* g, float* m, float* v, int64
   }
 }
 
-template <int M, bool BF16>
-VAECF_AVX512 void smallRowsBlock(const float* x, int64_t k, const void* W, int64_t n, const float* bias, float* y, int64_t c0, int64_t c1) {
+template <int M>
+VAECF_AVX512 void smallRowsBlock(const float* x, int64_t k, const float* W, int64_t n, const float* bias, float* y, int64_t c0, int64_t c1) {
   // 64 columns per step: 4 vectors per row of x, M rows: 4 M accumulators.
   for (int64_t c = c0; c < c1; c += 64) {
     __m512 acc[M][4];
@@ -166,14 +166,7 @@ VAECF_AVX512 void smallRowsBlock(const float* x, int64_t k, const void* W, int64
     }
     for (int64_t i = 0; i < k; ++i) {
       __m512 w[4];
-      for (int j = 0; j < 4; ++j) {
-        if (BF16) {
-          const __m256i h = _mm256_maskz_loadu_epi16(mask[j], static_cast<const bf16*>(W) + i * n + c + 16 * j);
-          w[j] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-        } else {
-          w[j] = _mm512_maskz_loadu_ps(mask[j], static_cast<const float*>(W) + i * n + c + 16 * j);
-        }
-      }
+      for (int j = 0; j < 4; ++j) w[j] = _mm512_maskz_loadu_ps(mask[j], W + i * n + c + 16 * j);
       for (int u = 0; u < M; ++u) {
         const __m512 xi = _mm512_set1_ps(x[u * k + i]);
         for (int j = 0; j < 4; ++j) acc[u][j] = _mm512_fmadd_ps(xi, w[j], acc[u][j]);
@@ -185,15 +178,11 @@ VAECF_AVX512 void smallRowsBlock(const float* x, int64_t k, const void* W, int64
 }
 
 template <int M>
-void smallRowsDispatch(const float* x, int64_t k, const bf16* Wb, const float* Wf, int64_t n, const float* bias, float* y, int threads) {
+void smallRowsDispatch(const float* x, int64_t k, const float* W, int64_t n, const float* bias, float* y, int threads) {
   const int64_t blocks = (n + 63) / 64;
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t b = 0; b < blocks; ++b) {
-    if (Wb) smallRowsBlock<M, true>(x, k, Wb, n, bias, y, b * 64, b * 64 + 64);
-    else smallRowsBlock<M, false>(x, k, Wf, n, bias, y, b * 64, b * 64 + 64);
-  }
+  for (int64_t b = 0; b < blocks; ++b) smallRowsBlock<M>(x, k, W, n, bias, y, b * 64, b * 64 + 64);
 }
-
 
 // Software prefetch 16 pairs of rows (4 KiB) ahead of the panel stream, into all cache levels: measured
 // with `vaecf_harness latency` (0.84 ms without, 0.72 ms with; a non-temporal hint evicts the weights
@@ -263,23 +252,12 @@ void panelDispatch(const float* x, const uint32_t* xPairs, const PackedPanels& W
 
 }  // namespace
 
-void smallRowsProduct(const float* x, int64_t m, int64_t k, const bf16* Wbf16, const float* Wf32, int64_t n, const float* bias, float* y,
-                      int threads) {
-  // With bf16 weights the input is rounded to bf16 too: the same operands as the batched bf16 product.
-  float rounded[4 * 4096];
-  if (Wbf16) {
-    if (m * k > 4 * 4096) throw std::invalid_argument("smallRowsProduct: at most 4 x 4096 inputs");
-    for (int64_t i = 0; i < m * k; ++i) {
-      const uint32_t bits = uint32_t(toBf16Scalar(x[i])) << 16;
-      std::memcpy(&rounded[i], &bits, 4);
-    }
-    x = rounded;
-  }
+void smallRowsProduct(const float* x, int64_t m, int64_t k, const float* W, int64_t n, const float* bias, float* y, int threads) {
   switch (m) {
-    case 1: smallRowsDispatch<1>(x, k, Wbf16, Wf32, n, bias, y, threads); break;
-    case 2: smallRowsDispatch<2>(x, k, Wbf16, Wf32, n, bias, y, threads); break;
-    case 3: smallRowsDispatch<3>(x, k, Wbf16, Wf32, n, bias, y, threads); break;
-    case 4: smallRowsDispatch<4>(x, k, Wbf16, Wf32, n, bias, y, threads); break;
+    case 1: smallRowsDispatch<1>(x, k, W, n, bias, y, threads); break;
+    case 2: smallRowsDispatch<2>(x, k, W, n, bias, y, threads); break;
+    case 3: smallRowsDispatch<3>(x, k, W, n, bias, y, threads); break;
+    case 4: smallRowsDispatch<4>(x, k, W, n, bias, y, threads); break;
     default: throw std::invalid_argument("smallRowsProduct: at most 4 rows");
   }
 }

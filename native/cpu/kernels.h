@@ -32,11 +32,10 @@ struct AdamStep {
 };
 void adamUpdate(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16);
 
-// y[m x n] = x[m x k] W[k x n] + bias for a few rows (m <= 4), W row-major in bf16 or fp32: one pass
-// over W with the accumulators in registers, columns split across threads. AVX-512 only (check
-// avx512Available()); used for low-latency scoring of one or a few users.
-void smallRowsProduct(const float* x, int64_t m, int64_t k, const bf16* Wbf16, const float* Wf32, int64_t n, const float* bias, float* y,
-                      int threads);
+// y[m x n] = x[m x k] W[k x n] + bias for a few rows (m <= 4), W row-major fp32: one pass over W
+// with the accumulators in registers, columns split across threads. AVX-512 only (check
+// avx512Available()); the small layers of low-latency scoring (the item layer uses packed panels).
+void smallRowsProduct(const float* x, int64_t m, int64_t k, const float* W, int64_t n, const float* bias, float* y, int threads);
 
 // The weights of a k x n product repacked for streaming one or a few rows through them: panels of 64
 // columns, each panel contiguous in memory (the row-major layout reads 64 columns of every row at a

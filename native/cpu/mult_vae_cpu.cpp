@@ -243,7 +243,7 @@ void MultVaeCpu<T>::forward(bool training) {
         panelRowsProduct(reinterpret_cast<const float*>(in), m, scoringPanels_, reinterpret_cast<const float*>(b),
                          reinterpret_cast<float*>(out), threads_);
       } else if (fewRows) {
-        smallRowsProduct(reinterpret_cast<const float*>(in), m, L.in, nullptr, reinterpret_cast<const float*>(W), L.out,
+        smallRowsProduct(reinterpret_cast<const float*>(in), m, L.in, reinterpret_cast<const float*>(W), L.out,
                          reinterpret_cast<const float*>(b), reinterpret_cast<float*>(out), 1);
       } else if (fusedOutput() && layer == nLayers_ - 1) {
         // Logits without the bias: the likelihood kernel adds it (training), or the loop below (evaluation).

@@ -330,8 +330,9 @@ static void kernelsAgree() {
   for (int kernel = 0; kernel < 2; ++kernel)
   for (int bf = 0; bf < 2; ++bf)
     for (int64_t rows = 1; rows <= 4; ++rows) {
+      if (kernel == 0 && bf) continue;  // the row-major kernel is fp32 only
       std::fill(y.begin(), y.end(), std::nanf(""));
-      if (kernel == 0) cpu::smallRowsProduct(xs.data(), rows, K, bf ? Wb.data() : nullptr, W.data(), N, bs.data(), y.data(), 2);
+      if (kernel == 0) cpu::smallRowsProduct(xs.data(), rows, K, W.data(), N, bs.data(), y.data(), 2);
       else cpu::panelRowsProduct(xs.data(), rows, panels[bf], bs.data(), y.data(), 2);
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < N; ++j) {
