@@ -152,28 +152,40 @@ VAECF_AVX512 void adamAvx512(float* p, const float* g, float* m, float* v, int64
   }
 }
 
+// M rows x 64 columns of y = x W + bias starting at column c0 (of n): the column masks of a ragged last
+// block, 4 M accumulators started at the bias (kept in registers by the kernels below), the masked store.
+template <int M>
+struct Block64 {
+  __m512 acc[M][4];
+  __mmask16 mask[4];
+  VAECF_AVX512 Block64(const float* bias, int64_t n, int64_t c0) {
+    for (int j = 0; j < 4; ++j) {
+      const int64_t left = n - (c0 + 16 * j);
+      mask[j] = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+      const __m512 b = _mm512_maskz_loadu_ps(mask[j], bias + c0 + 16 * j);
+      for (int u = 0; u < M; ++u) acc[u][j] = b;
+    }
+  }
+  VAECF_AVX512 void store(float* y, int64_t n, int64_t c0) const {
+    for (int u = 0; u < M; ++u)
+      for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(y + u * n + c0 + 16 * j, mask[j], acc[u][j]);
+  }
+};
+
 template <int M>
 VAECF_AVX512 void smallRowsBlock(const float* x, int64_t k, const float* W, int64_t n, const float* bias, float* y, int64_t c0, int64_t c1) {
   // 64 columns per step: 4 vectors per row of x, M rows: 4 M accumulators.
   for (int64_t c = c0; c < c1; c += 64) {
-    __m512 acc[M][4];
-    __mmask16 mask[4];
-    for (int j = 0; j < 4; ++j) {
-      const int64_t left = n - (c + 16 * j);
-      mask[j] = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
-      const __m512 b = _mm512_maskz_loadu_ps(mask[j], bias + c + 16 * j);
-      for (int u = 0; u < M; ++u) acc[u][j] = b;
-    }
+    Block64<M> blk(bias, n, c);
     for (int64_t i = 0; i < k; ++i) {
       __m512 w[4];
-      for (int j = 0; j < 4; ++j) w[j] = _mm512_maskz_loadu_ps(mask[j], W + i * n + c + 16 * j);
+      for (int j = 0; j < 4; ++j) w[j] = _mm512_maskz_loadu_ps(blk.mask[j], W + i * n + c + 16 * j);
       for (int u = 0; u < M; ++u) {
         const __m512 xi = _mm512_set1_ps(x[u * k + i]);
-        for (int j = 0; j < 4; ++j) acc[u][j] = _mm512_fmadd_ps(xi, w[j], acc[u][j]);
+        for (int j = 0; j < 4; ++j) blk.acc[u][j] = _mm512_fmadd_ps(xi, w[j], blk.acc[u][j]);
       }
     }
-    for (int u = 0; u < M; ++u)
-      for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(y + u * n + c + 16 * j, mask[j], acc[u][j]);
+    blk.store(y, n, c);
   }
 }
 
@@ -184,60 +196,44 @@ void smallRowsDispatch(const float* x, int64_t k, const float* W, int64_t n, con
   for (int64_t b = 0; b < blocks; ++b) smallRowsBlock<M>(x, k, W, n, bias, y, b * 64, b * 64 + 64);
 }
 
-// Software prefetch 16 pairs of rows (4 KiB) ahead of the panel stream, into all cache levels: measured
-// with `vaecf_harness latency` (0.84 ms without, 0.72 ms with; a non-temporal hint evicts the weights
+// Software prefetch 4 KiB ahead of the panel stream, into all cache levels: measured with
+// `vaecf_harness latency` (bf16: 0.84 ms without, 0.72 ms with; a non-temporal hint evicts the weights
 // from the last-level cache between calls and takes 2.6 ms).
-constexpr int64_t kPanelPrefetchPairs = 16;
+constexpr int64_t kPanelPrefetchBytes = 4096;
 // One panel of 64 columns (c0 = its first column) for M rows: 4 accumulators per row stay in registers
 // while the panel streams through once.
 template <int M>
 VAECF_AVX512 void panelBf16(const uint32_t* xPairs, int64_t pairs, const bf16* panel, const float* bias, float* y, int64_t n,
                             int64_t c0) {
-  __m512 acc[M][4];
-  __mmask16 mask[4];
-  for (int j = 0; j < 4; ++j) {
-    const int64_t left = n - (c0 + 16 * j);
-    mask[j] = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
-    const __m512 b = _mm512_maskz_loadu_ps(mask[j], bias + c0 + 16 * j);
-    for (int u = 0; u < M; ++u) acc[u][j] = b;
-  }
+  Block64<M> blk(bias, n, c0);
   for (int64_t q = 0; q < pairs; ++q) {
     const bf16* w = panel + q * 128;
-    for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + kPanelPrefetchPairs * 128 + 32 * j), _MM_HINT_T0);
+    for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + kPanelPrefetchBytes / 2 + 32 * j), _MM_HINT_T0);
     __m512bh wv[4];
     for (int j = 0; j < 4; ++j) wv[j] = (__m512bh)_mm512_loadu_si512(w + 32 * j);
     for (int u = 0; u < M; ++u) {
       // (x[2q], x[2q + 1]) as one 32-bit pair, broadcast: acc_c += x[2q] W[2q, c] + x[2q + 1] W[2q + 1, c].
       const __m512bh xq = (__m512bh)_mm512_set1_epi32(int(xPairs[u * pairs + q]));
-      for (int j = 0; j < 4; ++j) acc[u][j] = _mm512_dpbf16_ps(acc[u][j], wv[j], xq);
+      for (int j = 0; j < 4; ++j) blk.acc[u][j] = _mm512_dpbf16_ps(blk.acc[u][j], wv[j], xq);
     }
   }
-  for (int u = 0; u < M; ++u)
-    for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(y + u * n + c0 + 16 * j, mask[j], acc[u][j]);
+  blk.store(y, n, c0);
 }
 
 template <int M>
 VAECF_AVX512 void panelF32(const float* x, int64_t k, const float* panel, const float* bias, float* y, int64_t n, int64_t c0) {
-  __m512 acc[M][4];
-  __mmask16 mask[4];
-  for (int j = 0; j < 4; ++j) {
-    const int64_t left = n - (c0 + 16 * j);
-    mask[j] = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
-    const __m512 b = _mm512_maskz_loadu_ps(mask[j], bias + c0 + 16 * j);
-    for (int u = 0; u < M; ++u) acc[u][j] = b;
-  }
+  Block64<M> blk(bias, n, c0);
   for (int64_t i = 0; i < k; ++i) {
     const float* w = panel + i * 64;
-    for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + kPanelPrefetchPairs * 128 + 16 * j), _MM_HINT_T0);
+    for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + kPanelPrefetchBytes / 4 + 16 * j), _MM_HINT_T0);
     __m512 wv[4];
     for (int j = 0; j < 4; ++j) wv[j] = _mm512_loadu_ps(w + 16 * j);
     for (int u = 0; u < M; ++u) {
       const __m512 xi = _mm512_set1_ps(x[u * k + i]);
-      for (int j = 0; j < 4; ++j) acc[u][j] = _mm512_fmadd_ps(xi, wv[j], acc[u][j]);
+      for (int j = 0; j < 4; ++j) blk.acc[u][j] = _mm512_fmadd_ps(xi, wv[j], blk.acc[u][j]);
     }
   }
-  for (int u = 0; u < M; ++u)
-    for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(y + u * n + c0 + 16 * j, mask[j], acc[u][j]);
+  blk.store(y, n, c0);
 }
 
 template <int M>

@@ -147,27 +147,37 @@ static GeneratedClicks zipfClicks(int64_t users, int64_t items, double meanClick
   return g;
 }
 
-// Time training steps at a given shape on generated clicks (Zipf item popularity), per phase.
-static int profile(int argc, char** argv) {
-  std::map<std::string, double> opt = {{"users", 116677}, {"items", 20108}, {"clicks", 73.2}, {"batches", 20},
-                                        {"threads", 2},     {"hidden", 600},   {"latent", 200}, {"batch", 500}, {"bf16", 0}};
+// --name value pairs after the command into `opt` (only names it already holds).
+static void parseOptions(int argc, char** argv, std::map<std::string, double>& opt) {
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string key = argv[i];
     if (key.rfind("--", 0) != 0 || !opt.count(key.substr(2))) throw std::runtime_error("unknown option " + key);
     opt[key.substr(2)] = std::stod(argv[i + 1]);
   }
+}
+
+// The paper's Mult-VAE: [items - hidden - latent - hidden - items], dropout 0.5 on the input.
+static ModelConfig paperConfig(int64_t items, int64_t hidden, int64_t latent) {
+  ModelConfig cfg;
+  cfg.encoderDims = {items, hidden, latent};
+  cfg.decoderDims = {latent, hidden, items};
+  cfg.variational = true;
+  cfg.encoderDropout = {0.5, 0};
+  cfg.decoderDropout = {0, 0};
+  return cfg;
+}
+
+// Time training steps at a given shape on generated clicks (Zipf item popularity), per phase.
+static int profile(int argc, char** argv) {
+  std::map<std::string, double> opt = {{"users", 116677}, {"items", 20108}, {"clicks", 73.2}, {"batches", 20},
+                                        {"threads", 2},     {"hidden", 600},   {"latent", 200}, {"batch", 500}, {"bf16", 0}};
+  parseOptions(argc, argv, opt);
   const int64_t users = int64_t(opt["users"]), items = int64_t(opt["items"]), batch = int64_t(opt["batch"]);
   std::mt19937_64 gen(1);
   const GeneratedClicks clicks = zipfClicks(users, items, opt["clicks"], gen);
   const CsrView data = clicks.view(items);
   const auto& indices = clicks.indices;
-  ModelConfig cfg;
-  cfg.encoderDims = {items, int64_t(opt["hidden"]), int64_t(opt["latent"])};
-  cfg.decoderDims = {int64_t(opt["latent"]), int64_t(opt["hidden"]), items};
-  cfg.variational = true;
-  cfg.encoderDropout = {0.5, 0};
-  cfg.decoderDropout = {0, 0};
-  cpu::CpuEngine engine(cfg);
+  cpu::CpuEngine engine(paperConfig(items, int64_t(opt["hidden"]), int64_t(opt["latent"])));
   engine.setThreads(int(opt["threads"]));
   engine.initialize(1);
   if (opt["bf16"] != 0) engine.model().setBf16Output(true);
@@ -212,20 +222,10 @@ static int profile(int argc, char** argv) {
 static int latency(int argc, char** argv) {
   std::map<std::string, double> opt = {{"items", 20108}, {"history", 50}, {"threads", 2}, {"hidden", 600},
                                         {"latent", 200}, {"k", 20},        {"reps", 2000}, {"bf16", 1}, {"users", 1}};
-  for (int i = 2; i + 1 < argc; i += 2) {
-    std::string key = argv[i];
-    if (key.rfind("--", 0) != 0 || !opt.count(key.substr(2))) throw std::runtime_error("unknown option " + key);
-    opt[key.substr(2)] = std::stod(argv[i + 1]);
-  }
+  parseOptions(argc, argv, opt);
   const int64_t items = int64_t(opt["items"]), history = int64_t(opt["history"]), k = int64_t(opt["k"]);
   const int64_t users = int64_t(opt["users"]);
-  ModelConfig cfg;
-  cfg.encoderDims = {items, int64_t(opt["hidden"]), int64_t(opt["latent"])};
-  cfg.decoderDims = {int64_t(opt["latent"]), int64_t(opt["hidden"]), items};
-  cfg.variational = true;
-  cfg.encoderDropout = {0.5, 0};
-  cfg.decoderDropout = {0, 0};
-  cpu::CpuEngine engine(cfg);
+  cpu::CpuEngine engine(paperConfig(items, int64_t(opt["hidden"]), int64_t(opt["latent"])));
   engine.setThreads(int(opt["threads"]));
   engine.initialize(1);
   if (opt["bf16"] != 0) engine.model().setBf16Output(true);
@@ -472,57 +472,49 @@ static int gpuCheck(int argc, char** argv) {
     const GeneratedClicks clicks = zipfClicks(epochUsers, items, 73.0, gen64);
     const CsrView data = clicks.view(items);
     const auto& indices = clicks.indices;
-    ModelConfig cfg;
-    cfg.encoderDims = {items, 600, 200};
-    cfg.decoderDims = {200, 600, items};
-    cfg.encoderDropout = {0.5, 0};
-    cfg.decoderDropout = {0, 0};
+    const ModelConfig cfg = paperConfig(items, 600, 200);
     std::printf("ML-20M shape: %lld users x %lld items, %lld clicks, I-600-200-600-I, batch 500\n", (long long)epochUsers, (long long)items,
                 (long long)indices.size());
+    // Trains up to `epochs` epochs (stopping once `limit` seconds have passed); seconds per epoch.
+    auto timeEpochs = [&](const cuda::CudaOptions& options, int64_t epochs, double limit, double* lastLoss) {
+      cuda::CudaEngine engine(cfg, options);
+      engine.initialize(1);
+      TrainingCounters counters;
+      EpochOptions eo;
+      eo.batchSize = 500;
+      eo.seed = 1;
+      std::vector<double> seconds;
+      double total = 0;
+      for (int64_t e = 0; e < epochs && total < limit; ++e) {
+        eo.epoch = uint64_t(e);
+        const auto t0 = std::chrono::steady_clock::now();
+        const double loss = trainEpoch(engine, data, eo, counters, nullptr, nullptr).loss;
+        engine.synchronize();
+        seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        total += seconds.back();
+        if (lastLoss) *lastLoss = loss;
+      }
+      return seconds;
+    };
     for (int mode = 0; mode < 4; ++mode) {
       cuda::CudaOptions options;
       options.precision = cuda::CudaPrecision(mode < 3 ? mode : 0);
       if (mode == 3) options.residency = cuda::CudaOptions::Residency::Streamed;
-      cuda::CudaEngine engine(cfg, options);
-      engine.initialize(1);
-      TrainingCounters counters;
-      EpochOptions eo;
-      eo.batchSize = 500;
-      eo.seed = 1;
-      double seconds[3] = {0, 0, 0};
-      for (int e = 0; e < 3; ++e) {
-        eo.epoch = uint64_t(e);
-        const auto t0 = std::chrono::steady_clock::now();
-        trainEpoch(engine, data, eo, counters, nullptr, nullptr);
-        engine.synchronize();
-        seconds[e] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      }
+      const std::vector<double> t = timeEpochs(options, 3, 1e30, nullptr);
       std::printf("  %s%s: epochs %.2f (first, with upload) / %.2f / %.2f s; 200 epochs about %.0f s\n", precisionNames[int(options.precision)],
-                  mode == 3 ? ", batches streamed from host memory" : "", seconds[0], seconds[1], seconds[2], seconds[2] * 200);
+                  mode == 3 ? ", batches streamed from host memory" : "", t[0], t[1], t[2], t[2] * 200);
     }
-    for (int pi = 0; pi < 3 && fullEpochs > 0; ++pi) {
-      if (fullPrecision != precisionNames[pi]) continue;
+    const auto named = std::find(std::begin(precisionNames), std::end(precisionNames), fullPrecision);
+    if (fullEpochs > 0 && named == std::end(precisionNames)) throw std::runtime_error("--full-precision: expected fp32, tf32 or bf16");
+    if (fullEpochs > 0) {
       cuda::CudaOptions options;
-      options.precision = cuda::CudaPrecision(pi);
-      cuda::CudaEngine engine(cfg, options);
-      engine.initialize(1);
-      TrainingCounters counters;
-      EpochOptions eo;
-      eo.batchSize = 500;
-      eo.seed = 1;
-      const auto t0 = std::chrono::steady_clock::now();
-      int64_t done = 0;
-      double elapsed = 0, lastLoss = 0;
-      while (done < fullEpochs && elapsed < fullSeconds) {
-        eo.epoch = uint64_t(done);
-        lastLoss = trainEpoch(engine, data, eo, counters, nullptr, nullptr).loss;
-        ++done;
-        elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      }
-      engine.synchronize();
-      elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::printf("  full run %s: %lld of %lld epochs in %.1f s (last loss %.2f)%s\n", precisionNames[pi], (long long)done, (long long)fullEpochs,
-                  elapsed, lastLoss, done < fullEpochs ? ", stopped at the time limit" : "");
+      options.precision = cuda::CudaPrecision(named - std::begin(precisionNames));
+      double lastLoss = 0;
+      const std::vector<double> t = timeEpochs(options, fullEpochs, fullSeconds, &lastLoss);
+      double total = 0;
+      for (double x : t) total += x;
+      std::printf("  full run %s: %zu of %lld epochs in %.1f s (last loss %.2f)%s\n", fullPrecision.c_str(), t.size(), (long long)fullEpochs, total,
+                  lastLoss, int64_t(t.size()) < fullEpochs ? ", stopped at the time limit" : "");
     }
   }
   std::printf("%s\n", ok ? "all GPU checks passed" : "SOME GPU CHECKS FAILED");
