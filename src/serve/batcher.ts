@@ -1,7 +1,7 @@
-// The scoring queue of a recommendation service. A model runs one native call at a time (a second
-// concurrent call is refused, not raced), so every request goes through this queue, and the queue
-// micro-batches: single-user requests that wait together and ask for the same k, with no allow /
-// exclude lists, are scored in one call, one pass over the output layer's weights for all of them.
+// The scoring queue of a recommendation service. A model scores one call at a time, so requests wait
+// in one queue, and the queue micro-batches: single-user requests that wait together and ask for the
+// same k, with no allow / exclude lists, are scored in one call, one pass over the output layer's
+// weights for all of them.
 // Up to 4 users run on the calling thread in the few-users kernel (about the cost of one); larger
 // groups run in the thread pool and leave the event loop free to accept more requests meanwhile.
 import type { ItemId, RecommendOptions, Recommendation } from '../models/types';
