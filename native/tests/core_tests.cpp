@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <random>
 #include <string>
@@ -239,6 +240,91 @@ static void adamMatchesFormula(bool decoupled) {
   CHECK(model.adamStepCount() == 3, "step count");
 }
 
+// The CPU engine behind a device backend's pipeline protocol (results collected one step late, depth
+// 1), to test trainEpoch's pipelining on a machine without a GPU.
+class DeferredEngine final : public Engine {
+ public:
+  explicit DeferredEngine(const ModelConfig& c) : inner_(c) {}
+  const ModelConfig& config() const override { return inner_.config(); }
+  std::string backendName() const override { return "deferred-cpu"; }
+  int64_t numParams() const override { return inner_.numParams(); }
+  void setThreads(int t) override { inner_.setThreads(t); }
+  void initialize(uint64_t seed) override { inner_.initialize(seed); }
+  void beginEpoch(const CsrView&) override { ++epochsBegun; }
+  StepResult trainStep(const CsrView& d, const int64_t* rows, int64_t m, const StepOptions& o) override { return inner_.trainStep(d, rows, m, o); }
+  int pipelineDepth() const override { return 1; }
+  void submitStep(const CsrView& d, const int64_t* rows, int64_t m, const StepOptions& o) override {
+    queue_.push_back(inner_.trainStep(d, rows, m, o));
+    maxInFlight = std::max(maxInFlight, int(queue_.size()));
+  }
+  StepResult collectStep() override {
+    if (queue_.empty()) throw std::logic_error("nothing to collect");
+    const StepResult r = queue_.front();
+    queue_.pop_front();
+    return r;
+  }
+  void recommend(const CsrView& d, int64_t f, int64_t m, int64_t k, bool ex, const uint8_t* c, int32_t* oi, float* os) override {
+    inner_.recommend(d, f, m, k, ex, c, oi, os);
+  }
+  void scores(const CsrView& d, int64_t f, int64_t m, float* out) override { inner_.scores(d, f, m, out); }
+  void getParameters(float* out) const override { inner_.getParameters(out); }
+  void setParameters(const float* in) override { inner_.setParameters(in); }
+  void getOptimizerState(float* m, float* v, int64_t* t) const override { inner_.getOptimizerState(m, v, t); }
+  void setOptimizerState(const float* m, const float* v, int64_t t) override { inner_.setOptimizerState(m, v, t); }
+  void getGradients(float* out) const override { inner_.getGradients(out); }
+  size_t pending() const { return queue_.size(); }
+  int maxInFlight = 0, epochsBegun = 0;
+
+ private:
+  cpu::CpuEngine inner_;
+  std::deque<StepResult> queue_;
+};
+
+static void pipelinedTrainer() {
+  const int64_t items = 40;
+  ModelConfig cfg;
+  cfg.encoderDims = {items, 16, 4};
+  cfg.decoderDims = {4, 16, items};
+  cfg.variational = true;
+  cfg.encoderDropout = {0.5, 0};
+  cfg.decoderDropout = {0, 0};
+  Clicks clicks = randomClicks(97, items, 0.2, 4);
+  CsrView data = clicks.view(items);
+  EpochOptions eo;
+  eo.batchSize = 20;
+  eo.seed = 3;
+  eo.beta.totalSteps = 7;
+  cpu::CpuEngine plain(cfg);
+  DeferredEngine deferred(cfg);
+  plain.initialize(3);
+  deferred.initialize(3);
+  TrainingCounters c1, c2;
+  std::vector<BatchStats> b1, b2;
+  const EpochStats e1 = trainEpoch(plain, data, eo, c1, [&](const BatchStats& b) { b1.push_back(b); }, nullptr);
+  const EpochStats e2 = trainEpoch(deferred, data, eo, c2, [&](const BatchStats& b) { b2.push_back(b); }, nullptr);
+  CHECK(deferred.maxInFlight == 2 && deferred.pending() == 0 && deferred.epochsBegun == 1, "pipeline: %d in flight at most, %zu left",
+        deferred.maxInFlight, deferred.pending());
+  CHECK(b1.size() == 5 && b2.size() == 5, "batch reports: %zu and %zu", b1.size(), b2.size());
+  for (size_t i = 0; i < b1.size() && i < b2.size(); ++i)
+    CHECK(b2[i].batch == int64_t(i) && b1[i].loss == b2[i].loss && b1[i].beta == b2[i].beta, "batch %zu reported out of order or differs", i);
+  CHECK(e1.loss == e2.loss && c1.step == c2.step && c1.annealCount == c2.annealCount, "epoch results differ");
+  std::vector<float> p1(plain.numParams()), p2(deferred.numParams());
+  plain.getParameters(p1.data());
+  deferred.getParameters(p2.data());
+  CHECK(p1 == p2, "pipelined training gave other weights");
+  // Cancelled after the third report: nothing stays in flight, the counters count the submitted steps.
+  std::atomic<bool> cancel{false};
+  TrainingCounters c3;
+  bool cancelled = false;
+  try {
+    trainEpoch(deferred, data, eo, c3, [&](const BatchStats& b) { if (b.batch == 2) cancel = true; }, &cancel);
+  } catch (const Cancelled&) {
+    cancelled = true;
+  }
+  CHECK(cancelled && deferred.pending() == 0, "cancel: thrown %d, %zu steps left in flight", int(cancelled), deferred.pending());
+  CHECK(c3.step == 4, "cancel: %llu steps counted, 4 submitted", (unsigned long long)c3.step);
+}
+
 static std::vector<float> trainTwoEpochs(uint64_t seed, int threads) {
   const int64_t items = 40;
   ModelConfig cfg;
@@ -372,6 +458,7 @@ int main() {
     CHECK(a == b, "two runs with the same seed differ");
     CHECK(a != c, "another seed gave the same weights");
   });
+  run("pipelined steps (a device backend's protocol): same results, in order, nothing left after a cancel", [] { pipelinedTrainer(); });
   run("beta schedule: linear to the cap, constant", [] {
     BetaSchedule s;
     s.cap = 0.2;
