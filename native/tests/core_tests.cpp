@@ -240,6 +240,17 @@ static void adamMatchesFormula(bool decoupled) {
   CHECK(model.adamStepCount() == 3, "step count");
 }
 
+// The small Mult-VAE of the training tests: [items-16-4-16-items], input dropout 0.5.
+static ModelConfig tinyVae(int64_t items) {
+  ModelConfig cfg;
+  cfg.encoderDims = {items, 16, 4};
+  cfg.decoderDims = {4, 16, items};
+  cfg.variational = true;
+  cfg.encoderDropout = {0.5, 0};
+  cfg.decoderDropout = {0, 0};
+  return cfg;
+}
+
 // The CPU engine behind a device backend's pipeline protocol (results collected one step late, depth
 // 1), to test trainEpoch's pipelining on a machine without a GPU.
 class DeferredEngine final : public Engine {
@@ -282,12 +293,7 @@ class DeferredEngine final : public Engine {
 
 static void pipelinedTrainer() {
   const int64_t items = 40;
-  ModelConfig cfg;
-  cfg.encoderDims = {items, 16, 4};
-  cfg.decoderDims = {4, 16, items};
-  cfg.variational = true;
-  cfg.encoderDropout = {0.5, 0};
-  cfg.decoderDropout = {0, 0};
+  const ModelConfig cfg = tinyVae(items);
   Clicks clicks = randomClicks(97, items, 0.2, 4);
   CsrView data = clicks.view(items);
   EpochOptions eo;
@@ -327,12 +333,7 @@ static void pipelinedTrainer() {
 
 static std::vector<float> trainTwoEpochs(uint64_t seed, int threads) {
   const int64_t items = 40;
-  ModelConfig cfg;
-  cfg.encoderDims = {items, 16, 4};
-  cfg.decoderDims = {4, 16, items};
-  cfg.variational = true;
-  cfg.encoderDropout = {0.5, 0};
-  cfg.decoderDropout = {0, 0};
+  const ModelConfig cfg = tinyVae(items);
   cpu::CpuEngine engine(cfg);
   engine.setThreads(threads);
   engine.initialize(seed);
