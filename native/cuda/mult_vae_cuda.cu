@@ -49,37 +49,31 @@ void check(cusparseStatus_t s, const char* what) {
 #define CK(x) check((x), #x)
 #define LAUNCH_CHECK() check(cudaGetLastError(), "kernel launch")
 
-template <typename T>
-struct DeviceBuffer {
+// Growable memory on the device (cudaMalloc), or page-locked on the host (cudaMallocHost: the source of
+// asynchronous uploads). The contents are not kept when it grows.
+template <typename T, bool Pinned = false>
+struct Buffer {
   T* ptr = nullptr;
   size_t count = 0;
   void resize(size_t n) {
     if (n <= count) return;
-    if (ptr) cudaFree(ptr);
-    ptr = nullptr;
-    CK(cudaMalloc(&ptr, std::max<size_t>(n, 1) * sizeof(T)));
+    release();
+    void* p = nullptr;
+    const size_t bytes = std::max<size_t>(n, 1) * sizeof(T);
+    CK(Pinned ? cudaMallocHost(&p, bytes) : cudaMalloc(&p, bytes));
+    ptr = static_cast<T*>(p);
     count = n;
   }
-  ~DeviceBuffer() {
-    if (ptr) cudaFree(ptr);
-  }
-};
-
-// Page-locked host memory: the source of asynchronous uploads.
-struct PinnedBuffer {
-  char* ptr = nullptr;
-  size_t bytes = 0;
-  void reserve(size_t n) {
-    if (n <= bytes) return;
-    if (ptr) cudaFreeHost(ptr);
+  void release() {
+    if (ptr) Pinned ? cudaFreeHost(ptr) : cudaFree(ptr);
     ptr = nullptr;
-    CK(cudaMallocHost(reinterpret_cast<void**>(&ptr), n));
-    bytes = n;
+    count = 0;
   }
-  ~PinnedBuffer() {
-    if (ptr) cudaFreeHost(ptr);
-  }
+  ~Buffer() { release(); }
 };
+template <typename T>
+using DeviceBuffer = Buffer<T>;
+using PinnedBuffer = Buffer<char, true>;
 
 inline unsigned blocks(int64_t n, int threads = 256) { return unsigned((n + threads - 1) / threads); }
 
@@ -441,7 +435,7 @@ struct CudaEngine::Impl {
     CK(cudaEventCreateWithFlags(&stagingFree, cudaEventDisableTiming));
     for (auto& e : slotReady) CK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     stepSums.resize(size_t(2 + nLayers));
-    resultSlots.reserve(size_t(kSlots * (2 + nLayers)) * sizeof(double));
+    resultSlots.resize(size_t(kSlots * (2 + nLayers)) * sizeof(double));
     params.resize(size_t(layout.total));
     acts.resize(size_t(nLayers));
     dropped.resize(size_t(nLayers));
@@ -580,7 +574,7 @@ struct CudaEngine::Impl {
     const size_t offsetBytes = size_t(m + 1) * sizeof(int32_t);
     const size_t alignedOffsets = (offsetBytes + 15) & ~size_t(15);
     if (fromDevice) {
-      staging.reserve(alignedOffsets + size_t(m) * sizeof(int64_t));
+      staging.resize(alignedOffsets + size_t(m) * sizeof(int64_t));
       std::memcpy(staging.ptr, offsets.data(), offsetBytes);
       CK(cudaMemcpyAsync(bPtr.ptr, staging.ptr, offsetBytes, cudaMemcpyHostToDevice, 0));
       const int64_t* rowsDev = nullptr;
@@ -596,7 +590,7 @@ struct CudaEngine::Impl {
     } else {
       // Streamed: the batch's clicks gathered on the host, then uploaded.
       const size_t idxBytes = size_t(nnz) * sizeof(int32_t);
-      staging.reserve(alignedOffsets + 2 * ((idxBytes + 15) & ~size_t(15)));
+      staging.resize(alignedOffsets + 2 * ((idxBytes + 15) & ~size_t(15)));
       std::memcpy(staging.ptr, offsets.data(), offsetBytes);
       int32_t* idx = reinterpret_cast<int32_t*>(staging.ptr + alignedOffsets);
       float* val = reinterpret_cast<float*>(staging.ptr + alignedOffsets + ((idxBytes + 15) & ~size_t(15)));
