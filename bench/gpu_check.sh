@@ -1,86 +1,149 @@
 #!/usr/bin/env bash
-# The GPU check, for one call of the device tool (no Node, no network there; see .library/device):
-# builds the engine and the CUDA backend for the card, checks every CUDA kernel path against the CPU
-# engine on fresh random inputs, times ML-20M-shaped epochs, and times PyTorch CUDA running the
-# reference formulation on the same card (fp32, TF32, bf16 autocast), with a full 200-epoch run of
-# vaecf (FULL_PRECISION, default bf16; stopped after FULL_SECONDS, default 150, to fit one device call).
-# Prints a table; logs go to $OUT when set.
+# The GPU check, made for one call of the device tool (a bare NVIDIA machine: nvcc, CMake, python3 with
+# torch; no Node, no apt, no network). It builds the engine and the CUDA backend for the card, checks
+# every CUDA kernel path against the CPU engine on fresh random inputs (bench results: each check with its
+# relative errors and pass / fail), times ML-20M-shaped epochs per precision with per-phase device times,
+# runs a full 200-epoch training (FULL_PRECISION, default bf16; stopped after FULL_SECONDS, default 150),
+# and times PyTorch CUDA running the reference formulation on the same generated matrix, in the same run.
 #
-# Needs on the device: nvcc, CMake, python3 with torch (its nvidia-cublas / nvidia-cusparse packages
-# give the headers and libraries), and OpenBLAS (+ oneDNN for the bf16 reference) for the CPU engine.
-# Where they are missing, carry Debian's packages: `bash scripts/gpu-debs.sh` here makes .gpu-debs/
-# (pass carry: [".gpu-debs"]; about 19 MB).
+# Prepare here (once):  bash scripts/gpu-debs.sh        # OpenBLAS + oneDNN .debs into .gpu-debs/ (19 MB)
+# Device tool call:     run(command: "VAECF_COMMIT=<sha> bash bench/gpu_check.sh", carry: [".gpu-debs"], timeout_s: 420)
+#                       (CHECKS_ONLY=1 stops after the agreement checks: about 2 minutes with the build.)
+# What comes back ($OUT): gpu-result.json (everything, for bench/results/gpu-<date>.json), vaecf.txt,
+# torch.txt, versions.txt, build.log. Exit code: the harness's (0 all checks passed, 1 a check failed,
+# 3 no usable GPU), or 1 when the build fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/vaecf-gpu-check}
 mkdir -p "$OUT"
-log() { echo "[gpu-check] $*"; }
+exec > >(tee -a "$OUT/console.txt") 2>&1
+log() { echo "[gpu-check $(date +%T)] $*"; }
 
-# OpenBLAS / oneDNN: the system's, or Debian's carried in .gpu-debs (scripts/gpu-debs.sh), unpacked into a
-# private folder (unpacking into / can break the image) and named to CMake explicitly.
+# ---- versions first ----
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "commit: ${VAECF_COMMIT:-unknown}"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,power.limit,temperature.gpu --format=csv 2>&1
+  nvidia-smi 2>&1 | grep -m1 "CUDA Version" || true
+  NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  echo "nvcc: $NVCC"; "$NVCC" --version 2>&1 | tail -2
+  cmake --version 2>&1 | head -1
+  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')" 2>&1
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) ($(nproc) cores)"
+} | tee "$OUT/versions.txt"
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+
+# ---- OpenBLAS / oneDNN: the system's, or Debian's carried in .gpu-debs, unpacked into a private folder
+# (unpacking into / can break the image) and named to CMake explicitly ----
 DEPS=()
-if [ -d .gpu-debs ] && ! ldconfig -p | grep -q libopenblas; then
+if [ -d .gpu-debs ] && { [ -n "${VAECF_USE_DEBS:-}" ] || ! ldconfig -p | grep -q libopenblas; }; then
   R=/tmp/vaecf-debs
   mkdir -p "$R"
-  for d in .gpu-debs/*.deb; do dpkg -x "$d" "$R"; done
+  for d in .gpu-debs/*.deb; do
+    if command -v dpkg > /dev/null; then dpkg -x "$d" "$R"
+    else python3 - "$d" "$R" <<'PY'
+# dpkg -x without dpkg: a .deb is an ar archive holding data.tar.*
+import io, sys, tarfile
+data = open(sys.argv[1], "rb").read()
+pos = 8
+while pos < len(data):
+    name, size = data[pos:pos + 16].decode().strip(), int(data[pos + 48:pos + 58])
+    body = data[pos + 60:pos + 60 + size]
+    if name.startswith("data.tar"):
+        tarfile.open(fileobj=io.BytesIO(body)).extractall(sys.argv[2])
+    pos += 60 + size + (size & 1)
+PY
+    fi
+  done
   L=$R/usr/lib/x86_64-linux-gnu
   DEPS=(-DOPENBLAS_LIB="$L/openblas-pthread/libopenblas.so" -DCBLAS_INCLUDE="$R/usr/include/x86_64-linux-gnu/openblas-pthread"
         -DDNNL_LIB="$L/libdnnl.so" -DDNNL_INCLUDE="$R/usr/include")
   export LD_LIBRARY_PATH="$L/openblas-pthread:$L${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   log "OpenBLAS and oneDNN from .gpu-debs (unpacked in $R)"
 fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 
-# cuBLAS / cuSPARSE: the toolkit's, or the nvidia-* Python packages beside torch.
-LIBS=$(python3 - <<'PY'
-import importlib, os
-for mod in ("nvidia.cu13", "nvidia.cublas", "nvidia.cu12"):
-    try:
-        m = importlib.import_module(mod)
-        print(os.path.dirname(m.__file__) if m.__file__ else list(m.__path__)[0]); break
-    except Exception:
-        pass
-PY
-)
-log "cuBLAS/cuSPARSE from: ${LIBS:-the CUDA toolkit}"
+# ---- cuBLAS / cuSPARSE (+ nvJitLink, which cuSPARSE needs): the toolkit's when it has them, else only
+# those files from the nvidia-* Python packages, never the whole Python CUDA folder ahead of the
+# toolkit's own headers ----
+CUDA_HOME_DIR=$(dirname "$(dirname "$(readlink -f "$NVCC")")")
 EXTRA=()
-if [ -n "$LIBS" ]; then
-  mkdir -p /tmp/vaecf-cuda-libs/include /tmp/vaecf-cuda-libs/lib
-  for sub in "$LIBS" "$LIBS"/../cusparse "$LIBS"/../cublas "$LIBS"/../nvjitlink; do
-    [ -d "$sub/include" ] && cp -rn "$sub"/include/* /tmp/vaecf-cuda-libs/include/ 2>/dev/null
-    [ -d "$sub/lib" ] && cp -n "$sub"/lib/*.so* /tmp/vaecf-cuda-libs/lib/ 2>/dev/null
+if [ -f "$CUDA_HOME_DIR/include/cublas_v2.h" ] && [ -f "$CUDA_HOME_DIR/include/cusparse.h" ] && ls "$CUDA_HOME_DIR"/lib64/libcublas.so* > /dev/null 2>&1 \
+   && ls "$CUDA_HOME_DIR"/lib64/libcusparse.so* > /dev/null 2>&1; then
+  log "cuBLAS / cuSPARSE from the toolkit ($CUDA_HOME_DIR)"
+else
+  P=/tmp/vaecf-cuda-libs
+  rm -rf "$P" && mkdir -p "$P/include" "$P/lib"
+  ROOTS=$(python3 -c "import nvidia, sys; print(' '.join(nvidia.__path__))" 2>/dev/null)
+  for root in $ROOTS; do
+    find "$root" \( -name 'cublas*.h' -o -name 'cusparse*.h' -o -name 'nvJitLink.h' \) -path '*/include/*' -exec cp -n {} "$P/include/" \;
+    find "$root" \( -name 'libcublas.so*' -o -name 'libcublasLt.so*' -o -name 'libcusparse.so*' -o -name 'libnvJitLink.so*' \) -path '*/lib/*' \
+      -exec cp -n {} "$P/lib/" \;
   done
-  for lib in /tmp/vaecf-cuda-libs/lib/lib*.so.*; do base="${lib%%.so.*}.so"; [ -e "$base" ] || ln -s "$(basename "$lib")" "$base"; done
-  EXTRA=(-DVAECF_CUDA_LIBS=/tmp/vaecf-cuda-libs)
+  for lib in "$P"/lib/lib*.so.*; do base="${lib%%.so.*}.so"; [ -e "$base" ] || ln -s "$(basename "$lib")" "$base"; done
+  log "cuBLAS / cuSPARSE from the Python packages in: $ROOTS"
+  ls "$P/lib" | tr '\n' ' '; echo
+  EXTRA=(-DVAECF_CUDA_LIBS="$P")
 fi
-log "building (sm_90)"
-cmake -S . -B build-gpu -DVAECF_BUILD_TESTS=ON -DVAECF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 "${EXTRA[@]}" "${DEPS[@]}" > "$OUT/cmake.log" 2>&1 \
-  && cmake --build build-gpu -j16 >> "$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
 
-log "kernels against the CPU engine, then ML-20M-shaped epochs (fp32, tf32, bf16, streamed) and a full run"
-FULL_PRECISION=${FULL_PRECISION:-bf16}
-./build-gpu/vaecf_harness gpu-check --full-epochs 200 --full-seconds "${FULL_SECONDS:-150}" --full-precision "$FULL_PRECISION" 2>&1 | tee "$OUT/vaecf.txt"
+# ---- build (sm_90: the H100 / H200) ----
+log "building"
+BUILD=${BUILD:-build-gpu}
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DVAECF_BUILD_TESTS=ON -DVAECF_CUDA=ON -DCMAKE_CUDA_COMPILER="$NVCC" \
+  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" "${EXTRA[@]}" "${DEPS[@]}" > "$OUT/build.log" 2>&1 \
+  && cmake --build "$BUILD" -j"$(nproc)" --target vaecf_harness >> "$OUT/build.log" 2>&1 \
+  || { tail -40 "$OUT/build.log"; log "BUILD FAILED"; exit 1; }
+log "built"
+
+# ---- the engine: agreement checks, per-phase times, epochs, full run ----
+mkdir -p /tmp/vaecf-torch
+ARGS=(--json "$OUT/vaecf.json" --commit "${VAECF_COMMIT:-unknown}")
+if [ -n "${CHECKS_ONLY:-}" ]; then ARGS+=(--checks-only)
+else ARGS+=(--write-csr /tmp/vaecf-torch --full-epochs 200 --full-seconds "${FULL_SECONDS:-150}" --full-precision "${FULL_PRECISION:-bf16}"); fi
+log "vaecf_harness gpu-check ${ARGS[*]}"
+HARNESS=$BUILD/vaecf_harness; [[ $HARNESS == /* ]] || HARNESS=./$HARNESS
+"$HARNESS" gpu-check "${ARGS[@]}" 2>&1 | tee "$OUT/vaecf.txt"
 status=${PIPESTATUS[0]}
+log "harness exit code $status"
 
-log "PyTorch CUDA, reference formulation, same shape"
-python3 - <<'PY' > /tmp/vaecf-shape.txt
-import numpy as np, os
-rng = np.random.default_rng(1)
-users, items = 116677, 20108
-w = 1.0 / np.arange(1, items + 1); w /= w.sum()
-n = np.minimum(items // 2, 5 + rng.exponential(68.0, users).astype(int))
-indptr = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
-idx = np.concatenate([rng.choice(items, k, replace=False, p=w) for k in n]).astype(np.int32)
-os.makedirs("/tmp/vaecf-torch", exist_ok=True)
-indptr.tofile("/tmp/vaecf-torch/indptr.i64"); idx.tofile("/tmp/vaecf-torch/indices.i32")
-open("/tmp/vaecf-torch/shape.txt", "w").write(f"{users} {items}")
+# ---- PyTorch CUDA, the reference formulation, on the same matrix ----
+: > "$OUT/torch.txt"
+if [ -z "${CHECKS_ONLY:-}" ] && [ -f /tmp/vaecf-torch/shape.txt ]; then
+  for p in fp32 tf32 bf16; do
+    log "PyTorch $p"
+    python3 bench/torch_epoch.py /tmp/vaecf-torch --device cuda --batches "${TORCH_BATCHES:-100}" --precision $p 2>&1 | tee -a "$OUT/torch.txt"
+  done
+fi
+
+# ---- one JSON with everything ----
+python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+r = {}
+try:
+    r = json.load(open(os.path.join(out, "vaecf.json")))
+except Exception as e:
+    r = {"error": f"no harness report: {e}", "passed": False}
+r["versions"] = open(os.path.join(out, "versions.txt")).read().splitlines()
+torch = []
+for line in open(os.path.join(out, "torch.txt")):
+    line = line.strip()
+    if line.startswith("{"):
+        torch.append(json.loads(line))
+r["pytorch"] = torch
+json.dump(r, open(os.path.join(out, "gpu-result.json"), "w"), indent=2)
+print("\n=== summary ===")
+for v in r["versions"][:4]:
+    print(v)
+for c in r.get("checks", []):
+    print(("ok  " if c.get("passed") else "FAIL"), c["check"], c.get("error", ""))
+for s in r.get("speed", []):
+    print(f"vaecf {s['mode']:<14} {s['epoch_s']:.3f} s/epoch, 200 epochs ~{s['epochs_200_estimate_s']:.1f} s")
+if "full_run" in r:
+    f = r["full_run"]
+    print(f"vaecf full run {f['precision']}: {f['epochs_run']} epochs in {f['seconds']:.1f} s")
+for t in torch:
+    print(f"torch {t['precision']:<5} {t['seconds_per_epoch_extrapolated']:.3f} s/epoch ({t['seconds_per_batch']*1e3:.2f} ms/batch)")
+print("passed:", r.get("passed"))
 PY
-for p in fp32 tf32 bf16; do
-  python3 bench/torch_epoch.py /tmp/vaecf-torch --device cuda --batches 100 --precision $p 2>&1 | tee -a "$OUT/torch.txt"
-done
-echo
-echo "=== summary ==="
-cat "$OUT/gpu.txt"
-grep -E "Mult-|ML-20M|epochs|full run|checks" "$OUT/vaecf.txt"
-cat "$OUT/torch.txt"
+rm -f "$OUT/vaecf.json"
 exit $status

@@ -55,6 +55,24 @@ template <typename T, bool Pinned = false>
 struct Buffer {
   T* ptr = nullptr;
   size_t count = 0;
+  Buffer() = default;
+  // Owns its memory: moved, never copied (a copy would free it twice).
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&& o) noexcept : ptr(o.ptr), count(o.count) {
+    o.ptr = nullptr;
+    o.count = 0;
+  }
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      ptr = o.ptr;
+      count = o.count;
+      o.ptr = nullptr;
+      o.count = 0;
+    }
+    return *this;
+  }
   void resize(size_t n) {
     if (n <= count) return;
     release();
@@ -242,6 +260,16 @@ __global__ void sumRows(const float* rowNll, const float* rowKl, int64_t m, doub
   atomicAdd(&sums[1], b);
 }
 
+// The step's loss, (sum nll + beta sum kl) / M + l2 sum |W_l|^2, from its sums [nll, kl, |W_l|^2 per
+// layer]: a non-finite loss raises the sticky flag that makes Adam skip the update, as the CPU engine
+// refuses it (the host reports it when the step is collected, then clears the flag).
+__global__ void flagNonFinite(const double* sums, int64_t nLayers, double invM, double beta, double l2, int* skip) {
+  double squares = 0;
+  for (int64_t l = 0; l < nLayers; ++l) squares += sums[2 + l];
+  const double loss = (sums[0] + beta * sums[1]) * invM + l2 * squares;
+  if (!isfinite(loss)) *skip = 1;
+}
+
 // *out += sum of w[i]^2 (the L2 term of one weight matrix).
 __global__ void sumSquares(const float* w, int64_t n, double* out) {
   double s = 0;
@@ -271,10 +299,12 @@ __global__ void addScaled(float* g, const float* w, float s, int64_t n) {
 
 // PyTorch's Adam / AdamW; the new weights of [copyBegin, copyEnd) are also written to pBf16 (the bf16
 // copy of the output layer's weights) when given.
+// Skipped entirely while *skip is set (a non-finite loss in this or an earlier queued step).
 __global__ void adam(float* p, const float* g, float* m, float* v, int64_t n, float stepSize, float b1, float b2, float eps, float bc2Sqrt,
-                     float decay, float shrink, bool coupled, bool decoupled, __nv_bfloat16* pBf16, int64_t copyBegin, int64_t copyEnd) {
+                     float decay, float shrink, bool coupled, bool decoupled, __nv_bfloat16* pBf16, int64_t copyBegin, int64_t copyEnd,
+                     const int* skip) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
+  if (i >= n || *skip) return;
   float gi = g[i], pi = p[i];
   if (coupled) gi += decay * pi;
   if (decoupled) pi *= shrink;
@@ -415,7 +445,10 @@ struct CudaEngine::Impl {
     int slot;
     int64_t m, step;
     double beta, l2;
+    int64_t adamTBefore;  // the optimizer's step count before this step (restored if its loss is non-finite)
   };
+  // Set on the device by a step whose loss is non-finite: Adam skips its update and those queued after it.
+  DeviceBuffer<int> skipUpdate;
   std::deque<PendingStep> pending;
   int nextSlot = 0;
 
@@ -435,6 +468,8 @@ struct CudaEngine::Impl {
     CK(cudaEventCreateWithFlags(&stagingFree, cudaEventDisableTiming));
     for (auto& e : slotReady) CK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     stepSums.resize(size_t(2 + nLayers));
+    skipUpdate.resize(1);
+    CK(cudaMemset(skipUpdate.ptr, 0, sizeof(int)));
     resultSlots.resize(size_t(kSlots * (2 + nLayers)) * sizeof(double));
     params.resize(size_t(layout.total));
     acts.resize(size_t(nLayers));
@@ -442,12 +477,52 @@ struct CudaEngine::Impl {
     masks.resize(size_t(nLayers));
   }
   ~Impl() {
+    for (auto e : eventPool) cudaEventDestroy(e);
     if (stagingFree) cudaEventDestroy(stagingFree);
     for (auto& e : slotReady)
       if (e) cudaEventDestroy(e);
     if (blas) cublasDestroy(blas);
     if (sparse) cusparseDestroy(sparse);
   }
+  // Per-phase timing (setProfiling): an event recorded after each phase on the stream; the time between
+  // consecutive events is charged to the later one's phase, with the phase's counted FLOPs and bytes.
+  struct Mark {
+    std::string phase;
+    double flops, bytes;
+  };
+  bool profiling = false;
+  std::vector<cudaEvent_t> eventPool;
+  std::vector<Mark> marks;
+  std::vector<PhaseTime> phaseTotals;
+  void mark(std::string phase, double flops = 0, double bytes = 0) {
+    if (!profiling) return;
+    if (marks.size() == eventPool.size()) {
+      cudaEvent_t e;
+      CK(cudaEventCreate(&e));
+      eventPool.push_back(e);
+    }
+    CK(cudaEventRecord(eventPool[marks.size()], 0));
+    marks.push_back(Mark{std::move(phase), flops, bytes});
+  }
+  // Waits for the recorded events and adds their intervals to phaseTotals.
+  void harvestMarks() {
+    if (marks.empty()) return;
+    CK(cudaEventSynchronize(eventPool[marks.size() - 1]));
+    for (size_t i = 1; i < marks.size(); ++i) {
+      float ms = 0;
+      CK(cudaEventElapsedTime(&ms, eventPool[i - 1], eventPool[i]));
+      auto at = std::find_if(phaseTotals.begin(), phaseTotals.end(), [&](const PhaseTime& t) { return t.phase == marks[i].phase; });
+      if (at == phaseTotals.end()) at = phaseTotals.insert(phaseTotals.end(), PhaseTime{marks[i].phase, 0, 0, 0, 0});
+      at->seconds += ms * 1e-3;
+      at->flops += marks[i].flops;
+      at->bytes += marks[i].bytes;
+      at->calls += 1;
+    }
+    // The last event starts the next interval (the host's time between steps is charged to the next gather).
+    std::swap(eventPool[0], eventPool[marks.size() - 1]);
+    marks.erase(marks.begin(), marks.end() - 1);
+  }
+
   bool bf16() const { return options.precision == CudaPrecision::Bf16; }
   double dropoutOf(int64_t l) const { return l < nEnc ? config.encoderDropout[size_t(l)] : config.decoderDropout[size_t(l - nEnc)]; }
   bool hasTanh(int64_t l) const { return l == nLayers - 1 ? false : (l == nEnc - 1 ? !config.variational : true); }
@@ -609,6 +684,8 @@ struct CudaEngine::Impl {
     CK(cudaEventRecord(stagingFree, 0));
     stagingInUse = true;
     batchNnz = nnz;
+    mark(fromDevice ? "gather batch (device-resident matrix)" : "gather batch (streamed from host)", 0,
+         double(nnz) * 16 + double(m) * (fromDevice ? 12 : 4));
   }
 
   // Sparse product with the batch: C[m x n] = op(A) B with A the batch CSR [m x items].
@@ -641,6 +718,7 @@ struct CudaEngine::Impl {
   void forward(bool training, uint64_t seed, uint64_t step) {
     normaliseInput<<<blocks(m * 32), 256>>>(bPtr.ptr, bRaw.ptr, bInput.ptr, m, training, dropoutOf(0), seed, step);
     LAUNCH_CHECK();
+    mark("normalise + input dropout", 0, double(batchNnz) * 12);
     const float one = 1.0f;
     for (int64_t l = 0; l < nLayers; ++l) {
       const auto& L = layout.layers[size_t(l)];
@@ -651,6 +729,7 @@ struct CudaEngine::Impl {
       LAUNCH_CHECK();
       if (l == 0) {
         spmm(false, W, L.out, out, 1.0f);
+        mark("forward L0: bias + SpMM", 2.0 * double(batchNnz) * double(L.out), 4.0 * (double(batchNnz) * double(L.out) + 2.0 * double(m * L.out)));
       } else {
         const float* in = source(l);
         if (training && dropoutOf(l) > 0) {
@@ -658,6 +737,7 @@ struct CudaEngine::Impl {
           multiply<<<blocks(m * L.in), 256>>>(in, masks[size_t(l)].ptr, dropped[size_t(l)].ptr, m * L.in);
           LAUNCH_CHECK();
           in = dropped[size_t(l)].ptr;
+          mark("dropout masks", 0, 12.0 * double(m * L.in));
         }
         if (bf16() && l == nLayers - 1) {
           // Logits[m x items] += In W in bf16 (the input rounded, as on the CPU).
@@ -667,6 +747,9 @@ struct CudaEngine::Impl {
         } else {
           CK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, int(L.out), int(m), int(L.in), &one, W, int(L.out), in, int(L.in), &one, out, int(L.out)));
         }
+        const double operand = bf16() && l == nLayers - 1 ? 2.0 : 4.0;
+        mark("forward L" + std::to_string(l) + ": bias + GEMM", 2.0 * double(m) * double(L.in) * double(L.out),
+             operand * double(m * L.in + L.in * L.out) + 8.0 * double(m * L.out));
       }
       if (hasTanh(l)) {
         tanhInPlace<<<blocks(m * L.out), 256>>>(out, m * L.out);
@@ -680,6 +763,7 @@ struct CudaEngine::Impl {
         reparameterise<<<blocks(m * latent), 256>>>(out, eps.ptr, z.ptr, m, latent, training);
         LAUNCH_CHECK();
       }
+      if (hasTanh(l) || (l == nEnc - 1 && config.variational)) mark("tanh / reparameterisation", 0, 8.0 * double(m * L.out));
     }
   }
 
@@ -690,9 +774,11 @@ struct CudaEngine::Impl {
     const float invM = float(1.0 / double(m));
     likelihood<256><<<unsigned(m), 256>>>(logits, items, bPtr.ptr, bIdx.ptr, bRaw.ptr, invM, rowNll.ptr, bf16() ? outGradBf16.ptr : nullptr);
     LAUNCH_CHECK();
+    mark("likelihood + softmax gradient", 0, double(m * items) * (12.0 + (bf16() ? 2.0 : 0.0)));
     if (config.variational) {
       klRows<<<blocks(m), 256>>>(acts[size_t(nEnc - 1)].ptr, m, D, rowKl.ptr);
       LAUNCH_CHECK();
+      mark("KL", 0, 8.0 * double(m * D));
     }
     grads.resize(size_t(layout.total));
     const float one = 1.0f, zero = 0.0f;
@@ -705,9 +791,11 @@ struct CudaEngine::Impl {
       float* db = grads.ptr + L.biasOffset;
       columnSums<<<blocks(L.out), 256>>>(dcur, db, m, L.out);
       LAUNCH_CHECK();
+      mark("bias gradients", 0, 4.0 * double(m * L.out));
       if (l == 0) {
         // dW0 = input^T dA0 (the batch CSR transposed).
         spmm(true, dcur, L.out, dW, 0.0f);
+        mark("backward L0: transposed SpMM (dW0)", 2.0 * double(batchNnz) * double(L.out), 4.0 * (double(items * L.out) + double(m * L.out)));
         break;
       }
       const bool drop = dropoutOf(l) > 0;
@@ -722,6 +810,11 @@ struct CudaEngine::Impl {
       } else {
         CK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, int(L.out), int(L.in), int(m), &one, dcur, int(L.out), in, int(L.in), &zero, dW, int(L.out)));
         CK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(L.in), int(m), int(L.out), &one, W, int(L.out), dcur, int(L.out), &zero, dIn, int(L.in)));
+      }
+      {
+        const double operand = bf16() && l == nLayers - 1 ? 2.0 : 4.0;
+        mark("backward L" + std::to_string(l) + ": dW and dIn GEMMs", 4.0 * double(m) * double(L.in) * double(L.out),
+             operand * 2.0 * double(m * L.out + m * L.in + L.in * L.out) + 4.0 * double(L.in * L.out + m * L.in));
       }
       if (drop) {
         multiply<<<blocks(m * L.in), 256>>>(dIn, masks[size_t(l)].ptr, dIn, m * L.in);
@@ -738,6 +831,7 @@ struct CudaEngine::Impl {
         LAUNCH_CHECK();
         dcur = dIn;
       }
+      mark("dropout / tanh / reparameterisation backward", 0, 12.0 * double(m * L.in));
     }
     // The step's sums on the device, then copied to a page-locked slot; read in collect().
     CK(cudaMemsetAsync(stepSums.ptr, 0, size_t(2 + nLayers) * sizeof(double), 0));
@@ -752,13 +846,16 @@ struct CudaEngine::Impl {
         LAUNCH_CHECK();
       }
     }
+    flagNonFinite<<<1, 1>>>(stepSums.ptr, nLayers, 1.0 / double(m), beta, l2, skipUpdate.ptr);
+    LAUNCH_CHECK();
     if (pending.size() >= size_t(kSlots)) throw std::logic_error("too many CUDA steps in flight; collect them first");
     const int slot = nextSlot;
     nextSlot = (nextSlot + 1) % kSlots;
     double* host = reinterpret_cast<double*>(resultSlots.ptr) + slot * (2 + nLayers);
     CK(cudaMemcpyAsync(host, stepSums.ptr, size_t(2 + nLayers) * sizeof(double), cudaMemcpyDeviceToHost, 0));
     CK(cudaEventRecord(slotReady[slot], 0));
-    pending.push_back(PendingStep{slot, m, 0, beta, l2});
+    mark("loss sums, L2 term, read-back", 0, 4.0 * double(m) * 2 + (l2 > 0 ? 12.0 * double(layout.total) : 0.0));
+    pending.push_back(PendingStep{slot, m, 0, beta, l2, adamT});
   }
 
   // The oldest submitted step's result (waits for it).
@@ -767,6 +864,7 @@ struct CudaEngine::Impl {
     const PendingStep p = pending.front();
     pending.pop_front();
     CK(cudaEventSynchronize(slotReady[p.slot]));
+    harvestMarks();
     const double* sums = reinterpret_cast<const double*>(resultSlots.ptr) + p.slot * (2 + nLayers);
     StepResult r;
     r.nll = sums[0] / double(p.m);
@@ -775,8 +873,16 @@ struct CudaEngine::Impl {
     for (int64_t l = 0; l < nLayers; ++l) l2sum += sums[2 + l];
     r.l2 = p.l2 * l2sum;
     r.loss = r.nll + p.beta * r.kl + r.l2;
-    if (!std::isfinite(r.loss))
-      throw std::runtime_error("the loss became non-finite at step " + std::to_string(p.step) + "; try a smaller learning rate");
+    if (!std::isfinite(r.loss)) {
+      // The device skipped this update and every one queued after it: drop those steps, restore the
+      // optimizer's count, clear the flag. Weights and moments are as before this step, as on the CPU.
+      CK(cudaDeviceSynchronize());
+      pending.clear();
+      adamT = p.adamTBefore;
+      CK(cudaMemset(skipUpdate.ptr, 0, sizeof(int)));
+      throw std::runtime_error("the loss became non-finite at step " + std::to_string(p.step) + " (nll " + std::to_string(r.nll) + ", kl " +
+                               std::to_string(r.kl) + "); the update was skipped; try a smaller learning rate");
+    }
     return r;
   }
 
@@ -795,8 +901,9 @@ struct CudaEngine::Impl {
                                          float(o.beta2), float(o.epsilon), float(std::sqrt(bc2)), float(o.weightDecay),
                                          float(1.0 - o.learningRate * o.weightDecay), !o.decoupled && o.weightDecay != 0,
                                          o.decoupled && o.weightDecay != 0, bf16() ? outWeightBf16.ptr : nullptr, out.weightOffset,
-                                         out.weightOffset + out.in * out.out);
+                                         out.weightOffset + out.in * out.out, skipUpdate.ptr);
     LAUNCH_CHECK();
+    mark("Adam", 0, 28.0 * double(layout.total));
   }
 };
 
@@ -890,5 +997,18 @@ void CudaEngine::getGradients(float* out) const {
   else CK(cudaMemcpy(out, impl_->grads.ptr, n * sizeof(float), cudaMemcpyDeviceToHost));
 }
 void CudaEngine::synchronize() const { CK(cudaDeviceSynchronize()); }
+void CudaEngine::setProfiling(bool on) {
+  impl_->harvestMarks();
+  impl_->marks.clear();
+  impl_->profiling = on;
+}
+std::vector<PhaseTime> CudaEngine::phaseTimes() {
+  impl_->harvestMarks();
+  return impl_->phaseTotals;
+}
+void CudaEngine::resetPhaseTimes() {
+  impl_->harvestMarks();
+  impl_->phaseTotals.clear();
+}
 
 }  // namespace vaecf::cuda

@@ -6,6 +6,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../core/engine.h"
 
@@ -27,6 +28,14 @@ struct CudaOptions {
   // Training matrix: Auto keeps it on the device for the whole run when it fits (leaving 1 GiB free)
   // and streams each batch from host memory otherwise; Streamed always streams (also VAECF_CUDA_STREAM=1).
   enum class Residency { Auto, Streamed } residency = Residency::Auto;
+};
+
+// Device time of one phase of the training step, summed over the steps run while profiling, with the
+// floating-point operations and the fewest bytes of device memory it must move (counted, not measured).
+struct PhaseTime {
+  std::string phase;
+  double seconds, flops, bytes;
+  int64_t calls;
 };
 
 class CudaEngine final : public Engine {
@@ -58,6 +67,10 @@ class CudaEngine final : public Engine {
   bool streaming() const;
   // Wait for the device (for timing).
   void synchronize() const;
+  // Per-phase device timing with CUDA events (adds an event per phase; for the GPU check, not for training).
+  void setProfiling(bool on);
+  std::vector<PhaseTime> phaseTimes();
+  void resetPhaseTimes();
 
  private:
   struct Impl;

@@ -14,6 +14,8 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <cstring>
+#include <thread>
 #include <vector>
 
 #include "cpu/blas.h"
@@ -25,6 +27,9 @@
 #endif
 
 using namespace vaecf;
+
+// Exit codes: 0 done (every check passed), 1 a check failed or an error, 2 usage, 3 no usable GPU (gpu-check).
+constexpr int kExitNoGpu = 3;
 
 template <typename T>
 static std::vector<T> readBinary(const std::string& path) {
@@ -329,196 +334,670 @@ static int gemmRate(int argc, char** argv) {
 }
 
 #ifdef VAECF_HAVE_CUDA
-// Every CUDA kernel path against the CPU engine on fresh random inputs (same weights, same noise from the
-// shared counter RNG), then an ML-20M-shaped epoch on the GPU. Exit code 1 when a check fails.
-static double relError(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, n = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    d += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
-    n += double(b[i]) * double(b[i]);
+// ---- GPU check: every CUDA kernel path against the CPU engine, then ML-20M-shaped speed ----
+// Each check runs on fresh random inputs with the same weights and the same noise (the shared counter RNG)
+// on both engines, reports its relative errors and pass / fail, and never stops the others (an exception
+// is a failed check). Results go to stdout (line-buffered) and, after every check, to the JSON file named by
+// --json (rewritten whole, atomically), so a run cut at its time limit keeps what it finished.
+
+// ||a - b|| / ||b|| over a range (entries with mask[i] == 0 left out when a mask is given).
+static double relError(const float* a, const float* b, size_t n, const uint8_t* mask = nullptr) {
+  double d = 0, s = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (mask && !mask[i]) continue;
+    const double x = double(a[i]), y = double(b[i]);
+    d += (x - y) * (x - y);
+    s += y * y;
   }
-  return std::sqrt(d / std::max(n, 1e-300));
+  if (!std::isfinite(d)) return INFINITY;
+  return std::sqrt(d / std::max(s, 1e-300));
+}
+static double relError(const std::vector<float>& a, const std::vector<float>& b) { return relError(a.data(), b.data(), b.size()); }
+
+// A JSON value written by hand (numbers, strings, arrays, objects): enough for the report.
+struct Json {
+  std::string text;
+  static Json number(double v) {
+    if (!std::isfinite(v)) return Json{v != v ? "\"NaN\"" : (v > 0 ? "\"Infinity\"" : "\"-Infinity\"")};
+    char b[40];
+    std::snprintf(b, sizeof b, "%.6g", v);
+    return Json{b};
+  }
+  static Json string(const std::string& s) {
+    std::string o = "\"";
+    for (char c : s) {
+      if (c == '"' || c == '\\') o += '\\', o += c;
+      else if (c == '\n') o += "\\n";
+      else if (static_cast<unsigned char>(c) < 0x20) o += ' ';
+      else o += c;
+    }
+    return Json{o + "\""};
+  }
+  static Json boolean(bool b) { return Json{b ? "true" : "false"}; }
+};
+struct JsonObject {
+  std::vector<std::pair<std::string, std::string>> fields;
+  JsonObject& set(const std::string& k, const Json& v) {
+    for (auto& f : fields)
+      if (f.first == k) return f.second = v.text, *this;
+    fields.emplace_back(k, v.text);
+    return *this;
+  }
+  JsonObject& set(const std::string& k, double v) { return set(k, Json::number(v)); }
+  JsonObject& set(const std::string& k, const std::string& v) { return set(k, Json::string(v)); }
+  JsonObject& set(const std::string& k, const char* v) { return set(k, Json::string(v)); }
+  JsonObject& setBool(const std::string& k, bool v) { return set(k, Json::boolean(v)); }
+  Json json(int indent = 0) const {
+    const std::string pad(size_t(indent + 2), ' ');
+    std::string o = "{";
+    for (size_t i = 0; i < fields.size(); ++i) o += (i ? ",\n" : "\n") + pad + Json::string(fields[i].first).text + ": " + fields[i].second;
+    return Json{o + (fields.empty() ? "}" : "\n" + std::string(size_t(indent), ' ') + "}")};
+  }
+};
+static Json jsonArray(const std::vector<JsonObject>& items, int indent) {
+  std::string o = "[";
+  for (size_t i = 0; i < items.size(); ++i) o += (i ? ",\n" : "\n") + std::string(size_t(indent + 2), ' ') + items[i].json(indent + 2).text;
+  return Json{o + (items.empty() ? "]" : "\n" + std::string(size_t(indent), ' ') + "]")};
 }
 
+struct GpuReport {
+  std::string path;
+  JsonObject head;
+  std::vector<JsonObject> checks, speed, phases;
+  JsonObject full;
+  bool allPassed = true;
+  void write() const {
+    if (path.empty()) return;
+    JsonObject root = head;
+    root.setBool("passed", allPassed && !checks.empty());
+    root.set("checks", jsonArray(checks, 2));
+    root.set("speed", jsonArray(speed, 2));
+    root.set("phases", jsonArray(phases, 2));
+    if (!full.fields.empty()) root.set("full_run", full.json(2));
+    const std::string tmp = path + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (!f) return;
+    std::fputs((root.json().text + "\n").c_str(), f);
+    std::fclose(f);
+    std::rename(tmp.c_str(), path.c_str());
+  }
+};
+
+// One check: `body` fills `result` with its errors and returns whether they are within tolerance.
+static void runCheck(GpuReport& report, const std::string& name, const std::string& tolerance, const std::function<bool(JsonObject&)>& body) {
+  JsonObject result;
+  result.set("check", name).set("tolerance", tolerance);
+  bool pass = false;
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    pass = body(result);
+  } catch (const std::exception& e) {
+    result.set("error", e.what());
+  }
+  result.set("seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  result.setBool("passed", pass);
+  report.allPassed = report.allPassed && pass;
+  report.checks.push_back(result);
+  report.write();
+  std::string line;
+  for (const auto& f : result.fields)
+    if (f.first != "check" && f.first != "passed" && f.first != "tolerance") line += " " + f.first + "=" + f.second;
+  std::printf("[%s] %s:%s\n", pass ? "ok" : "FAIL", name.c_str(), line.c_str());
+}
+
+// Random clicks with values 1..3 (so the click values path is covered).
+struct RandomClicks {
+  std::vector<int64_t> indptr{0};
+  std::vector<int32_t> indices;
+  std::vector<float> values;
+  CsrView view(int64_t items) const {
+    CsrView v;
+    v.rows = int64_t(indptr.size()) - 1;
+    v.cols = items;
+    v.indptr = indptr.data();
+    v.indices = indices.data();
+    v.values = values.data();
+    return v;
+  }
+};
+static RandomClicks randomClicks(int64_t users, int64_t items, int64_t maxClicks, std::mt19937& gen) {
+  std::uniform_real_distribution<double> u(0, 1);
+  RandomClicks c;
+  for (int64_t r = 0; r < users; ++r) {
+    const int64_t n = 1 + int64_t(u(gen) * double(maxClicks));
+    std::vector<int32_t> row;
+    while (int64_t(row.size()) < n) {
+      const int32_t it = int32_t(std::pow(u(gen), 2.0) * double(items));
+      if (std::find(row.begin(), row.end(), it) == row.end()) row.push_back(it);
+    }
+    for (auto it : row) {
+      c.indices.push_back(it);
+      c.values.push_back(float(1 + int(u(gen) * 3)));
+    }
+    c.indptr.push_back(int64_t(c.indices.size()));
+  }
+  return c;
+}
+
+static ModelConfig smallConfig(int64_t items, bool vae) {
+  ModelConfig cfg;
+  cfg.encoderDims = {items, 96, 24};
+  cfg.decoderDims = {24, 96, items};
+  cfg.variational = vae;
+  cfg.encoderDropout = {0.5, 0.2};
+  cfg.decoderDropout = {0.1, 0};
+  return cfg;
+}
+
+// Relative error of every weight matrix and bias; the largest, and each into `out` as "<what>.W<l>" / "<what>.b<l>".
+static double perTensor(const ModelConfig& cfg, const std::vector<float>& got, const std::vector<float>& want, const std::string& what,
+                        JsonObject& out, const std::vector<uint8_t>* mask = nullptr) {
+  const ParameterLayout layout(cfg);
+  double worst = 0;
+  const uint8_t* m = mask ? mask->data() : nullptr;
+  for (size_t l = 0; l < layout.layers.size(); ++l) {
+    const auto& L = layout.layers[l];
+    const double w = relError(got.data() + L.weightOffset, want.data() + L.weightOffset, size_t(L.in * L.out), m ? m + L.weightOffset : nullptr);
+    const double b = relError(got.data() + L.biasOffset, want.data() + L.biasOffset, size_t(L.out), m ? m + L.biasOffset : nullptr);
+    out.set(what + ".W" + std::to_string(l), w).set(what + ".b" + std::to_string(l), b);
+    worst = std::max({worst, w, b});
+    if (!std::isfinite(w) || !std::isfinite(b)) worst = INFINITY;
+  }
+  return worst;
+}
+
+// Top-k of precomputed scores on the host (ties: smaller index), seen items excluded: the reference for the topK kernel.
+static void hostTopK(const std::vector<float>& scores, const CsrView& data, int64_t items, int64_t m, int64_t k, std::vector<int32_t>& outItems) {
+  outItems.assign(size_t(m * k), -1);
+  std::vector<int32_t> order(static_cast<size_t>(items));
+  for (int64_t u = 0; u < m; ++u) {
+    std::vector<float> row(scores.begin() + u * items, scores.begin() + (u + 1) * items);
+    for (int64_t j = data.indptr[u]; j < data.indptr[u + 1]; ++j) row[size_t(data.indices[j])] = -INFINITY;
+    for (int64_t i = 0; i < items; ++i) order[size_t(i)] = int32_t(i);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int32_t a, int32_t b) { return row[size_t(a)] > row[size_t(b)] || (row[size_t(a)] == row[size_t(b)] && a < b); });
+    for (int64_t r = 0; r < k; ++r) outItems[size_t(u * k + r)] = row[size_t(order[size_t(r)])] == -INFINITY ? -1 : order[size_t(r)];
+  }
+}
+
+// Adam's first update is lr * g / (|g| + eps): about +-lr whatever |g| is, so where a gradient is at the
+// level of rounding (|g| < 1e-4 x the tensor's rms gradient) its sign, and a 2 lr step, is decided by
+// summation order. Such entries are left out of the weight comparisons after Adam (and counted); the
+// gradients themselves are compared in full.
+static std::vector<uint8_t> wellConditioned(const ModelConfig& cfg, const std::vector<float>& grad, int64_t* excluded) {
+  const ParameterLayout layout(cfg);
+  std::vector<uint8_t> mask(grad.size(), 1);
+  *excluded = 0;
+  auto pass = [&](int64_t offset, int64_t n) {
+    double sq = 0;
+    for (int64_t i = 0; i < n; ++i) sq += double(grad[size_t(offset + i)]) * double(grad[size_t(offset + i)]);
+    const double floor = 1e-4 * std::sqrt(sq / double(std::max<int64_t>(n, 1)));
+    for (int64_t i = 0; i < n; ++i)
+      if (std::fabs(double(grad[size_t(offset + i)])) < floor) {
+        mask[size_t(offset + i)] = 0;
+        *excluded += 1;
+      }
+  };
+  for (const auto& L : layout.layers) {
+    pass(L.weightOffset, L.in * L.out);
+    pass(L.biasOffset, L.out);
+  }
+  return mask;
+}
+
+static const char* const kPrecisionNames[] = {"fp32", "tf32", "bf16"};
+
+// The CPU engine as the reference for a CUDA precision: its bf16 output layer (the same rounding points)
+// for bf16 when this CPU runs bf16 products, else fp32.
+static std::string setupReference(cpu::CpuEngine& engine, cuda::CudaPrecision precision) {
+  engine.setThreads(std::max(1, int(std::thread::hardware_concurrency())));
+  if (precision == cuda::CudaPrecision::Bf16 && cpu::bf16MatmulAvailable()) {
+    engine.model().setBf16Output(true);
+    return "CPU bf16";
+  }
+  return "CPU fp32";
+}
+static double toleranceOf(cuda::CudaPrecision p) { return p == cuda::CudaPrecision::Fp32 ? 1e-5 : 1e-2; }
+
 static int gpuCheck(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  GpuReport report;
+  int64_t epochUsers = 116677, fullEpochs = 0, profileSteps = 20;
+  double fullSeconds = 240;
+  bool checksOnly = false;
+  std::string fullPrecision = "bf16", csrDir, commit, command;
+  for (int i = 2; i < argc; ++i) command += std::string(i > 2 ? " " : "") + argv[i];
+  for (int i = 2; i < argc; ++i) {
+    const std::string key = argv[i];
+    if (key == "--checks-only") {
+      checksOnly = true;
+      continue;
+    }
+    if (i + 1 >= argc) throw std::runtime_error("option " + key + " needs a value");
+    const std::string value = argv[++i];
+    if (key == "--users") epochUsers = std::stoll(value);
+    else if (key == "--full-epochs") fullEpochs = std::stoll(value);
+    else if (key == "--full-seconds") fullSeconds = std::stod(value);
+    else if (key == "--full-precision") fullPrecision = value;
+    else if (key == "--profile-steps") profileSteps = std::stoll(value);
+    else if (key == "--json") report.path = value;
+    else if (key == "--write-csr") csrDir = value;
+    else if (key == "--commit") commit = value;
+    else throw std::runtime_error("unknown option " + key);
+  }
+  const auto named = std::find(std::begin(kPrecisionNames), std::end(kPrecisionNames), fullPrecision);
+  if (named == std::end(kPrecisionNames)) throw std::runtime_error("--full-precision: expected fp32, tf32 or bf16");
+  report.head.set("device", cuda::deviceDescription()).set("commit", commit).set("command", "vaecf_harness gpu-check " + command);
+  report.head.set("cpu_reference", std::string("threads ") + std::to_string(std::thread::hardware_concurrency()) + ", bf16: " + cpu::bf16MatmulDescription());
   std::printf("device: %s\n", cuda::deviceDescription().c_str());
   std::string why;
   if (!cuda::deviceAvailable(&why)) {
     std::printf("no usable CUDA device: %s\n", why.c_str());
-    return 2;
+    report.head.set("error", "no usable CUDA device: " + why);
+    report.allPassed = false;
+    report.write();
+    return kExitNoGpu;
   }
-  int64_t epochUsers = 116677, fullEpochs = 0;
-  double fullSeconds = 240;
-  std::string fullPrecision = "bf16";
-  for (int i = 2; i + 1 < argc; i += 2) {
-    const std::string key = argv[i];
-    if (key == "--users") epochUsers = std::stoll(argv[i + 1]);
-    else if (key == "--full-epochs") fullEpochs = std::stoll(argv[i + 1]);
-    else if (key == "--full-seconds") fullSeconds = std::stod(argv[i + 1]);
-    else if (key == "--full-precision") fullPrecision = argv[i + 1];
-    else throw std::runtime_error("unknown option " + key);
-  }
-  bool ok = true;
-  std::mt19937 gen(11);
-  const char* precisionNames[] = {"fp32", "tf32", "bf16"};
-  // Every kernel path against the CPU engine: Mult-VAE and Mult-DAE, each precision, the batch
-  // streamed from host memory and read from the device-resident matrix.
+  report.write();
+
+  // 1. One step, every model and precision, streamed and resident batches: loss, per-tensor gradients,
+  //    per-tensor weights after one Adam update, scores, top-k against the CPU and against the kernel's own scores.
   for (int variant = 0; variant < 2; ++variant)
     for (int pi = 0; pi < 3; ++pi) {
       const bool vae = variant == 0;
       const auto precision = cuda::CudaPrecision(pi);
-      const int64_t items = 3001, users = 400;
-      ModelConfig cfg;
-      cfg.encoderDims = {items, 96, 24};
-      cfg.decoderDims = {24, 96, items};
-      cfg.variational = vae;
-      cfg.encoderDropout = {0.5, 0.2};
-      cfg.decoderDropout = {0.1, 0};
-      std::uniform_real_distribution<double> u(0, 1);
-      std::vector<int64_t> indptr{0};
-      std::vector<int32_t> indices;
-      std::vector<float> values;
-      for (int64_t r = 0; r < users; ++r) {
-        const int64_t n = 1 + int64_t(u(gen) * 60);
-        std::vector<int32_t> row;
-        while (int64_t(row.size()) < n) {
-          const int32_t it = int32_t(std::pow(u(gen), 2.0) * double(items));
-          if (std::find(row.begin(), row.end(), it) == row.end()) row.push_back(it);
+      const double tol = toleranceOf(precision);
+      char tolText[160];
+      std::snprintf(tolText, sizeof tolText, "per tensor and loss < %g; resident = streamed < 1e-6; top-k kernel = host top-k of its scores exactly", tol);
+      runCheck(report, std::string(vae ? "Mult-VAE" : "Mult-DAE") + " " + kPrecisionNames[pi] + " one step", tolText, [&](JsonObject& r) {
+        const int64_t items = 3001, users = 400, m = 250;
+        std::mt19937 gen(11 + uint32_t(variant * 3 + pi));
+        const RandomClicks clicks = randomClicks(users, items, 60, gen);
+        const CsrView data = clicks.view(items);
+        const ModelConfig cfg = smallConfig(items, vae);
+        cpu::CpuEngine cpuEngine(cfg);
+        r.set("reference", setupReference(cpuEngine, precision));
+        cuda::CudaOptions streamed, resident;
+        streamed.precision = resident.precision = precision;
+        streamed.residency = cuda::CudaOptions::Residency::Streamed;
+        cuda::CudaEngine gpu(cfg, streamed), gpuResident(cfg, resident);
+        cpuEngine.initialize(5);
+        gpu.initialize(5);
+        gpuResident.initialize(5);
+        gpu.beginEpoch(data);
+        gpuResident.beginEpoch(data);
+        if (gpu.streaming() == false || gpuResident.streaming()) throw std::runtime_error("residency not as asked");
+        std::vector<int64_t> rows(static_cast<size_t>(users), 0);
+        for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = (i * 7919) % users;
+        StepOptions so;
+        so.beta = 0.3;
+        so.l2 = 0.01;
+        so.seed = 9;
+        so.step = 3;
+        so.update = false;
+        const StepResult rc = cpuEngine.trainStep(data, rows.data(), m, so);
+        const StepResult rg = gpu.trainStep(data, rows.data(), m, so);
+        const StepResult rr = gpuResident.trainStep(data, rows.data(), m, so);
+        const size_t P = size_t(cpuEngine.numParams());
+        std::vector<float> gc(P), gg(P), gr(P);
+        cpuEngine.getGradients(gc.data());
+        gpu.getGradients(gg.data());
+        gpuResident.getGradients(gr.data());
+        const double lossErr = std::fabs(rc.loss - rg.loss) / std::fabs(rc.loss);
+        r.set("loss", lossErr);
+        const double gradWorst = perTensor(cfg, gg, gc, "grad", r);
+        const double residentErr = std::max(std::fabs(rr.loss - rg.loss) / std::fabs(rg.loss), relError(gr, gg));
+        r.set("resident_vs_streamed", residentErr);
+        std::vector<float> before(P);
+        cpuEngine.getParameters(before.data());
+        so.update = true;
+        so.optimizer.weightDecay = 0.01;
+        cpuEngine.trainStep(data, rows.data(), m, so);
+        gpu.trainStep(data, rows.data(), m, so);
+        std::vector<float> pc(P), pg(P), gradWithDecay(P);
+        cpuEngine.getGradients(gradWithDecay.data());
+        for (size_t i = 0; i < P; ++i) gradWithDecay[i] += 0.01f * before[i];  // Adam's coupled decay
+        cpuEngine.getParameters(pc.data());
+        gpu.getParameters(pg.data());
+        int64_t excluded = 0;
+        const std::vector<uint8_t> mask = wellConditioned(cfg, gradWithDecay, &excluded);
+        r.set("after_adam_entries_left_out", double(excluded));
+        const double paramWorst = perTensor(cfg, pg, pc, "after_adam", r, &mask);
+        const int64_t sm = 50, k = 20;
+        std::vector<float> sc(size_t(sm * items)), sg(size_t(sm * items));
+        cpuEngine.scores(data, 0, sm, sc.data());
+        gpu.scores(data, 0, sm, sg.data());
+        const double scoreErr = relError(sg, sc);
+        r.set("scores", scoreErr);
+        std::vector<int32_t> ic(size_t(sm * k)), ig(size_t(sm * k)), ih;
+        std::vector<float> vc(size_t(sm * k)), vg(size_t(sm * k));
+        cpuEngine.recommend(data, 0, sm, k, true, nullptr, ic.data(), vc.data());
+        gpu.recommend(data, 0, sm, k, true, nullptr, ig.data(), vg.data());
+        hostTopK(sg, data, items, sm, k, ih);
+        int64_t sameCpu = 0, sameOwn = 0;
+        for (size_t i = 0; i < ic.size(); ++i) {
+          sameCpu += ic[i] == ig[i];
+          sameOwn += ih[i] == ig[i];
         }
-        for (auto it : row) {
-          indices.push_back(it);
-          values.push_back(float(1 + int(u(gen) * 3)));
-        }
-        indptr.push_back(int64_t(indices.size()));
-      }
-      CsrView data;
-      data.rows = users;
-      data.cols = items;
-      data.indptr = indptr.data();
-      data.indices = indices.data();
-      data.values = values.data();
-      // The CPU reference: fp32, or its bf16 output layer (the same rounding points) when available.
-      cpu::CpuEngine cpuEngine(cfg);
-      cpuEngine.setThreads(2);
-      std::string reference = "CPU fp32";
-      if (precision == cuda::CudaPrecision::Bf16 && cpu::bf16MatmulAvailable()) {
-        cpuEngine.model().setBf16Output(true);
-        reference = "CPU bf16";
-      }
-      cuda::CudaOptions streamed;
-      streamed.precision = precision;
-      streamed.residency = cuda::CudaOptions::Residency::Streamed;
-      cuda::CudaOptions resident;
-      resident.precision = precision;
-      cuda::CudaEngine gpuEngine(cfg, streamed), gpuResident(cfg, resident);
-      cpuEngine.initialize(5);
-      gpuEngine.initialize(5);
-      gpuResident.initialize(5);
-      gpuEngine.beginEpoch(data);
-      gpuResident.beginEpoch(data);
-      std::vector<int64_t> rows(static_cast<size_t>(users), 0);
-      for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = (i * 7919) % users;
-      StepOptions so;
-      so.beta = 0.3;
-      so.l2 = 0.01;
-      so.seed = 9;
-      so.step = 3;
-      so.update = false;
-      const int64_t m = 250;
-      const StepResult rc = cpuEngine.trainStep(data, rows.data(), m, so);
-      const StepResult rg = gpuEngine.trainStep(data, rows.data(), m, so);
-      const StepResult rr = gpuResident.trainStep(data, rows.data(), m, so);
-      const int64_t P = cpuEngine.numParams();
-      std::vector<float> gc(static_cast<size_t>(P), 0.0f), gg(static_cast<size_t>(P), 0.0f), gr(static_cast<size_t>(P), 0.0f);
-      cpuEngine.getGradients(gc.data());
-      gpuEngine.getGradients(gg.data());
-      gpuResident.getGradients(gr.data());
-      const double lossErr = std::fabs(rc.loss - rg.loss) / std::fabs(rc.loss);
-      const double gradErr = relError(gg, gc);
-      const double residentErr = std::max(std::fabs(rr.loss - rg.loss) / std::fabs(rg.loss), relError(gr, gg));
-      so.update = true;
-      so.optimizer.weightDecay = 0.01;
-      cpuEngine.trainStep(data, rows.data(), m, so);
-      gpuEngine.trainStep(data, rows.data(), m, so);
-      std::vector<float> pc(static_cast<size_t>(P), 0.0f), pg(static_cast<size_t>(P), 0.0f);
-      cpuEngine.getParameters(pc.data());
-      gpuEngine.getParameters(pg.data());
-      const double paramErr = relError(pg, pc);
-      std::vector<float> sc(static_cast<size_t>(50 * items), 0.0f), sg(static_cast<size_t>(50 * items), 0.0f);
-      cpuEngine.scores(data, 0, 50, sc.data());
-      gpuEngine.scores(data, 0, 50, sg.data());
-      const double scoreErr = relError(sg, sc);
-      std::vector<int32_t> ic(50 * 20), ig(50 * 20);
-      std::vector<float> vc(50 * 20), vg(50 * 20);
-      cpuEngine.recommend(data, 0, 50, 20, true, nullptr, ic.data(), vc.data());
-      gpuEngine.recommend(data, 0, 50, 20, true, nullptr, ig.data(), vg.data());
-      int64_t same = 0;
-      for (size_t i = 0; i < ic.size(); ++i) same += ic[i] == ig[i];
-      const double topAgree = double(same) / double(ic.size());
-      // fp32: 1e-5; TF32 (10-bit mantissa inputs) and bf16 (8-bit): 1e-2, as the issue asks.
-      const double tolerance = precision == cuda::CudaPrecision::Fp32 ? 1e-5 : 1e-2;
-      const bool pass = lossErr < tolerance && gradErr < tolerance && paramErr < tolerance && scoreErr < tolerance && residentErr < 1e-5 &&
-                        topAgree > (precision == cuda::CudaPrecision::Fp32 ? 0.98 : 0.9);
-      ok = ok && pass;
-      std::printf("%s %s vs %s: loss %.3g, gradients %.3g, weights after Adam %.3g, scores %.3g (relative errors), top-20 agreement %.3f; "
-                  "resident vs streamed batch %.3g: %s\n",
-                  vae ? "Mult-VAE" : "Mult-DAE", precisionNames[pi], reference.c_str(), lossErr, gradErr, paramErr, scoreErr, topAgree, residentErr,
-                  pass ? "ok" : "FAIL");
+        r.set("topk_agreement_with_cpu", double(sameCpu) / double(ic.size()));
+        r.set("topk_kernel_mismatches", double(int64_t(ic.size()) - sameOwn));
+        return lossErr < tol && gradWorst < tol && paramWorst < tol && scoreErr < tol && residentErr < 1e-6 && sameOwn == int64_t(ic.size());
+      });
     }
-  // ML-20M-shaped epochs on the GPU, per precision; then, if asked, a full run.
+
+  // 2. Three Adam updates (fp32 Mult-VAE): per-tensor weights, the update itself and both moments; the step count.
+  runCheck(report, "Mult-VAE fp32 three Adam steps", "update, weights (rounding-level first gradients left out) and both moments per tensor < 1e-4; same step count", [&](JsonObject& r) {
+    const int64_t items = 3001, users = 600, m = 200;
+    std::mt19937 gen(21);
+    const RandomClicks clicks = randomClicks(users, items, 60, gen);
+    const CsrView data = clicks.view(items);
+    const ModelConfig cfg = smallConfig(items, true);
+    cpu::CpuEngine cpuEngine(cfg);
+    setupReference(cpuEngine, cuda::CudaPrecision::Fp32);
+    cuda::CudaEngine gpu(cfg);
+    cpuEngine.initialize(7);
+    gpu.initialize(7);
+    gpu.beginEpoch(data);
+    const size_t P = size_t(cpuEngine.numParams());
+    std::vector<float> p0(P);
+    cpuEngine.getParameters(p0.data());
+    std::vector<int64_t> rows(static_cast<size_t>(users));
+    for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = (i * 389) % users;
+    StepOptions so;
+    so.beta = 0.2;
+    so.seed = 4;
+    so.optimizer.learningRate = 1e-3;
+    so.update = false;  // the first step's gradient (same noise as the update below) for the conditioning mask
+    cpuEngine.trainStep(data, rows.data(), m, so);
+    std::vector<float> g1(P);
+    cpuEngine.getGradients(g1.data());
+    int64_t excluded = 0;
+    const std::vector<uint8_t> mask = wellConditioned(cfg, g1, &excluded);
+    r.set("entries_left_out", double(excluded));
+    so.update = true;
+    for (int s = 0; s < 3; ++s) {
+      so.step = uint64_t(s);
+      cpuEngine.trainStep(data, rows.data() + s * m, m, so);
+      gpu.trainStep(data, rows.data() + s * m, m, so);
+    }
+    std::vector<float> pc(P), pg(P), mc(P), mg(P), vc(P), vg(P);
+    int64_t tc = 0, tg = 0;
+    cpuEngine.getParameters(pc.data());
+    gpu.getParameters(pg.data());
+    cpuEngine.getOptimizerState(mc.data(), vc.data(), &tc);
+    gpu.getOptimizerState(mg.data(), vg.data(), &tg);
+    std::vector<float> dc(P), dg(P);
+    for (size_t i = 0; i < P; ++i) {
+      dc[i] = pc[i] - p0[i];
+      dg[i] = pg[i] - p0[i];
+    }
+    const double worst = std::max({perTensor(cfg, pg, pc, "weights", r, &mask), perTensor(cfg, dg, dc, "update", r, &mask),
+                                   perTensor(cfg, mg, mc, "adam_m", r), perTensor(cfg, vg, vc, "adam_v", r)});
+    r.set("worst", worst).set("steps_cpu", double(tc)).set("steps_gpu", double(tg));
+    return worst < 1e-4 && tc == tg && tc == 3;
+  });
+
+  // 3. One step at the real ML-20M shape (20,108 items, I-600-200-600-I, batch 500), each precision.
   {
     const int64_t items = 20108;
-    std::mt19937_64 gen64(2);
-    const GeneratedClicks clicks = zipfClicks(epochUsers, items, 73.0, gen64);
+    std::mt19937_64 gen64(3);
+    const GeneratedClicks clicks = zipfClicks(1500, items, 73.0, gen64);
     const CsrView data = clicks.view(items);
-    const auto& indices = clicks.indices;
     const ModelConfig cfg = paperConfig(items, 600, 200);
-    std::printf("ML-20M shape: %lld users x %lld items, %lld clicks, I-600-200-600-I, batch 500\n", (long long)epochUsers, (long long)items,
-                (long long)indices.size());
-    // Trains up to `epochs` epochs (stopping once `limit` seconds have passed); seconds per epoch.
-    auto timeEpochs = [&](const cuda::CudaOptions& options, int64_t epochs, double limit, double* lastLoss) {
-      cuda::CudaEngine engine(cfg, options);
-      engine.initialize(1);
-      TrainingCounters counters;
-      EpochOptions eo;
-      eo.batchSize = 500;
-      eo.seed = 1;
-      std::vector<double> seconds;
-      double total = 0;
-      for (int64_t e = 0; e < epochs && total < limit; ++e) {
-        eo.epoch = uint64_t(e);
-        const auto t0 = std::chrono::steady_clock::now();
-        const double loss = trainEpoch(engine, data, eo, counters, nullptr, nullptr).loss;
-        engine.synchronize();
-        seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        total += seconds.back();
-        if (lastLoss) *lastLoss = loss;
-      }
-      return seconds;
-    };
-    for (int mode = 0; mode < 4; ++mode) {
-      cuda::CudaOptions options;
-      options.precision = cuda::CudaPrecision(mode < 3 ? mode : 0);
-      if (mode == 3) options.residency = cuda::CudaOptions::Residency::Streamed;
-      const std::vector<double> t = timeEpochs(options, 3, 1e30, nullptr);
-      std::printf("  %s%s: epochs %.2f (first, with upload) / %.2f / %.2f s; 200 epochs about %.0f s\n", precisionNames[int(options.precision)],
-                  mode == 3 ? ", batches streamed from host memory" : "", t[0], t[1], t[2], t[2] * 200);
+    for (int pi = 0; pi < 3; ++pi) {
+      const auto precision = cuda::CudaPrecision(pi);
+      const double tol = toleranceOf(precision);
+      char tolText[80];
+      std::snprintf(tolText, sizeof tolText, "loss and per-tensor gradients < %g", tol);
+      runCheck(report, std::string("ML-20M shape ") + kPrecisionNames[pi] + " one step", tolText, [&](JsonObject& r) {
+        cpu::CpuEngine cpuEngine(cfg);
+        r.set("reference", setupReference(cpuEngine, precision));
+        cuda::CudaOptions o;
+        o.precision = precision;
+        cuda::CudaEngine gpu(cfg, o);
+        cpuEngine.initialize(1);
+        gpu.initialize(1);
+        gpu.beginEpoch(data);
+        std::vector<int64_t> rows(500);
+        for (int64_t i = 0; i < 500; ++i) rows[size_t(i)] = (i * 13) % 1500;
+        StepOptions so;
+        so.beta = 0.2;
+        so.seed = 3;
+        so.step = 17;
+        so.update = false;
+        const StepResult rc = cpuEngine.trainStep(data, rows.data(), 500, so);
+        const StepResult rg = gpu.trainStep(data, rows.data(), 500, so);
+        const size_t P = size_t(cpuEngine.numParams());
+        std::vector<float> gc(P), gg(P);
+        cpuEngine.getGradients(gc.data());
+        gpu.getGradients(gg.data());
+        const double lossErr = std::fabs(rc.loss - rg.loss) / std::fabs(rc.loss);
+        r.set("loss", lossErr);
+        const double worst = perTensor(cfg, gg, gc, "grad", r);
+        return lossErr < tol && worst < tol;
+      });
     }
-    const auto named = std::find(std::begin(precisionNames), std::end(precisionNames), fullPrecision);
-    if (fullEpochs > 0 && named == std::end(precisionNames)) throw std::runtime_error("--full-precision: expected fp32, tf32 or bf16");
-    if (fullEpochs > 0) {
+  }
+
+  // 4. A one-epoch loss trajectory through the pipelined trainEpoch (one step in flight on the GPU).
+  runCheck(report, "Mult-VAE fp32 pipelined epoch trajectory", "per-batch loss < 1e-4 relative; weights after the epoch < 1e-3; reports in order",
+           [&](JsonObject& r) {
+             const int64_t items = 3001, users = 6000;
+             std::mt19937 gen(31);
+             const RandomClicks clicks = randomClicks(users, items, 40, gen);
+             const CsrView data = clicks.view(items);
+             const ModelConfig cfg = smallConfig(items, true);
+             cpu::CpuEngine cpuEngine(cfg);
+             setupReference(cpuEngine, cuda::CudaPrecision::Fp32);
+             cuda::CudaEngine gpu(cfg);
+             cpuEngine.initialize(2);
+             gpu.initialize(2);
+             EpochOptions eo;
+             eo.batchSize = 200;
+             eo.seed = 8;
+             eo.beta.totalSteps = 20;
+             std::vector<BatchStats> bc, bg;
+             TrainingCounters cc, cg;
+             trainEpoch(cpuEngine, data, eo, cc, [&](const BatchStats& b) { bc.push_back(b); }, nullptr);
+             trainEpoch(gpu, data, eo, cg, [&](const BatchStats& b) { bg.push_back(b); }, nullptr);
+             double worst = bc.size() == bg.size() ? 0 : INFINITY;
+             bool inOrder = true;
+             for (size_t i = 0; i < std::min(bc.size(), bg.size()); ++i) {
+               worst = std::max(worst, std::fabs(bc[i].loss - bg[i].loss) / std::fabs(bc[i].loss));
+               inOrder = inOrder && bg[i].batch == int64_t(i);
+               if (!std::isfinite(bg[i].loss)) worst = INFINITY;
+             }
+             const size_t P = size_t(cpuEngine.numParams());
+             std::vector<float> pc(P), pg(P);
+             cpuEngine.getParameters(pc.data());
+             gpu.getParameters(pg.data());
+             const double weights = relError(pg, pc);
+             r.set("batches", double(bg.size())).set("loss_worst", worst).set("weights", weights).setBool("in_order", inOrder);
+             r.set("first_loss", bg.empty() ? NAN : bg.front().loss).set("last_loss", bg.empty() ? NAN : bg.back().loss);
+             return worst < 1e-4 && weights < 1e-3 && inOrder && bg.size() == size_t(30);
+           });
+
+  // 5. A non-finite loss: both engines refuse the update; weights and the optimizer's count unchanged, and
+  //    training goes on normally once the weights are repaired.
+  runCheck(report, "non-finite loss skips the update (CPU and CUDA alike)", "error raised; weights bit-identical; step count kept; next step finite",
+           [&](JsonObject& r) {
+             const int64_t items = 501, users = 300;
+             std::mt19937 gen(41);
+             const RandomClicks clicks = randomClicks(users, items, 30, gen);
+             const CsrView data = clicks.view(items);
+             const ModelConfig cfg = smallConfig(items, true);
+             cpu::CpuEngine cpuEngine(cfg);
+             cuda::CudaEngine gpu(cfg);
+             cpuEngine.initialize(3);
+             gpu.initialize(3);
+             EpochOptions eo;
+             eo.batchSize = 100;
+             TrainingCounters c0;
+             trainEpoch(gpu, data, eo, c0, nullptr, nullptr);  // some Adam state first
+             const size_t P = size_t(gpu.numParams());
+             std::vector<float> good(P), poisoned(P), after(P), m(P), v(P);
+             gpu.getParameters(good.data());
+             poisoned = good;
+             const ParameterLayout layout(cfg);
+             poisoned[size_t(layout.layers.back().biasOffset)] = NAN;
+             gpu.setParameters(poisoned.data());
+             int64_t tBefore = 0, tAfter = 0;
+             gpu.getOptimizerState(m.data(), v.data(), &tBefore);
+             bool gpuThrew = false, cpuThrew = false;
+             TrainingCounters c1;
+             try {
+               trainEpoch(gpu, data, eo, c1, nullptr, nullptr);
+             } catch (const std::runtime_error& e) {
+               gpuThrew = true;
+               r.set("cuda_error", e.what());
+             }
+             gpu.getParameters(after.data());
+             gpu.getOptimizerState(m.data(), v.data(), &tAfter);
+             const bool same = std::memcmp(after.data(), poisoned.data(), P * sizeof(float)) == 0;
+             cpuEngine.setParameters(poisoned.data());
+             try {
+               TrainingCounters c2;
+               trainEpoch(cpuEngine, data, eo, c2, nullptr, nullptr);
+             } catch (const std::runtime_error&) {
+               cpuThrew = true;
+             }
+             gpu.setParameters(good.data());
+             StepOptions so;
+             so.step = 100;
+             std::vector<int64_t> rows(100);
+             for (int64_t i = 0; i < 100; ++i) rows[size_t(i)] = i;
+             const StepResult next = gpu.trainStep(data, rows.data(), 100, so);
+             int64_t tNext = 0;
+             gpu.getOptimizerState(m.data(), v.data(), &tNext);
+             r.setBool("cuda_threw", gpuThrew).setBool("cpu_threw", cpuThrew).setBool("weights_unchanged", same);
+             r.set("steps_before", double(tBefore)).set("steps_after", double(tAfter)).set("next_loss", next.loss).set("steps_next", double(tNext));
+             return gpuThrew && cpuThrew && same && tBefore == tAfter && std::isfinite(next.loss) && tNext == tBefore + 1;
+           });
+  if (checksOnly) {
+    std::printf("%s\n", report.allPassed ? "all GPU checks passed" : "SOME GPU CHECKS FAILED");
+    return report.allPassed ? 0 : 1;
+  }
+
+  // 6. Speed at the ML-20M shape: per-phase device time for `profileSteps` steps per precision, then
+  //    epochs through trainEpoch (pipelined), then the full run.
+  const int64_t items = 20108;
+  std::mt19937_64 gen64(2);
+  const GeneratedClicks clicks = zipfClicks(epochUsers, items, 73.0, gen64);
+  const CsrView data = clicks.view(items);
+  const ModelConfig cfg = paperConfig(items, 600, 200);
+  std::printf("ML-20M shape: %lld users x %lld items, %lld clicks, I-600-200-600-I, batch 500\n", (long long)epochUsers, (long long)items,
+              (long long)clicks.indices.size());
+  report.head.set("shape", std::to_string(epochUsers) + " users x 20108 items, " + std::to_string(clicks.indices.size()) +
+                               " clicks (Zipf items, 5 + exponential clicks per user), I-600-200-600-I, batch 500");
+  if (!csrDir.empty()) {
+    // The same matrix for the PyTorch reference (bench/torch_epoch.py reads this layout).
+    writeBinary(csrDir + "/indptr.i64", clicks.indptr.data(), clicks.indptr.size());
+    writeBinary(csrDir + "/indices.i32", clicks.indices.data(), clicks.indices.size());
+    std::ofstream(csrDir + "/shape.txt") << epochUsers << " " << items;
+  }
+  const double stepsPerEpoch = std::ceil(double(epochUsers) / 500.0);
+  for (int pi = 0; pi < 3; ++pi) {
+    try {
+      cuda::CudaOptions o;
+      o.precision = cuda::CudaPrecision(pi);
+      cuda::CudaEngine engine(cfg, o);
+      engine.initialize(1);
+      engine.beginEpoch(data);
+      std::vector<int64_t> rows(static_cast<size_t>(epochUsers));
+      for (int64_t i = 0; i < epochUsers; ++i) rows[size_t(i)] = (i * 7919) % epochUsers;
+      StepOptions so;
+      so.beta = 0.2;
+      so.seed = 1;
+      engine.trainStep(data, rows.data(), 500, so);  // warm-up
+      engine.setProfiling(true);
+      engine.resetPhaseTimes();
+      for (int64_t s = 1; s <= profileSteps; ++s) {
+        so.step = uint64_t(s);
+        engine.trainStep(data, rows.data() + (s * 500) % (epochUsers - 500), 500, so);
+      }
+      const auto phases = engine.phaseTimes();
+      double total = 0;
+      for (const auto& p : phases) total += p.seconds;
+      std::printf("per-phase device time, %s, %lld steps (ms per step; counted TFLOP/s and GB/s):\n", kPrecisionNames[pi], (long long)profileSteps);
+      for (const auto& p : phases) {
+        const double perStep = p.seconds / double(profileSteps);
+        JsonObject j;
+        j.set("precision", kPrecisionNames[pi]).set("phase", p.phase).set("ms_per_step", perStep * 1e3);
+        j.set("tflops", p.seconds > 0 ? p.flops / p.seconds / 1e12 : 0.0).set("gbps", p.seconds > 0 ? p.bytes / p.seconds / 1e9 : 0.0);
+        report.phases.push_back(j);
+        std::printf("  %-48s %8.3f ms %8.1f TFLOP/s %8.0f GB/s\n", p.phase.c_str(), perStep * 1e3, p.seconds > 0 ? p.flops / p.seconds / 1e12 : 0.0,
+                    p.seconds > 0 ? p.bytes / p.seconds / 1e9 : 0.0);
+      }
+      std::printf("  %-48s %8.3f ms (x %.0f steps = %.3f s per epoch)\n", "total", total / double(profileSteps) * 1e3, stepsPerEpoch,
+                  total / double(profileSteps) * stepsPerEpoch);
+      report.write();
+    } catch (const std::exception& e) {
+      std::printf("  profiling %s failed: %s\n", kPrecisionNames[pi], e.what());
+      report.allPassed = false;
+    }
+  }
+  // Trains up to `epochs` epochs (stopping once `limit` seconds have passed); seconds per epoch.
+  auto timeEpochs = [&](const cuda::CudaOptions& options, int64_t epochs, double limit, double* lastLoss) {
+    cuda::CudaEngine engine(cfg, options);
+    engine.initialize(1);
+    TrainingCounters counters;
+    EpochOptions eo;
+    eo.batchSize = 500;
+    eo.seed = 1;
+    std::vector<double> seconds;
+    double total = 0;
+    for (int64_t e = 0; e < epochs && total < limit; ++e) {
+      eo.epoch = uint64_t(e);
+      const auto t0 = std::chrono::steady_clock::now();
+      const double loss = trainEpoch(engine, data, eo, counters, nullptr, nullptr).loss;
+      engine.synchronize();
+      seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      total += seconds.back();
+      if (lastLoss) *lastLoss = loss;
+    }
+    return seconds;
+  };
+  for (int mode = 0; mode < 4; ++mode) {
+    cuda::CudaOptions options;
+    options.precision = cuda::CudaPrecision(mode < 3 ? mode : 0);
+    if (mode == 3) options.residency = cuda::CudaOptions::Residency::Streamed;
+    const std::string name = std::string(kPrecisionNames[int(options.precision)]) + (mode == 3 ? " streamed" : "");
+    try {
+      double loss = 0;
+      const std::vector<double> t = timeEpochs(options, 3, 1e30, &loss);
+      const double steady = std::min(t[1], t[2]);
+      JsonObject j;
+      j.set("mode", name).set("first_epoch_s", t[0]).set("epoch_s", steady).set("epoch_s_other", std::max(t[1], t[2]));
+      j.set("epochs_200_estimate_s", steady * 200).set("loss_epoch3", loss);
+      report.speed.push_back(j);
+      report.write();
+      std::printf("  %s: epochs %.3f (first, with upload) / %.3f / %.3f s; 200 epochs about %.1f s\n", name.c_str(), t[0], t[1], t[2], steady * 200);
+    } catch (const std::exception& e) {
+      std::printf("  %s epochs failed: %s\n", name.c_str(), e.what());
+      report.allPassed = false;
+    }
+  }
+  if (fullEpochs > 0) {
+    try {
       cuda::CudaOptions options;
-      options.precision = cuda::CudaPrecision(named - std::begin(precisionNames));
+      options.precision = cuda::CudaPrecision(named - std::begin(kPrecisionNames));
       double lastLoss = 0;
       const std::vector<double> t = timeEpochs(options, fullEpochs, fullSeconds, &lastLoss);
       double total = 0;
       for (double x : t) total += x;
+      report.full.set("precision", fullPrecision).set("epochs_asked", double(fullEpochs)).set("epochs_run", double(t.size()));
+      report.full.set("seconds", total).set("last_loss", lastLoss).setBool("stopped_at_limit", int64_t(t.size()) < fullEpochs);
+      report.write();
       std::printf("  full run %s: %zu of %lld epochs in %.1f s (last loss %.2f)%s\n", fullPrecision.c_str(), t.size(), (long long)fullEpochs, total,
                   lastLoss, int64_t(t.size()) < fullEpochs ? ", stopped at the time limit" : "");
+    } catch (const std::exception& e) {
+      std::printf("  full run failed: %s\n", e.what());
+      report.allPassed = false;
     }
   }
-  std::printf("%s\n", ok ? "all GPU checks passed" : "SOME GPU CHECKS FAILED");
-  return ok ? 0 : 1;
+  report.write();
+  std::printf("%s\n", report.allPassed ? "all GPU checks passed" : "SOME GPU CHECKS FAILED");
+  return report.allPassed ? 0 : 1;
 }
 #endif
 
@@ -531,7 +1010,12 @@ int main(int argc, char** argv) {
 #ifdef VAECF_HAVE_CUDA
     if (argc >= 2 && std::string(argv[1]) == "gpu-check") return gpuCheck(argc, argv);
 #endif
-    std::fprintf(stderr, "usage: vaecf_harness step DIR | profile [--users N --items N --clicks N --batches N --threads N] | gemm | latency [--history N --k N --bf16 0|1]\n");
+    std::fprintf(stderr,
+                 "usage: vaecf_harness step DIR | profile [--users N --items N --clicks N --batches N --threads N] | gemm | latency [--history N --k N --bf16 0|1]"
+#ifdef VAECF_HAVE_CUDA
+                 " | gpu-check [--checks-only] [--json FILE] [--write-csr DIR] [--commit SHA] [--users N] [--profile-steps N] [--full-epochs N --full-seconds S --full-precision fp32|tf32|bf16]"
+#endif
+                 "\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vaecf_harness: %s\n", e.what());
