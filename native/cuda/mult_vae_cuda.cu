@@ -191,34 +191,48 @@ __device__ float blockReduce(float v, bool isMax) {
 }
 
 // One block per user: nll_u = n_u logsumexp(l_u) - sum_k x_k l_uk, and in place d nll / d l = (n_u softmax - x) / M.
+// l = logits row (+ the output bias when `bias` is given: the training forward leaves it out of the GEMM).
+// Max and sum of exponentials in one pass (online softmax), then one pass that writes the gradient in
+// fp32 and, for the bf16 output layer, its bf16 copy [m x ldBf16] (round to nearest even).
 template <int THREADS>
-__global__ void likelihood(float* logits, int64_t items, const int32_t* ptr, const int32_t* idx, const float* raw, float invM, float* rowNll,
-                           __nv_bfloat16* gradBf16) {
+__global__ void likelihood(float* logits, int64_t items, const float* bias, const int32_t* ptr, const int32_t* idx, const float* raw, float invM,
+                           float* rowNll, __nv_bfloat16* gradBf16, int64_t ldBf16) {
   const int64_t u = blockIdx.x;
   float* row = logits + u * items;
-  float mx = -INFINITY;
-  for (int64_t i = threadIdx.x; i < items; i += THREADS) mx = fmaxf(mx, row[i]);
-  mx = blockReduce<THREADS>(mx, true);
-  float sum = 0;
-  for (int64_t i = threadIdx.x; i < items; i += THREADS) sum += expf(row[i] - mx);
-  sum = blockReduce<THREADS>(sum, false);
+  float mx = -INFINITY, sum = 0;
+  for (int64_t i = threadIdx.x; i < items; i += THREADS) {
+    const float v = row[i] + (bias ? bias[i] : 0.0f);
+    if (v > mx) {
+      sum = sum * expf(mx - v) + 1.0f;
+      mx = v;
+    } else {
+      sum += expf(v - mx);
+    }
+  }
+  const float blockMax = blockReduce<THREADS>(mx, true);
+  sum = blockReduce<THREADS>(mx == -INFINITY ? 0.0f : sum * expf(mx - blockMax), false);
+  mx = blockMax;
   float n = 0, dot = 0;
   for (int32_t k = ptr[u] + threadIdx.x; k < ptr[u + 1]; k += THREADS) {
     n += raw[k];
-    dot += raw[k] * row[idx[k]];
+    dot += raw[k] * (row[idx[k]] + (bias ? bias[idx[k]] : 0.0f));
   }
   n = blockReduce<THREADS>(n, false);
   dot = blockReduce<THREADS>(dot, false);
   if (threadIdx.x == 0) rowNll[u] = n * (mx + logf(sum)) - dot;
   const float scale = n / sum * invM;
-  for (int64_t i = threadIdx.x; i < items; i += THREADS) row[i] = expf(row[i] - mx) * scale;
+  __nv_bfloat16* g = gradBf16 ? gradBf16 + u * ldBf16 : nullptr;
+  for (int64_t i = threadIdx.x; i < items; i += THREADS) {
+    const float d = expf(row[i] + (bias ? bias[i] : 0.0f) - mx) * scale;
+    row[i] = d;
+    if (g) g[i] = __float2bfloat16_rn(d);
+  }
   __syncthreads();
   for (int32_t k = ptr[u] + threadIdx.x; k < ptr[u + 1]; k += THREADS) atomicAdd(&row[idx[k]], -raw[k] * invM);
-  if (gradBf16) {
-    // The bf16 operand of the output layer's two gradient products (round to nearest even).
+  if (g) {
+    // The clicked items' bf16 values, once every click of the row is in.
     __syncthreads();
-    __nv_bfloat16* g = gradBf16 + u * items;
-    for (int64_t i = threadIdx.x; i < items; i += THREADS) g[i] = __float2bfloat16_rn(row[i]);
+    for (int32_t k = ptr[u] + threadIdx.x; k < ptr[u + 1]; k += THREADS) g[idx[k]] = __float2bfloat16_rn(row[idx[k]]);
   }
 }
 
@@ -227,15 +241,38 @@ __global__ void toBf16(const float* in, __nv_bfloat16* out, int64_t n) {
   if (i < n) out[i] = __float2bfloat16_rn(in[i]);
 }
 
+// in [rows x cols] row-major fp32 -> out [rows x ld] bf16 (ld >= cols: rows start 16-byte aligned).
+__global__ void toBf16Padded(const float* in, __nv_bfloat16* out, int64_t rows, int64_t cols, int64_t ld) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < rows * cols) out[(i / cols) * ld + i % cols] = __float2bfloat16_rn(in[i]);
+}
+
+// out[i] = sum over s < parts of partial[s * n + i] (the split-K partial products, in a fixed order).
+__global__ void sumParts(const float* partial, int64_t parts, int64_t n, float* out) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  float s = 0;
+  for (int64_t p = 0; p < parts; ++p) s += partial[p * n + i];
+  out[i] = s;
+}
+
+__global__ void fill(float* x, float v, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] = v;
+}
+
+// KL(q(z|x_u) || N(0, I)) = 1/2 sum_d (-logvar + exp(logvar) + mu^2 - 1); one warp per user.
 __global__ void klRows(const float* enc, int64_t m, int64_t D, float* rowKl) {
-  const int64_t u = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t u = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
   if (u >= m) return;
   float s = 0;
-  for (int64_t d = 0; d < D; ++d) {
+  for (int64_t d = lane; d < D; d += 32) {
     const float mu = enc[u * 2 * D + d], lv = enc[u * 2 * D + D + d];
     s += 0.5f * (-lv + expf(lv) + mu * mu - 1.0f);
   }
-  rowKl[u] = s;
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  if (lane == 0) rowKl[u] = s;
 }
 
 // Gradient w.r.t. (mu, logvar) from dz and the KL term.
@@ -283,26 +320,17 @@ __global__ void tanhBackward(float* g, const float* act, int64_t n) {
   if (i < n) g[i] *= 1.0f - act[i] * act[i];
 }
 
-// db[c] = sum over rows of g[:, c] (one thread per column, coalesced).
-__global__ void columnSums(const float* g, float* db, int64_t m, int64_t n) {
-  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (c >= n) return;
-  float s = 0;
-  for (int64_t u = 0; u < m; ++u) s += g[u * n + c];
-  db[c] = s;
-}
-
 __global__ void addScaled(float* g, const float* w, float s, int64_t n) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i < n) g[i] += s * w[i];
 }
 
-// PyTorch's Adam / AdamW; the new weights of [copyBegin, copyEnd) are also written to pBf16 (the bf16
-// copy of the output layer's weights) when given.
+// PyTorch's Adam / AdamW; the new weights of [copyBegin, copyEnd) (a [rows x copyCols] row-major matrix)
+// are also written to pBf16 (the bf16 copy of the output layer's weights, rows copyLd apart) when given.
 // Skipped entirely while *skip is set (a non-finite loss in this or an earlier queued step).
 __global__ void adam(float* p, const float* g, float* m, float* v, int64_t n, float stepSize, float b1, float b2, float eps, float bc2Sqrt,
                      float decay, float shrink, bool coupled, bool decoupled, __nv_bfloat16* pBf16, int64_t copyBegin, int64_t copyEnd,
-                     const int* skip) {
+                     int64_t copyCols, int64_t copyLd, const int* skip) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n || *skip) return;
   float gi = g[i], pi = p[i];
@@ -314,7 +342,10 @@ __global__ void adam(float* p, const float* g, float* m, float* v, int64_t n, fl
   v[i] = vi;
   pi -= stepSize * mi / (sqrtf(vi) / bc2Sqrt + eps);
   p[i] = pi;
-  if (pBf16 && i >= copyBegin && i < copyEnd) pBf16[i - copyBegin] = __float2bfloat16_rn(pi);
+  if (pBf16 && i >= copyBegin && i < copyEnd) {
+    const int64_t j = i - copyBegin;
+    pBf16[(j / copyCols) * copyLd + j % copyCols] = __float2bfloat16_rn(pi);
+  }
 }
 
 // Top-k per row by k rounds of a block arg-max (ties: smaller item index); seen items and non-candidates masked first.
@@ -423,6 +454,21 @@ struct CudaEngine::Impl {
   // uploaded asynchronously from page-locked staging memory with the rows (resident) or the clicks
   // themselves (streamed).
   int64_t m = 0, capacity = 0, batchNnz = 0;
+  // Rows of the bf16 copies of the output layer's weights and logits' gradient start 16-byte aligned
+  // (tensor-core operands): items rounded up to a multiple of 8.
+  int64_t ldBf16 = 0;
+  // dIn of the output layer = dLogits W^T sums over all items (K = n_items, a 500 x 600 result): split
+  // into splitK slices of the item dimension computed side by side (one batched GEMM), then summed in a
+  // fixed order (deterministic). 1 for small item counts.
+  int64_t splitK = 1, splitWidth = 0;
+  DeviceBuffer<float> splitParts;
+  // A column of ones: bias gradients as one GEMV each (db = G^T 1).
+  DeviceBuffer<float> ones;
+  // The batch transposed (CSC of the batch = CSR of its transpose) for dW0 = X^T dA0 by a non-transposed,
+  // deterministic SpMM (cuSPARSE's transposed SpMM sums with atomics: not reproducible run to run).
+  DeviceBuffer<int32_t> tPtr, tIdx;
+  DeviceBuffer<float> tVal;
+  DeviceBuffer<char> transposeBuffer;
   PinnedBuffer staging;
   cudaEvent_t stagingFree = nullptr;
   bool stagingInUse = false;
@@ -472,6 +518,11 @@ struct CudaEngine::Impl {
     CK(cudaMemset(skipUpdate.ptr, 0, sizeof(int)));
     resultSlots.resize(size_t(kSlots * (2 + nLayers)) * sizeof(double));
     params.resize(size_t(layout.total));
+    ldBf16 = (items + 7) / 8 * 8;
+    if (items >= 4096) {
+      splitK = std::min<int64_t>(16, items / 2048);
+      splitWidth = items / splitK / 8 * 8;  // slices start 16-byte aligned in bf16 too
+    }
     acts.resize(size_t(nLayers));
     dropped.resize(size_t(nLayers));
     masks.resize(size_t(nLayers));
@@ -551,10 +602,14 @@ struct CudaEngine::Impl {
     rowNll.resize(size_t(rows));
     rowKl.resize(size_t(rows));
     bPtr.resize(size_t(rows + 1));
+    ones.resize(size_t(rows));
+    fill<<<blocks(rows), 256>>>(ones.ptr, 1.0f, rows);
+    LAUNCH_CHECK();
+    const auto& out = layout.layers.back();
+    if (splitK > 1) splitParts.resize(size_t(splitK * rows * out.in));
     if (bf16()) {
-      const auto& out = layout.layers.back();
       outInputBf16.resize(size_t(rows * out.in));
-      outGradBf16.resize(size_t(rows * out.out));
+      outGradBf16.resize(size_t(rows * ldBf16));
     }
   }
 
@@ -562,8 +617,8 @@ struct CudaEngine::Impl {
   void refreshWeightCopy() {
     if (!bf16()) return;
     const auto& out = layout.layers.back();
-    outWeightBf16.resize(size_t(out.in * out.out));
-    toBf16<<<blocks(out.in * out.out), 256>>>(params.ptr + out.weightOffset, outWeightBf16.ptr, out.in * out.out);
+    outWeightBf16.resize(size_t(out.in * ldBf16));
+    toBf16Padded<<<blocks(out.in * out.out), 256>>>(params.ptr + out.weightOffset, outWeightBf16.ptr, out.in, out.out, ldBf16);
     LAUNCH_CHECK();
   }
 
@@ -688,20 +743,42 @@ struct CudaEngine::Impl {
          double(nnz) * 16 + double(m) * (fromDevice ? 12 : 4));
   }
 
-  // Sparse product with the batch: C[m x n] = op(A) B with A the batch CSR [m x items].
+  // Sparse product with the batch (A: the batch CSR [m x items] of normalised, dropped-out input):
+  // C[m x n] = A B (transposeA false) or C[items x n] = A^T B. A^T is made explicit (CSR -> CSC) so that
+  // both are non-transposed SpMMs, deterministic run to run (cuSPARSE's transposed SpMM uses atomics).
   void spmm(bool transposeA, const float* B, int64_t n, float* C, float beta) {
+    const int32_t* rowPtr = bPtr.ptr;
+    const int32_t* colIdx = bIdx.ptr;
+    const float* vals = bInput.ptr;
+    int64_t rows = m, cols = items;
+    if (transposeA) {
+      tPtr.resize(size_t(items + 1));
+      tIdx.resize(size_t(std::max<int64_t>(batchNnz, 1)));
+      tVal.resize(size_t(std::max<int64_t>(batchNnz, 1)));
+      size_t bytes = 0;
+      CK(cusparseCsr2cscEx2_bufferSize(sparse, int(m), int(items), int(batchNnz), bInput.ptr, bPtr.ptr, bIdx.ptr, tVal.ptr, tPtr.ptr, tIdx.ptr,
+                                       CUDA_R_32F, CUSPARSE_ACTION_NUMERIC, CUSPARSE_INDEX_BASE_ZERO, CUSPARSE_CSR2CSC_ALG1, &bytes));
+      transposeBuffer.resize(std::max<size_t>(bytes, 1));
+      CK(cusparseCsr2cscEx2(sparse, int(m), int(items), int(batchNnz), bInput.ptr, bPtr.ptr, bIdx.ptr, tVal.ptr, tPtr.ptr, tIdx.ptr, CUDA_R_32F,
+                            CUSPARSE_ACTION_NUMERIC, CUSPARSE_INDEX_BASE_ZERO, CUSPARSE_CSR2CSC_ALG1, transposeBuffer.ptr));
+      rowPtr = tPtr.ptr;
+      colIdx = tIdx.ptr;
+      vals = tVal.ptr;
+      rows = items;
+      cols = m;
+    }
     cusparseSpMatDescr_t a;
     cusparseDnMatDescr_t b, c;
-    CK(cusparseCreateCsr(&a, m, items, batchNnz, bPtr.ptr, bIdx.ptr, bInput.ptr, CUSPARSE_INDEX_32I, CUSPARSE_INDEX_32I, CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F));
-    const int64_t bRows = transposeA ? m : items, cRows = transposeA ? items : m;
-    CK(cusparseCreateDnMat(&b, bRows, n, n, const_cast<float*>(B), CUDA_R_32F, CUSPARSE_ORDER_ROW));
-    CK(cusparseCreateDnMat(&c, cRows, n, n, C, CUDA_R_32F, CUSPARSE_ORDER_ROW));
+    CK(cusparseCreateCsr(&a, rows, cols, batchNnz, const_cast<int32_t*>(rowPtr), const_cast<int32_t*>(colIdx), const_cast<float*>(vals),
+                         CUSPARSE_INDEX_32I, CUSPARSE_INDEX_32I, CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F));
+    CK(cusparseCreateDnMat(&b, cols, n, n, const_cast<float*>(B), CUDA_R_32F, CUSPARSE_ORDER_ROW));
+    CK(cusparseCreateDnMat(&c, rows, n, n, C, CUDA_R_32F, CUSPARSE_ORDER_ROW));
     const float alpha = 1.0f;
-    const auto op = transposeA ? CUSPARSE_OPERATION_TRANSPOSE : CUSPARSE_OPERATION_NON_TRANSPOSE;
+    const auto op = CUSPARSE_OPERATION_NON_TRANSPOSE;
     size_t bytes = 0;
-    CK(cusparseSpMM_bufferSize(sparse, op, CUSPARSE_OPERATION_NON_TRANSPOSE, &alpha, a, b, &beta, c, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, &bytes));
+    CK(cusparseSpMM_bufferSize(sparse, op, op, &alpha, a, b, &beta, c, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, &bytes));
     spmmBuffer.resize(bytes / sizeof(float) + 1);
-    CK(cusparseSpMM(sparse, op, CUSPARSE_OPERATION_NON_TRANSPOSE, &alpha, a, b, &beta, c, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, spmmBuffer.ptr));
+    CK(cusparseSpMM(sparse, op, op, &alpha, a, b, &beta, c, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, spmmBuffer.ptr));
     cusparseDestroySpMat(a);
     cusparseDestroyDnMat(b);
     cusparseDestroyDnMat(c);
@@ -725,8 +802,13 @@ struct CudaEngine::Impl {
       const float* W = params.ptr + L.weightOffset;
       const float* b = params.ptr + L.biasOffset;
       float* out = acts[size_t(l)].ptr;
-      broadcastBias<<<blocks(m * L.out), 256>>>(out, b, m, L.out);
-      LAUNCH_CHECK();
+      // Training leaves the output bias to the likelihood kernel (one pass over the logits fewer).
+      const bool biasLater = training && l == nLayers - 1;
+      if (!biasLater) {
+        broadcastBias<<<blocks(m * L.out), 256>>>(out, b, m, L.out);
+        LAUNCH_CHECK();
+      }
+      const float accumulate = biasLater ? 0.0f : 1.0f;
       if (l == 0) {
         spmm(false, W, L.out, out, 1.0f);
         mark("forward L0: bias + SpMM", 2.0 * double(batchNnz) * double(L.out), 4.0 * (double(batchNnz) * double(L.out) + 2.0 * double(m * L.out)));
@@ -743,9 +825,10 @@ struct CudaEngine::Impl {
           // Logits[m x items] += In W in bf16 (the input rounded, as on the CPU).
           toBf16<<<blocks(m * L.in), 256>>>(in, outInputBf16.ptr, m * L.in);
           LAUNCH_CHECK();
-          gemmBf16(CUBLAS_OP_N, CUBLAS_OP_N, L.out, m, L.in, outWeightBf16.ptr, L.out, outInputBf16.ptr, L.in, 1.0f, out, L.out);
+          gemmBf16(CUBLAS_OP_N, CUBLAS_OP_N, L.out, m, L.in, outWeightBf16.ptr, ldBf16, outInputBf16.ptr, L.in, accumulate, out, L.out);
         } else {
-          CK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, int(L.out), int(m), int(L.in), &one, W, int(L.out), in, int(L.in), &one, out, int(L.out)));
+          CK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, int(L.out), int(m), int(L.in), &one, W, int(L.out), in, int(L.in), &accumulate, out,
+                         int(L.out)));
         }
         const double operand = bf16() && l == nLayers - 1 ? 2.0 : 4.0;
         mark("forward L" + std::to_string(l) + ": bias + GEMM", 2.0 * double(m) * double(L.in) * double(L.out),
@@ -772,11 +855,13 @@ struct CudaEngine::Impl {
     const int64_t D = latent;
     float* logits = acts[size_t(nLayers - 1)].ptr;
     const float invM = float(1.0 / double(m));
-    likelihood<256><<<unsigned(m), 256>>>(logits, items, bPtr.ptr, bIdx.ptr, bRaw.ptr, invM, rowNll.ptr, bf16() ? outGradBf16.ptr : nullptr);
+    const auto& outLayer = layout.layers.back();
+    likelihood<256><<<unsigned(m), 256>>>(logits, items, params.ptr + outLayer.biasOffset, bPtr.ptr, bIdx.ptr, bRaw.ptr, invM, rowNll.ptr,
+                                          bf16() ? outGradBf16.ptr : nullptr, ldBf16);
     LAUNCH_CHECK();
     mark("likelihood + softmax gradient", 0, double(m * items) * (12.0 + (bf16() ? 2.0 : 0.0)));
     if (config.variational) {
-      klRows<<<blocks(m), 256>>>(acts[size_t(nEnc - 1)].ptr, m, D, rowKl.ptr);
+      klRows<<<blocks(m * 32), 256>>>(acts[size_t(nEnc - 1)].ptr, m, D, rowKl.ptr);
       LAUNCH_CHECK();
       mark("KL", 0, 8.0 * double(m * D));
     }
@@ -789,13 +874,14 @@ struct CudaEngine::Impl {
       const auto& L = layout.layers[size_t(l)];
       float* dW = grads.ptr + L.weightOffset;
       float* db = grads.ptr + L.biasOffset;
-      columnSums<<<blocks(L.out), 256>>>(dcur, db, m, L.out);
-      LAUNCH_CHECK();
+      // db[out] = dA^T 1 (dA [m x out] row-major is [out x m] column-major).
+      CK(cublasSgemv(blas, CUBLAS_OP_N, int(L.out), int(m), &one, dcur, int(L.out), ones.ptr, 1, &zero, db, 1));
       mark("bias gradients", 0, 4.0 * double(m * L.out));
       if (l == 0) {
-        // dW0 = input^T dA0 (the batch CSR transposed).
+        // dW0 = input^T dA0 (the batch transposed, then a plain SpMM).
         spmm(true, dcur, L.out, dW, 0.0f);
-        mark("backward L0: transposed SpMM (dW0)", 2.0 * double(batchNnz) * double(L.out), 4.0 * (double(items * L.out) + double(m * L.out)));
+        mark("backward L0: batch transposed + SpMM (dW0)", 2.0 * double(batchNnz) * double(L.out),
+             4.0 * (double(items * L.out) + double(m * L.out)));
         break;
       }
       const bool drop = dropoutOf(l) > 0;
@@ -803,19 +889,48 @@ struct CudaEngine::Impl {
       const float* W = params.ptr + L.weightOffset;
       float* dIn = spare[next];
       next ^= 1;
-      if (bf16() && l == nLayers - 1) {
-        // dW = In^T dLogits and dIn = dLogits W^T with bf16 operands (In was rounded in forward()).
-        gemmBf16(CUBLAS_OP_N, CUBLAS_OP_T, L.out, L.in, m, outGradBf16.ptr, L.out, outInputBf16.ptr, L.in, 0.0f, dW, L.out);
-        gemmBf16(CUBLAS_OP_T, CUBLAS_OP_N, L.in, m, L.out, outWeightBf16.ptr, L.out, outGradBf16.ptr, L.out, 0.0f, dIn, L.in);
+      const bool outputLayer = l == nLayers - 1;
+      const bool bf16Operands = bf16() && outputLayer;
+      const double operand = bf16Operands ? 2.0 : 4.0;
+      const std::string name = "backward L" + std::to_string(l);
+      // dW[in x out] = In^T dA: column-major dW^T [out x in] = dA^T(col-major [out x m]) In(col-major [in x m])^T.
+      if (bf16Operands) {
+        // bf16 operands (In was rounded in forward(), dLogits in the likelihood kernel).
+        gemmBf16(CUBLAS_OP_N, CUBLAS_OP_T, L.out, L.in, m, outGradBf16.ptr, ldBf16, outInputBf16.ptr, L.in, 0.0f, dW, L.out);
       } else {
         CK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, int(L.out), int(L.in), int(m), &one, dcur, int(L.out), in, int(L.in), &zero, dW, int(L.out)));
+      }
+      mark(name + ": dW GEMM", 2.0 * double(m) * double(L.in) * double(L.out),
+           operand * double(m * L.out + m * L.in) + 4.0 * double(L.in * L.out));
+      // dIn[m x in] = dA W^T: column-major [in x m] = W(col-major [out x in])^T dA(col-major [out x m]).
+      if (outputLayer && splitK > 1) {
+        // K = n_items: splitK slices of splitWidth items side by side, the rest added to slice 0, then summed.
+        const int64_t sliceElems = m * L.in, rest = L.out - splitK * splitWidth;
+        const cudaDataType type = bf16Operands ? CUDA_R_16BF : CUDA_R_32F;
+        const cublasComputeType_t compute =
+            bf16Operands ? CUBLAS_COMPUTE_32F : (options.precision == CudaPrecision::Tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
+        const void* A = bf16Operands ? static_cast<const void*>(outWeightBf16.ptr) : static_cast<const void*>(W);
+        const void* B = bf16Operands ? static_cast<const void*>(outGradBf16.ptr) : static_cast<const void*>(dcur);
+        const int64_t ld = bf16Operands ? ldBf16 : L.out;
+        const size_t elem = bf16Operands ? 2 : 4;
+        CK(cublasGemmStridedBatchedEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(L.in), int(m), int(splitWidth), &one, A, type, int(ld), splitWidth, B, type,
+                                      int(ld), splitWidth, &zero, splitParts.ptr, CUDA_R_32F, int(L.in), sliceElems, int(splitK), compute,
+                                      CUBLAS_GEMM_DEFAULT));
+        if (rest > 0) {
+          const char* Ar = static_cast<const char*>(A) + size_t(splitK * splitWidth) * elem;
+          const char* Br = static_cast<const char*>(B) + size_t(splitK * splitWidth) * elem;
+          CK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(L.in), int(m), int(rest), &one, Ar, type, int(ld), Br, type, int(ld), &one, splitParts.ptr,
+                          CUDA_R_32F, int(L.in), compute, CUBLAS_GEMM_DEFAULT));
+        }
+        sumParts<<<blocks(sliceElems), 256>>>(splitParts.ptr, splitK, sliceElems, dIn);
+        LAUNCH_CHECK();
+      } else if (bf16Operands) {
+        gemmBf16(CUBLAS_OP_T, CUBLAS_OP_N, L.in, m, L.out, outWeightBf16.ptr, ldBf16, outGradBf16.ptr, ldBf16, 0.0f, dIn, L.in);
+      } else {
         CK(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(L.in), int(m), int(L.out), &one, W, int(L.out), dcur, int(L.out), &zero, dIn, int(L.in)));
       }
-      {
-        const double operand = bf16() && l == nLayers - 1 ? 2.0 : 4.0;
-        mark("backward L" + std::to_string(l) + ": dW and dIn GEMMs", 4.0 * double(m) * double(L.in) * double(L.out),
-             operand * 2.0 * double(m * L.out + m * L.in + L.in * L.out) + 4.0 * double(L.in * L.out + m * L.in));
-      }
+      mark(name + ": dIn GEMM" + (outputLayer && splitK > 1 ? " (split over items)" : ""), 2.0 * double(m) * double(L.in) * double(L.out),
+           operand * double(m * L.out + L.in * L.out) + 4.0 * double(m * L.in) * (outputLayer ? double(2 * splitK + 1) : 1.0));
       if (drop) {
         multiply<<<blocks(m * L.in), 256>>>(dIn, masks[size_t(l)].ptr, dIn, m * L.in);
         LAUNCH_CHECK();
@@ -901,7 +1016,7 @@ struct CudaEngine::Impl {
                                          float(o.beta2), float(o.epsilon), float(std::sqrt(bc2)), float(o.weightDecay),
                                          float(1.0 - o.learningRate * o.weightDecay), !o.decoupled && o.weightDecay != 0,
                                          o.decoupled && o.weightDecay != 0, bf16() ? outWeightBf16.ptr : nullptr, out.weightOffset,
-                                         out.weightOffset + out.in * out.out, skipUpdate.ptr);
+                                         out.weightOffset + out.in * out.out, out.out, ldBf16, skipUpdate.ptr);
     LAUNCH_CHECK();
     mark("Adam", 0, 28.0 * double(layout.total));
   }
