@@ -1,5 +1,6 @@
-// The CUDA backend: Mult-VAE / Mult-DAE training and scoring on one GPU with cuSPARSE (sparse first
-// layer and its weight gradient), cuBLAS (dense layers) and fused kernels (likelihood, tanh, dropout,
+// The CUDA backend: Mult-VAE / Mult-DAE training and scoring on one GPU: our own kernels for the sparse
+// first layer (forward and weight gradient, summed in a fixed order: the same seed gives the same
+// weights bit for bit), cuBLAS for the dense layers, and fused kernels (likelihood, tanh, dropout,
 // reparameterisation, KL, Adam, top-k). Plain C++ header: the harness and the binding include it
 // without the CUDA headers. Noise comes from the same counter RNG as the CPU engine, so both backends
 // see the same dropout masks and eps for the same seed and step.

@@ -884,10 +884,18 @@ static int gpuCheck(int argc, char** argv) {
                const ModelConfig cfg = smallConfig(items, true);
                cuda::CudaOptions o;
                o.precision = cuda::CudaPrecision(pi);
-               std::vector<std::vector<float>> weights;
+               std::vector<std::vector<float>> weights, grads;
                for (int run = 0; run < 2; ++run) {
                  cuda::CudaEngine gpu(cfg, o);
                  gpu.initialize(6);
+                 // One step's gradients first (no update): which tensors differ, if any, says where.
+                 std::vector<int64_t> rows(250);
+                 for (int64_t i = 0; i < 250; ++i) rows[size_t(i)] = i;
+                 StepOptions so;
+                 so.update = false;
+                 gpu.trainStep(data, rows.data(), 250, so);
+                 grads.emplace_back(size_t(gpu.numParams()));
+                 gpu.getGradients(grads.back().data());
                  EpochOptions eo;
                  eo.batchSize = 250;
                  eo.seed = 12;
@@ -899,7 +907,17 @@ static int gpuCheck(int argc, char** argv) {
                int64_t differ = 0;
                for (size_t i = 0; i < weights[0].size(); ++i) differ += std::memcmp(&weights[0][i], &weights[1][i], sizeof(float)) != 0;
                r.set("weights_differing", double(differ)).set("relative_difference", relError(weights[1], weights[0]));
-               return differ == 0;
+               const ParameterLayout layout(cfg);
+               int64_t gradDiffer = 0;
+               for (size_t l = 0; l < layout.layers.size(); ++l) {
+                 const auto& L = layout.layers[l];
+                 int64_t w = 0, b = 0;
+                 for (int64_t i = 0; i < L.in * L.out; ++i) w += grads[0][size_t(L.weightOffset + i)] != grads[1][size_t(L.weightOffset + i)];
+                 for (int64_t i = 0; i < L.out; ++i) b += grads[0][size_t(L.biasOffset + i)] != grads[1][size_t(L.biasOffset + i)];
+                 r.set("first_step_grad_differing.W" + std::to_string(l), double(w)).set("first_step_grad_differing.b" + std::to_string(l), double(b));
+                 gradDiffer += w + b;
+               }
+               return differ == 0 && gradDiffer == 0;
              });
   }
   if (checksOnly) {
