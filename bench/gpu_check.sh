@@ -7,8 +7,10 @@
 # and times PyTorch CUDA running the reference formulation on the same generated matrix, in the same run.
 #
 # Prepare here (once):  bash scripts/gpu-debs.sh        # OpenBLAS + oneDNN .debs into .gpu-debs/ (19 MB)
-# Device tool call:     run(command: "VAECF_COMMIT=<sha> bash bench/gpu_check.sh", carry: [".gpu-debs"], timeout_s: 420)
-#                       (CHECKS_ONLY=1 stops after the agreement checks: about 2 minutes with the build.)
+# Device tool call:     run(command: "VAECF_COMMIT=<sha> bash bench/gpu_check.sh", carry: [".gpu-debs"], timeout_s: 330)
+#                       On an H200 (2026-11-30) the whole script took 110-125 s after a start of about 30 s:
+#                       build 22 s, checks about 15 s, per-phase times and epochs about 15 s, the 200-epoch run
+#                       38-46 s, PyTorch 3 x 10-14 s. CHECKS_ONLY=1 stops after the agreement checks.
 # What comes back ($OUT): gpu-result.json (everything, for bench/results/gpu-<date>.json), vaecf.txt,
 # torch.txt, versions.txt, build.log. Exit code: the harness's (0 all checks passed, 1 a check failed,
 # 3 no usable GPU), or 1 when the build fails.
