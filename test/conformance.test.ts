@@ -2,19 +2,24 @@
 // save/load round trip, same seed same numbers, interrupted-and-resumed equals uninterrupted.
 import * as path from 'node:path';
 
-import test from 'ava';
+import test, { type ImplementationFn } from 'ava';
 
 import { MultDAE, MultVAE, loadModel, selectRows, train, type VaeFamilyModel } from '../src/index';
 import { BACKENDS, MODELS, smallSplit, tempDir, twoGroups } from './helpers';
 
 for (const backend of BACKENDS) {
   for (const { name, kind } of MODELS) {
-    const { precision } = backend;
+    const { precision, device } = backend;
     const make = (): VaeFamilyModel =>
-      kind === 'mult-vae' ? new MultVAE({ pDims: [8, 32], threads: 2, precision }) : new MultDAE({ pDims: [16], threads: 2, precision });
-    const small = { pDims: kind === 'mult-vae' ? [32, 64] : [64], precision };
+      kind === 'mult-vae' ? new MultVAE({ pDims: [8, 32], threads: 2, precision, device }) : new MultDAE({ pDims: [16], threads: 2, precision, device });
+    const small = { pDims: kind === 'mult-vae' ? [32, 64] : [64], precision, device };
+    // A backend that cannot run here is declared skipped, with the reason in its title.
+    const declare = (title: string, body: ImplementationFn<[]>): void => {
+      if (backend.skip) test.skip(`${title} (skipped: ${backend.skip})`, body);
+      else test(title, body);
+    };
 
-    test(`${name} (${backend.name}): learns a tiny known answer`, async (t) => {
+    declare(`${name} (${backend.name}): learns a tiny known answer`, async (t) => {
       const data = twoGroups();
       const model = make();
       await model.fit({ train: data, itemIds: Array.from({ length: 20 }, (_, i) => `item${i}`) }, {
@@ -28,7 +33,7 @@ for (const backend of BACKENDS) {
       model.dispose();
     });
 
-    test(`${name} (${backend.name}): fold-in of unseen users ranks their held-out items far above chance`, async (t) => {
+    declare(`${name} (${backend.name}): fold-in of unseen users ranks their held-out items far above chance`, async (t) => {
       const split = smallSplit();
       const model = await train({ train: split.train, validation: split.validation }, {
         model: kind, architecture: { ...small, threads: 2 }, epochs: 12, batchSize: 100, seed: 7,
@@ -48,7 +53,7 @@ for (const backend of BACKENDS) {
       model.dispose();
     });
 
-    test(`${name} (${backend.name}): scoring a few users at a time (the low-latency kernel) agrees with batch scoring`, async (t) => {
+    declare(`${name} (${backend.name}): scoring a few users at a time (the low-latency kernel) agrees with batch scoring`, async (t) => {
       // 1,500 items: 23 full panels of 64 columns and a ragged last one.
       const split = smallSplit(6, 1000, 1500);
       const model = await train({ train: split.train }, { model: kind, architecture: { ...small, threads: 2 }, epochs: 2, batchSize: 100, seed: 3 });
@@ -71,7 +76,7 @@ for (const backend of BACKENDS) {
       model.dispose();
     });
 
-    test(`${name} (${backend.name}): save and load give identical scores`, async (t) => {
+    declare(`${name} (${backend.name}): save and load give identical scores`, async (t) => {
       const data = twoGroups();
       const model = make();
       await model.fit({ train: data, protocol: { name: 'two-groups' } }, { epochs: 3, batchSize: 16, seed: 2 });
@@ -90,7 +95,7 @@ for (const backend of BACKENDS) {
       for (const m of [model, loaded, w]) m.dispose();
     });
 
-    test(`${name} (${backend.name}): the same seed gives the same numbers`, async (t) => {
+    declare(`${name} (${backend.name}): the same seed gives the same numbers`, async (t) => {
       const data = twoGroups();
       const run = async (seed: number): Promise<{ p: Float32Array; losses: number[] }> => {
         const m = make();
@@ -107,7 +112,7 @@ for (const backend of BACKENDS) {
       t.notDeepEqual(a.p, c.p);
     });
 
-    test(`${name} (${backend.name}): a run interrupted and resumed equals an uninterrupted one`, async (t) => {
+    declare(`${name} (${backend.name}): a run interrupted and resumed equals an uninterrupted one`, async (t) => {
       const split = smallSplit(5, 800, 400);
       const data = { train: split.train, validation: split.validation };
       const options = {

@@ -38,5 +38,14 @@ export const MODELS = [
   { name: 'Mult-DAE', kind: 'mult-dae' as const },
 ];
 
-/** Every backend and precision the conformance suite runs against (bf16 only where the processor has it). */
-export const BACKENDS = (['fp32', 'auto'] as const).map((precision) => ({ name: `cpu ${precision === 'auto' ? resolvePrecision('auto').precision : 'fp32'}`, precision }));
+/**
+ * Every backend and precision the conformance suite runs against, named by what was requested and what it
+ * resolved to, so titles are unique on every machine. 'auto' that resolves to fp32 (no bf16 on this
+ * processor) would repeat the fp32 backend: it carries `skip` with the reason and its tests are reported
+ * as skipped, never as passed.
+ */
+export const BACKENDS = (['fp32', 'auto'] as const).map((precision) => {
+  const resolved = resolvePrecision(precision);
+  const skip = precision === 'auto' && resolved.precision === 'fp32' ? `'auto' resolves to fp32 here, ${resolved.note}` : undefined;
+  return { name: precision === 'auto' ? `cpu auto=${resolved.precision}` : 'cpu fp32', precision, skip, device: 'cpu' as const };
+});

@@ -59,12 +59,15 @@ void Ease::solve(const CsrView& X, double lambda) {
   for (int64_t i = 0; i < n; ++i) G[size_t(i * n + i)] += T(lambda);
   // Cholesky inverse in place. G is symmetric, so row-major 'U' is column-major 'L': either triangle works.
   const int ni = int(n);
-  int info = 0;
-  setBlasThreads(threads_);
-  potrf("L", &ni, G.data(), &ni, &info);
+  int info = 0, inverseInfo = 0;
+  {
+    // Cholesky and inverse on OpenBLAS's threads, with no product running beside them (blas.h).
+    ExclusiveBlas lapack(threads_);
+    potrf("L", &ni, G.data(), &ni, &info);
+    if (info == 0) potri("L", &ni, G.data(), &ni, &inverseInfo);
+  }
   if (info != 0) throw std::runtime_error("EASE: the Gram matrix plus lambda is not positive definite (potrf info " + std::to_string(info) + "); try a larger lambda");
-  potri("L", &ni, G.data(), &ni, &info);
-  if (info != 0) throw std::runtime_error("EASE: inverting the Gram matrix failed (potri info " + std::to_string(info) + ")");
+  if (inverseInfo != 0) throw std::runtime_error("EASE: inverting the Gram matrix failed (potri info " + std::to_string(inverseInfo) + ")");
   // potri filled the column-major lower triangle = row-major upper triangle (j >= i); mirror it.
   weights_.assign(size_t(n * n), 0.0f);
 #pragma omp parallel for schedule(dynamic, 16) num_threads(threads_)
