@@ -64,25 +64,23 @@ PY
   log "OpenBLAS and oneDNN from .gpu-debs (unpacked in $R)"
 fi
 
-# ---- cuBLAS / cuSPARSE (+ nvJitLink, which cuSPARSE needs): the toolkit's when it has them, else only
-# those files from the nvidia-* Python packages, never the whole Python CUDA folder ahead of the
-# toolkit's own headers ----
+# ---- cuBLAS: the toolkit's when it has it, else only its files from the nvidia-cublas Python package,
+# never the whole Python CUDA folder ahead of the toolkit's own headers ----
 CUDA_HOME_DIR=$(dirname "$(dirname "$(readlink -f "$NVCC")")")
 EXTRA=()
-if [ -f "$CUDA_HOME_DIR/include/cublas_v2.h" ] && [ -f "$CUDA_HOME_DIR/include/cusparse.h" ] && ls "$CUDA_HOME_DIR"/lib64/libcublas.so* > /dev/null 2>&1 \
-   && ls "$CUDA_HOME_DIR"/lib64/libcusparse.so* > /dev/null 2>&1; then
-  log "cuBLAS / cuSPARSE from the toolkit ($CUDA_HOME_DIR)"
+if [ -f "$CUDA_HOME_DIR/include/cublas_v2.h" ] && ls "$CUDA_HOME_DIR"/lib64/libcublas.so* > /dev/null 2>&1; then
+  log "cuBLAS from the toolkit ($CUDA_HOME_DIR)"
 else
   P=/tmp/vaecf-cuda-libs
   rm -rf "$P" && mkdir -p "$P/include" "$P/lib"
   ROOTS=$(python3 -c "import nvidia, sys; print(' '.join(nvidia.__path__))" 2>/dev/null)
   for root in $ROOTS; do
-    find "$root" \( -name 'cublas*.h' -o -name 'cusparse*.h' -o -name 'nvJitLink.h' \) -path '*/include/*' -exec cp -n {} "$P/include/" \;
-    find "$root" \( -name 'libcublas.so*' -o -name 'libcublasLt.so*' -o -name 'libcusparse.so*' -o -name 'libnvJitLink.so*' \) -path '*/lib/*' \
+    find "$root" -name 'cublas*.h' -path '*/include/*' -exec cp -n {} "$P/include/" \;
+    find "$root" \( -name 'libcublas.so*' -o -name 'libcublasLt.so*' \) -path '*/lib/*' \
       -exec cp -n {} "$P/lib/" \;
   done
   for lib in "$P"/lib/lib*.so.*; do base="${lib%%.so.*}.so"; [ -e "$base" ] || ln -s "$(basename "$lib")" "$base"; done
-  log "cuBLAS / cuSPARSE from the Python packages in: $ROOTS"
+  log "cuBLAS from the Python packages in: $ROOTS"
   ls "$P/lib" | tr '\n' ' '; echo
   EXTRA=(-DVAECF_CUDA_LIBS="$P")
 fi

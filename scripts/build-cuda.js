@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Builds the CUDA flavour of the addon (build/cuda/vaecf_cuda.node) beside the CPU one: needs nvcc,
-// and cuBLAS / cuSPARSE (from the toolkit, or from the Python wheels via scripts/cuda-libs.sh).
+// and cuBLAS (from the toolkit, or from the Python wheel via scripts/cuda-libs.sh).
 // With --portable: build/cuda-portable/vaecf_cuda.node, the binary of the CUDA package (scripts/pack-check.js).
 'use strict';
 const { execFileSync, spawnSync } = require('node:child_process');

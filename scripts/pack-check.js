@@ -82,7 +82,7 @@ for (const f of files) {
 }
 console.log(`${packInfo.filename}: ${files.length} files, ${(packInfo.size / 2 ** 20).toFixed(1)} MiB`);
 
-// 3. The CUDA package: the portable flavour (static CUDA runtime; cuBLAS / cuSPARSE from the system).
+// 3. The CUDA package: the portable flavour (static CUDA runtime; cuBLAS from the system).
 let cudaTarball = null;
 const nvcc = process.env.CUDACXX || '/usr/local/cuda/bin/nvcc';
 if (withCuda && fs.existsSync(nvcc)) {
@@ -97,9 +97,9 @@ if (withCuda && fs.existsSync(nvcc)) {
     os: [process.platform], cpu: [process.arch], files: ['vaecf_cuda.node', 'README.md'],
     peerDependencies: { vaecf: pkg.version },
   }, null, 2));
-  fs.writeFileSync(path.join(dir, 'README.md'), `# ${name}\n\nThe CUDA flavour of vaecf's native engine (cuBLAS, cuSPARSE; compute capability 8.0 and 9.0).\n` +
+  fs.writeFileSync(path.join(dir, 'README.md'), `# ${name}\n\nThe CUDA flavour of vaecf's native engine (cuBLAS and its own kernels; compute capability 8.0 and 9.0).\n` +
     'Install it beside `vaecf`; `device: \'auto\'` then uses a usable NVIDIA GPU. It needs an NVIDIA driver for CUDA 13 and the\n' +
-    'cuBLAS 13 / cuSPARSE 12 libraries from the CUDA toolkit (found in /usr/local/cuda/lib64, beside this file, or on LD_LIBRARY_PATH).\n');
+    'cuBLAS 13 libraries from the CUDA toolkit (found in /usr/local/cuda/lib64, beside this file, or on LD_LIBRARY_PATH).\n');
   const p = spawnSync(process.execPath, [npmCli(), 'pack', '--json', '--pack-destination', out], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (p.status !== 0) throw new Error('pack-check: npm pack of the CUDA package failed');
   cudaTarball = path.join(out, JSON.parse(p.stdout.slice(p.stdout.indexOf('[')))[0].filename);
