@@ -259,6 +259,8 @@ __global__ void likelihood(float* logits, int64_t items, const float* bias, cons
     if (g) g[i] = __float2bfloat16_rn(d);
   }
   __syncthreads();
+  // Atomic only for repeated items within a row, which vaecf's data layer merges: each address is then
+  // added to once and the result does not depend on thread order.
   for (int32_t k = ptr[u] + threadIdx.x; k < ptr[u + 1]; k += THREADS) atomicAdd(&row[idx[k]], -raw[k] * invM);
   if (g) {
     // The clicked items' bf16 values, once every click of the row is in.
