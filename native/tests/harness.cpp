@@ -559,6 +559,18 @@ static std::string setupReference(cpu::CpuEngine& engine, cuda::CudaPrecision pr
 }
 static double toleranceOf(cuda::CudaPrecision p) { return p == cuda::CudaPrecision::Fp32 ? 1e-5 : 1e-2; }
 
+// The CPU reference for `options.precision` and a CUDA engine, same configuration, same initial weights.
+struct EnginePair {
+  cpu::CpuEngine cpu;
+  cuda::CudaEngine gpu;
+  std::string reference;  // "CPU fp32" or "CPU bf16"
+  EnginePair(const ModelConfig& cfg, const cuda::CudaOptions& options, uint64_t seed)
+      : cpu(cfg), gpu(cfg, options), reference(setupReference(cpu, options.precision)) {
+    cpu.initialize(seed);
+    gpu.initialize(seed);
+  }
+};
+
 static int gpuCheck(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   GpuReport report;
@@ -615,14 +627,14 @@ static int gpuCheck(int argc, char** argv) {
         const RandomClicks clicks = randomClicks(users, items, 60, gen);
         const CsrView data = clicks.view(items);
         const ModelConfig cfg = smallConfig(items, vae);
-        cpu::CpuEngine cpuEngine(cfg);
-        r.set("reference", setupReference(cpuEngine, precision));
         cuda::CudaOptions streamed, resident;
         streamed.precision = resident.precision = precision;
         streamed.residency = cuda::CudaOptions::Residency::Streamed;
-        cuda::CudaEngine gpu(cfg, streamed), gpuResident(cfg, resident);
-        cpuEngine.initialize(5);
-        gpu.initialize(5);
+        EnginePair pair(cfg, streamed, 5);
+        auto& cpuEngine = pair.cpu;
+        auto& gpu = pair.gpu;
+        r.set("reference", pair.reference);
+        cuda::CudaEngine gpuResident(cfg, resident);
         gpuResident.initialize(5);
         gpu.beginEpoch(data);
         gpuResident.beginEpoch(data);
@@ -692,11 +704,9 @@ static int gpuCheck(int argc, char** argv) {
     const RandomClicks clicks = randomClicks(users, items, 60, gen);
     const CsrView data = clicks.view(items);
     const ModelConfig cfg = smallConfig(items, true);
-    cpu::CpuEngine cpuEngine(cfg);
-    setupReference(cpuEngine, cuda::CudaPrecision::Fp32);
-    cuda::CudaEngine gpu(cfg);
-    cpuEngine.initialize(7);
-    gpu.initialize(7);
+    EnginePair pair(cfg, {}, 7);
+    auto& cpuEngine = pair.cpu;
+    auto& gpu = pair.gpu;
     gpu.beginEpoch(data);
     const size_t P = size_t(cpuEngine.numParams());
     std::vector<float> p0(P);
@@ -750,13 +760,12 @@ static int gpuCheck(int argc, char** argv) {
       char tolText[80];
       std::snprintf(tolText, sizeof tolText, "loss and per-tensor gradients < %g", tol);
       runCheck(report, std::string("ML-20M shape ") + kPrecisionNames[pi] + " one step", tolText, [&](JsonObject& r) {
-        cpu::CpuEngine cpuEngine(cfg);
-        r.set("reference", setupReference(cpuEngine, precision));
         cuda::CudaOptions o;
         o.precision = precision;
-        cuda::CudaEngine gpu(cfg, o);
-        cpuEngine.initialize(1);
-        gpu.initialize(1);
+        EnginePair pair(cfg, o, 1);
+        auto& cpuEngine = pair.cpu;
+        auto& gpu = pair.gpu;
+        r.set("reference", pair.reference);
         gpu.beginEpoch(data);
         std::vector<int64_t> rows(500);
         for (int64_t i = 0; i < 500; ++i) rows[size_t(i)] = (i * 13) % 1500;
@@ -787,11 +796,9 @@ static int gpuCheck(int argc, char** argv) {
              const RandomClicks clicks = randomClicks(users, items, 40, gen);
              const CsrView data = clicks.view(items);
              const ModelConfig cfg = smallConfig(items, true);
-             cpu::CpuEngine cpuEngine(cfg);
-             setupReference(cpuEngine, cuda::CudaPrecision::Fp32);
-             cuda::CudaEngine gpu(cfg);
-             cpuEngine.initialize(2);
-             gpu.initialize(2);
+             EnginePair pair(cfg, {}, 2);
+             auto& cpuEngine = pair.cpu;
+             auto& gpu = pair.gpu;
              EpochOptions eo;
              eo.batchSize = 200;
              eo.seed = 8;
@@ -826,10 +833,9 @@ static int gpuCheck(int argc, char** argv) {
              const RandomClicks clicks = randomClicks(users, items, 30, gen);
              const CsrView data = clicks.view(items);
              const ModelConfig cfg = smallConfig(items, true);
-             cpu::CpuEngine cpuEngine(cfg);
-             cuda::CudaEngine gpu(cfg);
-             cpuEngine.initialize(3);
-             gpu.initialize(3);
+             EnginePair pair(cfg, {}, 3);
+             auto& cpuEngine = pair.cpu;
+             auto& gpu = pair.gpu;
              EpochOptions eo;
              eo.batchSize = 100;
              TrainingCounters c0;
