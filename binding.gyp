@@ -8,7 +8,8 @@
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "native",
-        "/usr/include/x86_64-linux-gnu"
+        "/usr/include/x86_64-linux-gnu",
+        "/usr/include/aarch64-linux-gnu"
       ],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
@@ -17,6 +18,8 @@
       "ldflags": ["-fopenmp", "-Wl,-rpath,'$$ORIGIN'"],
       "libraries": ["-lopenblas"],
       "conditions": [
+        ["target_arch=='x64'", { "cflags_cc": ["-march=x86-64-v2"] }],
+        ["target_arch=='arm64'", { "cflags_cc": ["-march=armv8-a"] }],
         ["<!(test -f /usr/include/oneapi/dnnl/dnnl.hpp && echo 1 || echo 0)==1", {
           "defines": ["VAECF_HAVE_ONEDNN"],
           "libraries": ["-ldnnl"]

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in cmake g++ libopenblas-dev liblapacke-dev libdnnl-dev; do
+for pkg in cmake g++ libopenblas-dev liblapacke-dev libdnnl-dev libhwy-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

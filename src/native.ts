@@ -100,6 +100,10 @@ export interface NativeAddon {
   abiVersion: number;
   bf16Available: boolean;
   bf16Description: string;
+  /** The SIMD target the CPU kernels run ("AVX2", "AVX-512", "NEON", ...; VAECF_SIMD overrides). */
+  simdTarget: string;
+  /** Every SIMD target of this build, best first, and whether this processor runs it. */
+  simdTargets: { name: string; supported: boolean }[];
   cudaBuilt: boolean;
   cudaDevice?: () => { available: boolean; description: string };
 }

@@ -12,6 +12,7 @@
 
 #include "core/trainer.h"
 #include "cpu/ease_cpu.h"
+#include "cpu/kernels.h"
 #include "cpu/mult_vae_cpu.h"
 #ifdef VAECF_HAVE_CUDA
 #include "cuda/mult_vae_cuda.h"
@@ -670,6 +671,20 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   exports.Set("bf16Available", Napi::Boolean::New(env, cpu::bf16MatmulAvailable()));
   exports.Set("bf16Description", Napi::String::New(env, cpu::bf16MatmulDescription()));
+  // The SIMD target of the vector kernels (chosen for this processor; VAECF_SIMD overrides) and every
+  // target this build has, with whether this processor runs it.
+  exports.Set("simdTarget", Napi::String::New(env, cpu::simdTarget()));
+  {
+    Napi::Array targets = Napi::Array::New(env);
+    uint32_t i = 0;
+    for (const auto& t : cpu::simdTargets()) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", t.name);
+      o.Set("supported", t.supported);
+      targets.Set(i++, o);
+    }
+    exports.Set("simdTargets", targets);
+  }
 #ifdef VAECF_HAVE_CUDA
   exports.Set("cudaBuilt", Napi::Boolean::New(env, true));
   exports.Set("cudaDevice", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {

@@ -1,14 +1,379 @@
-#include "kernels.h"
+// The CPU engine's vector kernels, written once against Google Highway and compiled for every target
+// of the architecture (foreach_target.h re-includes this file once per target, each in its own
+// namespace N_<TARGET>). Dispatch is ours (the HWY_ONCE part at the end): the processor's features
+// are read here, so the engine needs Highway's headers only, never libhwy at run time.
+#include "cpu/kernels.h"
 
-#include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+
+#ifndef VAECF_KERNEL_TABLE_DEFINED
+#define VAECF_KERNEL_TABLE_DEFINED
+namespace vaecf::cpu {
+// One target's kernels. The per-row products work on one row of x and one block of up to `blockWidth`
+// columns (four vectors); the threading over blocks is the caller's.
+struct KernelTable {
+  double (*likelihoodRow)(float*, const float*, int64_t, const int32_t*, const float*, int64_t, float, float*, bf16*);
+  void (*toBf16)(const float*, bf16*, int64_t);
+  void (*adam)(float*, const float*, float*, float*, int64_t, const AdamStep&, bf16*);
+  void (*tanhInPlace)(float*, int64_t);
+  void (*tanhBackward)(float*, const float*, int64_t);
+  void (*multiply)(const float*, const float*, float*, int64_t);
+  void (*addScaled)(float*, const float*, float, int64_t);
+  void (*addBf16)(float*, const bf16*, int64_t);
+  void (*sparseRow)(float*, const float*, int64_t, const int32_t*, const float*, int64_t);
+  void (*scatterScaled)(float*, int64_t, const float*, int64_t, const int32_t*, const float*, int64_t);
+  // y[0..cols) = bias[0..cols) + sum_i x[i] W[i * stride + 0..cols): W row-major (stride n) or an fp32 panel
+  // (stride = blockWidth); cols <= blockWidth.
+  void (*rowBlockF32)(const float* x, int64_t k, const float* W, int64_t stride, const float* bias, float* y, int64_t cols);
+  // The same over a bf16 panel: xPairs holds x rounded to bf16, two per 32-bit word.
+  void (*rowBlockBf16)(const uint32_t* xPairs, int64_t pairs, const bf16* panel, const float* bias, float* y, int64_t cols);
+  int64_t blockWidth;
+};
+}  // namespace vaecf::cpu
+#endif
+
+// Not compiled: the fixed-width SVE variants (they need the vector length checked at run time; the
+// scalable SVE target covers those processors).
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS (HWY_SVE_256 | HWY_SVE2_128)
+#endif
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/kernels.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/cache_control.h>
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace vaecf::cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using DF = hn::ScalableTag<float>;
+using DU = hn::RebindToUnsigned<DF>;
+using DI = hn::RebindToSigned<DF>;
+using D16 = hn::Rebind<uint16_t, DF>;
+
+// Loads `count` <= Lanes elements (the rest `fill`) without reading past p + count: full vectors load
+// directly, a row's ragged tail goes through a stack buffer.
+template <class D, typename T>
+HWY_INLINE hn::Vec<D> LoadCount(D d, const T* HWY_RESTRICT p, size_t count, T fill = T(0)) {
+  if (HWY_LIKELY(count == hn::Lanes(d))) return hn::LoadU(d, p);
+  HWY_ALIGN T buf[HWY_MAX_BYTES / sizeof(T)];
+  for (size_t i = 0; i < hn::Lanes(d); ++i) buf[i] = i < count ? p[i] : fill;
+  return hn::Load(d, buf);
+}
+template <class D, typename T>
+HWY_INLINE void StoreCount(hn::Vec<D> v, D d, T* HWY_RESTRICT p, size_t count) {
+  if (HWY_LIKELY(count == hn::Lanes(d))) return hn::StoreU(v, d, p);
+  HWY_ALIGN T buf[HWY_MAX_BYTES / sizeof(T)];
+  hn::Store(v, d, buf);
+  std::memcpy(p, buf, count * sizeof(T));
+}
+
+// Round to nearest even, as toBf16Scalar: bits + 0x7fff + (bit 16), NaN to the quiet NaN 0x7fc0.
+HWY_INLINE void StoreBf16(hn::Vec<DF> v, bf16* HWY_RESTRICT out, size_t count) {
+  const DF d;
+  const DU du;
+  const DI di;
+  const D16 d16;
+  const auto bits = hn::BitCast(du, v);
+  const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+  auto half = hn::ShiftRight<16>(hn::Add(bits, hn::Add(hn::Set(du, 0x7fffu), lsb)));
+  half = hn::IfThenElse(hn::RebindMask(du, hn::IsNaN(v)), hn::Set(du, 0x7fc0u), half);
+  // Every lane is < 2^16: the saturating narrowing is exact.
+  StoreCount(hn::DemoteTo(d16, hn::BitCast(di, half)), d16, out, count);
+  (void)d;
+}
+
+HWY_INLINE hn::Vec<DF> LoadBf16(const bf16* HWY_RESTRICT p, size_t count) {
+  const DF d;
+  const DU du;
+  const D16 d16;
+  return hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(du, LoadCount(d16, p, count))));
+}
+
+// Calls body(i, count) for the vectors of [0, n): count = Lanes except for a ragged last one.
+template <class Body>
+HWY_INLINE void ForEachVector(int64_t n, const Body& body) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + N <= n; i += N) body(i, size_t(N));
+  if (i < n) body(i, size_t(n - i));
+}
+
+double LikelihoodRow(float* HWY_RESTRICT row, const float* HWY_RESTRICT bias, int64_t items, const int32_t* idx, const float* x,
+                     int64_t clicks, float invM, float* gradF32, bf16* gradBf16) {
+  const DF d;
+  // Pass 1: row += bias, running maximum.
+  auto vmax = hn::Set(d, -INFINITY);
+  ForEachVector(items, [&](int64_t i, size_t c) {
+    const auto v = hn::Add(LoadCount(d, row + i, c, -INFINITY), LoadCount(d, bias + i, c));
+    StoreCount(v, d, row + i, c);
+    vmax = hn::Max(vmax, v);
+  });
+  const float mx = hn::GetLane(hn::MaxOfLanes(d, vmax));
+  double n = 0, dot = 0;
+  for (int64_t k = 0; k < clicks; ++k) {
+    n += double(x[k]);
+    dot += double(x[k]) * double(row[idx[k]]);
+  }
+  // Pass 2: e_i = exp(row_i - max) over the row, their sum (two accumulators: exp is long).
+  const auto vmx = hn::Set(d, mx);
+  auto sum0 = hn::Zero(d), sum1 = hn::Zero(d);
+  bool odd = false;
+  ForEachVector(items, [&](int64_t i, size_t c) {
+    auto e = hn::Exp(d, hn::Sub(LoadCount(d, row + i, c, -INFINITY), vmx));
+    e = hn::IfThenElseZero(hn::FirstN(d, c), e);
+    StoreCount(e, d, row + i, c);
+    if (odd) sum1 = hn::Add(sum1, e);
+    else sum0 = hn::Add(sum0, e);
+    odd = !odd;
+  });
+  const double sum = double(hn::GetLane(hn::SumOfLanes(d, hn::Add(sum0, sum1))));
+  const double nll = n * (double(mx) + std::log(sum)) - dot;
+  // grad_i = (n e_i / sum - x_i) / M = (e_i - x_i sum / n) * (n / sum / M)
+  const float shift = float(sum / n);
+  for (int64_t k = 0; k < clicks; ++k) row[idx[k]] -= x[k] * shift;
+  const auto scale = hn::Set(d, float(n / sum) * invM);
+  ForEachVector(items, [&](int64_t i, size_t c) {
+    const auto g = hn::Mul(LoadCount(d, row + i, c), scale);
+    if (gradF32) StoreCount(g, d, gradF32 + i, c);
+    if (gradBf16) StoreBf16(g, gradBf16 + i, c);
+  });
+  return nll;
+}
+
+void ToBf16(const float* HWY_RESTRICT in, bf16* HWY_RESTRICT out, int64_t n) {
+  const DF d;
+  ForEachVector(n, [&](int64_t i, size_t c) { StoreBf16(LoadCount(d, in + i, c), out + i, c); });
+}
+
+void Adam(float* HWY_RESTRICT p, const float* HWY_RESTRICT g, float* HWY_RESTRICT m, float* HWY_RESTRICT v, int64_t n,
+          const AdamStep& s, bf16* HWY_RESTRICT pBf16) {
+  const DF d;
+  const auto b1 = hn::Set(d, s.b1), b2 = hn::Set(d, s.b2), c1 = hn::Set(d, 1.0f - s.b1), c2 = hn::Set(d, 1.0f - s.b2);
+  const auto step = hn::Set(d, s.stepSize), eps = hn::Set(d, s.eps), bc2 = hn::Set(d, s.bc2Sqrt);
+  const auto decay = hn::Set(d, s.decay), shrink = hn::Set(d, s.shrink);
+  ForEachVector(n, [&](int64_t i, size_t c) {
+    auto pi = LoadCount(d, p + i, c);
+    auto gi = g ? LoadCount(d, g + i, c) : hn::Zero(d);
+    if (s.coupled) gi = hn::MulAdd(decay, pi, gi);
+    if (s.decoupled) pi = hn::Mul(pi, shrink);
+    const auto mi = hn::MulAdd(b1, LoadCount(d, m + i, c), hn::Mul(c1, gi));
+    const auto vi = hn::MulAdd(b2, LoadCount(d, v + i, c), hn::Mul(hn::Mul(c2, gi), gi));
+    const auto denom = hn::Add(hn::Div(hn::Sqrt(vi), bc2), eps);
+    pi = hn::Sub(pi, hn::Div(hn::Mul(step, mi), denom));
+    StoreCount(mi, d, m + i, c);
+    StoreCount(vi, d, v + i, c);
+    StoreCount(pi, d, p + i, c);
+    if (pBf16) StoreBf16(pi, pBf16 + i, c);
+  });
+}
+
+void TanhInPlace(float* HWY_RESTRICT a, int64_t n) {
+  const DF d;
+  ForEachVector(n, [&](int64_t i, size_t c) { StoreCount(hn::Tanh(d, LoadCount(d, a + i, c)), d, a + i, c); });
+}
+
+void TanhBackward(float* HWY_RESTRICT grad, const float* HWY_RESTRICT act, int64_t n) {
+  const DF d;
+  const auto one = hn::Set(d, 1.0f);
+  ForEachVector(n, [&](int64_t i, size_t c) {
+    const auto t = LoadCount(d, act + i, c);
+    StoreCount(hn::Mul(LoadCount(d, grad + i, c), hn::NegMulAdd(t, t, one)), d, grad + i, c);
+  });
+}
+
+void Multiply(const float* a, const float* HWY_RESTRICT b, float* out, int64_t n) {
+  const DF d;
+  ForEachVector(n, [&](int64_t i, size_t c) { StoreCount(hn::Mul(LoadCount(d, a + i, c), LoadCount(d, b + i, c)), d, out + i, c); });
+}
+
+void AddScaled(float* HWY_RESTRICT y, const float* HWY_RESTRICT x, float alpha, int64_t n) {
+  const DF d;
+  const auto va = hn::Set(d, alpha);
+  ForEachVector(n, [&](int64_t i, size_t c) { StoreCount(hn::MulAdd(va, LoadCount(d, x + i, c), LoadCount(d, y + i, c)), d, y + i, c); });
+}
+
+void AddBf16(float* HWY_RESTRICT y, const bf16* HWY_RESTRICT x, int64_t n) {
+  const DF d;
+  ForEachVector(n, [&](int64_t i, size_t c) { StoreCount(hn::Add(LoadCount(d, y + i, c), LoadBf16(x + i, c)), d, y + i, c); });
+}
+
+// The sparse first layer, one user: row[0..cols) += sum_k vals[k] W[idx[k], 0..cols) (W row-major with
+// `cols` columns), four vectors of the row at a time in registers while the clicked rows of W stream by.
+void SparseRow(float* HWY_RESTRICT row, const float* HWY_RESTRICT W, int64_t cols, const int32_t* HWY_RESTRICT idx,
+               const float* HWY_RESTRICT vals, int64_t nnz) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  int64_t c = 0;
+  for (; c + 4 * N <= cols; c += 4 * N) {
+    auto a0 = hn::LoadU(d, row + c), a1 = hn::LoadU(d, row + c + N), a2 = hn::LoadU(d, row + c + 2 * N), a3 = hn::LoadU(d, row + c + 3 * N);
+    for (int64_t k = 0; k < nnz; ++k) {
+      if (vals[k] == 0.0f) continue;  // dropped by input dropout
+      const auto v = hn::Set(d, vals[k]);
+      const float* w = W + int64_t(idx[k]) * cols + c;
+      a0 = hn::MulAdd(v, hn::LoadU(d, w), a0);
+      a1 = hn::MulAdd(v, hn::LoadU(d, w + N), a1);
+      a2 = hn::MulAdd(v, hn::LoadU(d, w + 2 * N), a2);
+      a3 = hn::MulAdd(v, hn::LoadU(d, w + 3 * N), a3);
+    }
+    hn::StoreU(a0, d, row + c);
+    hn::StoreU(a1, d, row + c + N);
+    hn::StoreU(a2, d, row + c + 2 * N);
+    hn::StoreU(a3, d, row + c + 3 * N);
+  }
+  for (; c < cols; c += N) {
+    const size_t count = size_t(std::min(N, cols - c));
+    auto a = LoadCount(d, row + c, count);
+    for (int64_t k = 0; k < nnz; ++k)
+      if (vals[k] != 0.0f) a = hn::MulAdd(hn::Set(d, vals[k]), LoadCount(d, W + int64_t(idx[k]) * cols + c, count), a);
+    StoreCount(a, d, row + c, count);
+  }
+}
+
+// The sparse layer's weight gradient, one user and one block of columns:
+// dW[idx[k] * ldw + 0..cols) += vals[k] g[0..cols) for every click k.
+void ScatterScaled(float* HWY_RESTRICT dW, int64_t ldw, const float* HWY_RESTRICT g, int64_t cols, const int32_t* HWY_RESTRICT idx,
+                   const float* HWY_RESTRICT vals, int64_t nnz) {
+  for (int64_t k = 0; k < nnz; ++k)
+    if (vals[k] != 0.0f) AddScaled(dW + int64_t(idx[k]) * ldw, g, vals[k], cols);
+}
+
+// Software prefetch this far ahead of the weight stream, into all cache levels: measured with
+// `vaecf_harness latency` on AVX-512 (bf16: 0.84 ms without, 0.72 ms with; a non-temporal hint
+// evicts the weights from the last-level cache between calls and takes 2.6 ms).
+constexpr int64_t kPrefetchBytes = 4096;
+
+// Four vectors of columns per block: the accumulators stay in registers while W streams through once.
+// (Named accumulators, not an array: SVE vectors are sizeless.)
+void RowBlockF32(const float* HWY_RESTRICT x, int64_t k, const float* HWY_RESTRICT W, int64_t stride,
+                 const float* HWY_RESTRICT bias, float* HWY_RESTRICT y, int64_t cols) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const size_t c0 = std::min<size_t>(size_t(cols), N), c1 = std::min<size_t>(size_t(cols) - c0, N);
+  const size_t c2 = std::min<size_t>(size_t(cols) - c0 - c1, N), c3 = size_t(cols) - c0 - c1 - c2;
+  auto a0 = LoadCount(d, bias, c0), a1 = LoadCount(d, bias + N, c1), a2 = LoadCount(d, bias + 2 * N, c2), a3 = LoadCount(d, bias + 3 * N, c3);
+  const bool full = size_t(cols) == 4 * N;
+  const int64_t rowBytes = int64_t(4 * N * sizeof(float));
+  for (int64_t i = 0; i < k; ++i) {
+    const float* w = W + i * stride;
+    if (stride == int64_t(4 * N))  // a contiguous panel: fetch ahead along it
+      for (int64_t b = 0; b < rowBytes; b += 64) hwy::Prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + b);
+    const auto xi = hn::Set(d, x[i]);
+    if (full) {
+      a0 = hn::MulAdd(xi, hn::LoadU(d, w), a0);
+      a1 = hn::MulAdd(xi, hn::LoadU(d, w + N), a1);
+      a2 = hn::MulAdd(xi, hn::LoadU(d, w + 2 * N), a2);
+      a3 = hn::MulAdd(xi, hn::LoadU(d, w + 3 * N), a3);
+    } else {
+      a0 = hn::MulAdd(xi, LoadCount(d, w, c0), a0);
+      if (c1) a1 = hn::MulAdd(xi, LoadCount(d, w + N, c1), a1);
+      if (c2) a2 = hn::MulAdd(xi, LoadCount(d, w + 2 * N, c2), a2);
+      if (c3) a3 = hn::MulAdd(xi, LoadCount(d, w + 3 * N, c3), a3);
+    }
+  }
+  StoreCount(a0, d, y, c0);
+  if (c1) StoreCount(a1, d, y + N, c1);
+  if (c2) StoreCount(a2, d, y + 2 * N, c2);
+  if (c3) StoreCount(a3, d, y + 3 * N, c3);
+}
+
+// A bf16 panel: each 32-bit word holds rows 2q (low half) and 2q + 1 (high half) of one column; a bf16
+// is the top half of a float, so the two widen with a shift and a mask.
+void RowBlockBf16(const uint32_t* HWY_RESTRICT xPairs, int64_t pairs, const bf16* HWY_RESTRICT panel,
+                  const float* HWY_RESTRICT bias, float* HWY_RESTRICT y, int64_t cols) {
+  const DF d;
+  const DU du;
+  const size_t N = hn::Lanes(d);
+  const size_t c0 = std::min<size_t>(size_t(cols), N), c1 = std::min<size_t>(size_t(cols) - c0, N);
+  const size_t c2 = std::min<size_t>(size_t(cols) - c0 - c1, N), c3 = size_t(cols) - c0 - c1 - c2;
+  auto a0 = LoadCount(d, bias, c0), a1 = LoadCount(d, bias + N, c1), a2 = LoadCount(d, bias + 2 * N, c2), a3 = LoadCount(d, bias + 3 * N, c3);
+  const auto highMask = hn::Set(du, 0xffff0000u);
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(panel);
+  const int64_t pairBytes = int64_t(4 * N * sizeof(uint32_t));
+  for (int64_t q = 0; q < pairs; ++q) {
+    const uint32_t* w = words + q * int64_t(4 * N);
+    for (int64_t b = 0; b < pairBytes; b += 64) hwy::Prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + b);
+    const auto xLow = hn::Set(d, fromBf16(bf16(xPairs[q] & 0xffffu))), xHigh = hn::Set(d, fromBf16(bf16(xPairs[q] >> 16)));
+#define VAECF_PAIR(J, ACC)                                                          \
+  {                                                                                 \
+    const auto u = hn::LoadU(du, w + (J) * N);                                      \
+    ACC = hn::MulAdd(xLow, hn::BitCast(d, hn::ShiftLeft<16>(u)), ACC);               \
+    ACC = hn::MulAdd(xHigh, hn::BitCast(d, hn::And(u, highMask)), ACC);              \
+  }
+    VAECF_PAIR(0, a0)
+    VAECF_PAIR(1, a1)
+    VAECF_PAIR(2, a2)
+    VAECF_PAIR(3, a3)
+#undef VAECF_PAIR
+  }
+  StoreCount(a0, d, y, c0);
+  if (c1) StoreCount(a1, d, y + N, c1);
+  if (c2) StoreCount(a2, d, y + 2 * N, c2);
+  if (c3) StoreCount(a3, d, y + 3 * N, c3);
+}
+
+#if HWY_TARGET == HWY_AVX3
+// AVX-512 processors with AVX512-BF16 (Cooper Lake, Sapphire Rapids, Zen 4): the pair product of a
+// bf16 panel is one instruction (vdpbf16ps), which Highway 1.0 does not expose. Same panel layout and
+// result as RowBlockBf16 (up to the rounding of the pair sum); the only hand-written intrinsics.
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16"))) void RowBlockBf16Dot(
+    const uint32_t* HWY_RESTRICT xPairs, int64_t pairs, const bf16* HWY_RESTRICT panel, const float* HWY_RESTRICT bias,
+    float* HWY_RESTRICT y, int64_t cols) {
+  __m512 acc[4];
+  __mmask16 mask[4];
+  for (int j = 0; j < 4; ++j) {
+    const int64_t left = cols - 16 * j;
+    mask[j] = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+    acc[j] = _mm512_maskz_loadu_ps(mask[j], bias + 16 * j);
+  }
+  for (int64_t q = 0; q < pairs; ++q) {
+    const bf16* w = panel + q * 128;
+    for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes + 64 * j, _MM_HINT_T0);
+    const __m512bh xq = (__m512bh)_mm512_set1_epi32(int(xPairs[q]));
+    for (int j = 0; j < 4; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)_mm512_loadu_si512(w + 32 * j), xq);
+  }
+  for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(y + 16 * j, mask[j], acc[j]);
+}
+#endif
+
+const KernelTable* Table() {
+  static const KernelTable table{&LikelihoodRow, &ToBf16,       &Adam,        &TanhInPlace,  &TanhBackward, &Multiply,
+                                 &AddScaled,     &AddBf16,      &SparseRow,   &ScatterScaled, &RowBlockF32, &RowBlockBf16, int64_t(4 * hn::Lanes(DF()))};
+  return &table;
+}
+#if HWY_TARGET == HWY_AVX3
+const KernelTable* TableBf16Dot() {
+  static const KernelTable table = [] {
+    KernelTable t = *Table();
+    t.rowBlockBf16 = &RowBlockBf16Dot;
+    return t;
+  }();
+  return &table;
+}
+#endif
+
+}  // namespace HWY_NAMESPACE
+}  // namespace vaecf::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
 namespace vaecf::cpu {
 
 bf16 toBf16Scalar(float f) {
@@ -37,7 +402,6 @@ double likelihoodRowScalar(float* row, const float* bias, int64_t items, const i
     sum += double(row[i]);
   }
   const double nll = n * (double(mx) + std::log(sum)) - dot;
-  // grad_i = (n e_i / sum - x_i) / M = (e_i - x_i sum / n) * (n / sum / M)
   const float shift = float(sum / n);
   for (int64_t k = 0; k < clicks; ++k) row[idx[k]] -= x[k] * shift;
   const float scale = float(n / sum) * invM;
@@ -63,266 +427,232 @@ void adamScalar(float* p, const float* g, float* m, float* v, int64_t n, const A
 
 namespace {
 
-#define VAECF_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+// ---- Which targets this processor runs (Highway's own detection lives in libhwy; we read the
+// features directly so the engine has no run-time dependency on it) ----
 
-VAECF_AVX512 inline __m512 exp512(__m512 x) {
-  // exp(x) = 2^n exp(r), n = round(x log2 e), r = x - n ln 2 (Cody-Waite), Cephes' degree-6 polynomial.
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
-}
-
-VAECF_AVX512 inline void storeBf16(bf16* out, __m512 v, __mmask16 mask) {
-  const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
-  _mm256_mask_storeu_epi16(out, mask, h);
-}
-
-VAECF_AVX512 double likelihoodRowAvx512(float* row, const float* bias, int64_t items, const int32_t* idx, const float* x,
-                                        int64_t clicks, float invM, float* gradF32, bf16* gradBf16) {
-  __m512 vmax = _mm512_set1_ps(-INFINITY);
-  for (int64_t i = 0; i < items; i += 16) {
-    const __mmask16 mask = items - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (items - i)) - 1);
-    const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, row + i), _mm512_maskz_loadu_ps(mask, bias + i));
-    _mm512_mask_storeu_ps(row + i, mask, v);
-    vmax = _mm512_mask_max_ps(vmax, mask, vmax, v);
-  }
-  const float mx = _mm512_reduce_max_ps(vmax);
-  double n = 0, dot = 0;
-  for (int64_t k = 0; k < clicks; ++k) {
-    n += double(x[k]);
-    dot += double(x[k]) * double(row[idx[k]]);
-  }
-  const __m512 vmx = _mm512_set1_ps(mx);
-  __m512 vsum = _mm512_setzero_ps();
-  for (int64_t i = 0; i < items; i += 16) {
-    const __mmask16 mask = items - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (items - i)) - 1);
-    const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + i), vmx));
-    _mm512_mask_storeu_ps(row + i, mask, e);
-    vsum = _mm512_add_ps(vsum, _mm512_maskz_mov_ps(mask, e));
-  }
-  const double sum = double(_mm512_reduce_add_ps(vsum));
-  const double nll = n * (double(mx) + std::log(sum)) - dot;
-  const float shift = float(sum / n);
-  for (int64_t k = 0; k < clicks; ++k) row[idx[k]] -= x[k] * shift;
-  const __m512 scale = _mm512_set1_ps(float(n / sum) * invM);
-  for (int64_t i = 0; i < items; i += 16) {
-    const __mmask16 mask = items - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (items - i)) - 1);
-    const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + i), scale);
-    if (gradF32) _mm512_mask_storeu_ps(gradF32 + i, mask, g);
-    if (gradBf16) storeBf16(gradBf16 + i, g, mask);
-  }
-  return nll;
-}
-
-VAECF_AVX512 void toBf16Avx512(const float* in, bf16* out, int64_t n) {
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    storeBf16(out + i, _mm512_maskz_loadu_ps(mask, in + i), mask);
-  }
-}
-
-VAECF_AVX512 void adamAvx512(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16) {
-  const __m512 b1 = _mm512_set1_ps(s.b1), b2 = _mm512_set1_ps(s.b2);
-  const __m512 c1 = _mm512_set1_ps(1.0f - s.b1), c2 = _mm512_set1_ps(1.0f - s.b2);
-  const __m512 step = _mm512_set1_ps(s.stepSize), eps = _mm512_set1_ps(s.eps), bc2 = _mm512_set1_ps(s.bc2Sqrt);
-  const __m512 decay = _mm512_set1_ps(s.decay), shrink = _mm512_set1_ps(s.shrink);
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 mask = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    __m512 pi = _mm512_maskz_loadu_ps(mask, p + i);
-    __m512 gi = g ? _mm512_maskz_loadu_ps(mask, g + i) : _mm512_setzero_ps();
-    if (s.coupled) gi = _mm512_fmadd_ps(decay, pi, gi);
-    if (s.decoupled) pi = _mm512_mul_ps(pi, shrink);
-    const __m512 mi = _mm512_fmadd_ps(b1, _mm512_maskz_loadu_ps(mask, m + i), _mm512_mul_ps(c1, gi));
-    const __m512 vi = _mm512_fmadd_ps(b2, _mm512_maskz_loadu_ps(mask, v + i), _mm512_mul_ps(_mm512_mul_ps(c2, gi), gi));
-    const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), bc2), eps);
-    pi = _mm512_sub_ps(pi, _mm512_div_ps(_mm512_mul_ps(step, mi), denom));
-    _mm512_mask_storeu_ps(m + i, mask, mi);
-    _mm512_mask_storeu_ps(v + i, mask, vi);
-    _mm512_mask_storeu_ps(p + i, mask, pi);
-    if (pBf16) storeBf16(pBf16 + i, pi, mask);
-  }
-}
-
-// M rows x 64 columns of y = x W + bias starting at column c0 (of n): the column masks of a ragged last
-// block, 4 M accumulators started at the bias (kept in registers by the kernels below), the masked store.
-template <int M>
-struct Block64 {
-  __m512 acc[M][4];
-  __mmask16 mask[4];
-  VAECF_AVX512 Block64(const float* bias, int64_t n, int64_t c0) {
-    for (int j = 0; j < 4; ++j) {
-      const int64_t left = n - (c0 + 16 * j);
-      mask[j] = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
-      const __m512 b = _mm512_maskz_loadu_ps(mask[j], bias + c0 + 16 * j);
-      for (int u = 0; u < M; ++u) acc[u][j] = b;
-    }
-  }
-  VAECF_AVX512 void store(float* y, int64_t n, int64_t c0) const {
-    for (int u = 0; u < M; ++u)
-      for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(y + u * n + c0 + 16 * j, mask[j], acc[u][j]);
-  }
+struct CpuFeatures {
+  bool ssse3 = false, sse4 = false, avx2 = false, avx3 = false, avx512bf16 = false;  // x86
+  bool neon = false, sve = false, sve2 = false;                                      // ARM
 };
 
-template <int M>
-VAECF_AVX512 void smallRowsBlock(const float* x, int64_t k, const float* W, int64_t n, const float* bias, float* y, int64_t c0, int64_t c1) {
-  // 64 columns per step: 4 vectors per row of x, M rows: 4 M accumulators.
-  for (int64_t c = c0; c < c1; c += 64) {
-    Block64<M> blk(bias, n, c);
-    for (int64_t i = 0; i < k; ++i) {
-      __m512 w[4];
-      for (int j = 0; j < 4; ++j) w[j] = _mm512_maskz_loadu_ps(blk.mask[j], W + i * n + c + 16 * j);
-      for (int u = 0; u < M; ++u) {
-        const __m512 xi = _mm512_set1_ps(x[u * k + i]);
-        for (int j = 0; j < 4; ++j) blk.acc[u][j] = _mm512_fmadd_ps(xi, w[j], blk.acc[u][j]);
-      }
-    }
-    blk.store(y, n, c);
-  }
+CpuFeatures readCpuFeatures() {
+  CpuFeatures f;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  f.ssse3 = __builtin_cpu_supports("ssse3");
+  // Highway's SSE4 target also uses CLMUL and AES; AVX2 adds BMI1/2, FMA and F16C; AVX3 is AVX-512 F/VL/DQ/BW.
+  f.sse4 = f.ssse3 && __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
+           __builtin_cpu_supports("aes");
+  f.avx2 = f.sse4 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
+           __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
+  f.avx3 = f.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+  f.avx512bf16 = f.avx3 && __builtin_cpu_supports("avx512bf16");
+#elif defined(__aarch64__) && defined(__linux__)
+  const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+  f.neon = (hw & HWCAP_ASIMD) && (hw & HWCAP_AES);  // Highway's NEON target on A64 includes AES
+  f.sve = (hw & HWCAP_SVE) != 0;
+  f.sve2 = f.sve && (hw2 & HWCAP2_SVE2) && (hw2 & HWCAP2_SVEAES);
+#endif
+  return f;
 }
 
-template <int M>
-void smallRowsDispatch(const float* x, int64_t k, const float* W, int64_t n, const float* bias, float* y, int threads) {
-  const int64_t blocks = (n + 63) / 64;
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t b = 0; b < blocks; ++b) smallRowsBlock<M>(x, k, W, n, bias, y, b * 64, b * 64 + 64);
+struct Target {
+  const char* name;
+  bool supported;
+  const KernelTable* (*table)();
+};
+
+// The compiled targets, best first.
+const std::vector<Target>& targets() {
+  static const std::vector<Target> list = [] {
+    const CpuFeatures f = readCpuFeatures();
+    std::vector<Target> t;
+#if HWY_TARGETS & HWY_AVX3
+    t.push_back({"AVX-512+BF16", f.avx512bf16, &N_AVX3::TableBf16Dot});
+    t.push_back({"AVX-512", f.avx3, &N_AVX3::Table});
+#endif
+#if HWY_TARGETS & HWY_AVX2
+    t.push_back({"AVX2", f.avx2, &N_AVX2::Table});
+#endif
+#if HWY_TARGETS & HWY_SSE4
+    t.push_back({"SSE4", f.sse4, &N_SSE4::Table});
+#endif
+#if HWY_TARGETS & HWY_SSSE3
+    t.push_back({"SSSE3", f.ssse3, &N_SSSE3::Table});
+#endif
+#if HWY_TARGETS & HWY_SVE2
+    t.push_back({"SVE2", f.sve2, &N_SVE2::Table});
+#endif
+#if HWY_TARGETS & HWY_SVE
+    t.push_back({"SVE", f.sve, &N_SVE::Table});
+#endif
+#if HWY_TARGETS & HWY_NEON
+    t.push_back({"NEON", f.neon, &N_NEON::Table});
+#endif
+#if HWY_TARGETS & HWY_EMU128
+    t.push_back({"EMU128", true, &N_EMU128::Table});
+#endif
+#if HWY_TARGETS & HWY_SCALAR
+    t.push_back({"scalar", true, &N_SCALAR::Table});
+#endif
+    (void)f;
+    return t;
+  }();
+  return list;
 }
 
-// Software prefetch 4 KiB ahead of the panel stream, into all cache levels: measured with
-// `vaecf_harness latency` (bf16: 0.84 ms without, 0.72 ms with; a non-temporal hint evicts the weights
-// from the last-level cache between calls and takes 2.6 ms).
-constexpr int64_t kPanelPrefetchBytes = 4096;
-// One panel of 64 columns (c0 = its first column) for M rows: 4 accumulators per row stay in registers
-// while the panel streams through once.
-template <int M>
-VAECF_AVX512 void panelBf16(const uint32_t* xPairs, int64_t pairs, const bf16* panel, const float* bias, float* y, int64_t n,
-                            int64_t c0) {
-  Block64<M> blk(bias, n, c0);
-  for (int64_t q = 0; q < pairs; ++q) {
-    const bf16* w = panel + q * 128;
-    for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + kPanelPrefetchBytes / 2 + 32 * j), _MM_HINT_T0);
-    __m512bh wv[4];
-    for (int j = 0; j < 4; ++j) wv[j] = (__m512bh)_mm512_loadu_si512(w + 32 * j);
-    for (int u = 0; u < M; ++u) {
-      // (x[2q], x[2q + 1]) as one 32-bit pair, broadcast: acc_c += x[2q] W[2q, c] + x[2q + 1] W[2q + 1, c].
-      const __m512bh xq = (__m512bh)_mm512_set1_epi32(int(xPairs[u * pairs + q]));
-      for (int j = 0; j < 4; ++j) blk.acc[u][j] = _mm512_dpbf16_ps(blk.acc[u][j], wv[j], xq);
-    }
-  }
-  blk.store(y, n, c0);
+struct Active {
+  std::atomic<const KernelTable*> table{nullptr};
+  std::string name;
+  std::mutex mutex;
+};
+Active& active() {
+  static Active a;
+  return a;
 }
 
-template <int M>
-VAECF_AVX512 void panelF32(const float* x, int64_t k, const float* panel, const float* bias, float* y, int64_t n, int64_t c0) {
-  Block64<M> blk(bias, n, c0);
-  for (int64_t i = 0; i < k; ++i) {
-    const float* w = panel + i * 64;
-    for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + kPanelPrefetchBytes / 4 + 16 * j), _MM_HINT_T0);
-    __m512 wv[4];
-    for (int j = 0; j < 4; ++j) wv[j] = _mm512_loadu_ps(w + 16 * j);
-    for (int u = 0; u < M; ++u) {
-      const __m512 xi = _mm512_set1_ps(x[u * k + i]);
-      for (int j = 0; j < 4; ++j) blk.acc[u][j] = _mm512_fmadd_ps(xi, wv[j], blk.acc[u][j]);
-    }
-  }
-  blk.store(y, n, c0);
+const Target* findTarget(const std::string& name) {
+  for (const auto& t : targets())
+    if (name == t.name) return &t;
+  return nullptr;
 }
 
-template <int M>
-void panelDispatch(const float* x, const uint32_t* xPairs, const PackedPanels& W, const float* bias, float* y, int threads) {
-  const int64_t panels = W.panels(), pairs = (W.k + 1) / 2;
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t p = 0; p < panels; ++p) {
-    if (W.isBf16) panelBf16<M>(xPairs, pairs, W.halves.data() + p * pairs * 128, bias, y, W.n, p * 64);
-    else panelF32<M>(x, W.k, W.floats.data() + p * W.k * 64, bias, y, W.n, p * 64);
+const Target& bestTarget() {
+  for (const auto& t : targets())
+    if (t.supported) return t;
+  // The static target (the build's baseline) always runs: it is the last resort.
+  return targets().back();
+}
+
+void activate(const Target& t) {
+  Active& a = active();
+  std::lock_guard<std::mutex> lock(a.mutex);
+  a.name = t.name;
+  a.table.store(t.table(), std::memory_order_release);
+}
+
+const KernelTable& kernels() {
+  const KernelTable* t = active().table.load(std::memory_order_acquire);
+  if (HWY_LIKELY(t)) return *t;
+  const Target* chosen = &bestTarget();
+  if (const char* env = std::getenv("VAECF_SIMD"); env && *env) {
+    const Target* wanted = findTarget(env);
+    if (wanted && wanted->supported) chosen = wanted;
+    else
+      std::fprintf(stderr, "vaecf: VAECF_SIMD=%s is %s; using %s\n", env,
+                   wanted ? "not supported by this processor" : "not a target of this build (see simdTargets())", chosen->name);
   }
+  activate(*chosen);
+  return *active().table.load(std::memory_order_acquire);
 }
 
 }  // namespace
 
+std::vector<SimdTarget> simdTargets() {
+  std::vector<SimdTarget> out;
+  for (const auto& t : targets()) out.push_back({t.name, t.supported});
+  return out;
+}
+
+std::string simdTarget() {
+  kernels();
+  std::lock_guard<std::mutex> lock(active().mutex);
+  return active().name;
+}
+
+void forceSimdTarget(const std::string& name) {
+  if (name.empty()) return activate(bestTarget());
+  const Target* t = findTarget(name);
+  if (!t) throw std::invalid_argument("unknown SIMD target '" + name + "'");
+  if (!t->supported) throw std::invalid_argument("this processor does not run the SIMD target '" + name + "'");
+  activate(*t);
+}
+
+double likelihoodRow(float* row, const float* bias, int64_t items, const int32_t* idx, const float* x, int64_t clicks,
+                     float invM, float* gradF32, bf16* gradBf16) {
+  return kernels().likelihoodRow(row, bias, items, idx, x, clicks, invM, gradF32, gradBf16);
+}
+void toBf16(const float* in, bf16* out, int64_t n) { kernels().toBf16(in, out, n); }
+void adamUpdate(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16) {
+  kernels().adam(p, g, m, v, n, s, pBf16);
+}
+void tanhInPlace(float* a, int64_t n) { kernels().tanhInPlace(a, n); }
+void tanhBackward(float* grad, const float* act, int64_t n) { kernels().tanhBackward(grad, act, n); }
+void multiply(const float* a, const float* b, float* out, int64_t n) { kernels().multiply(a, b, out, n); }
+void addScaled(float* y, const float* x, float alpha, int64_t n) { kernels().addScaled(y, x, alpha, n); }
+void addBf16(float* y, const bf16* x, int64_t n) { kernels().addBf16(y, x, n); }
+void sparseRow(float* row, const float* W, int64_t cols, const int32_t* idx, const float* vals, int64_t nnz) {
+  kernels().sparseRow(row, W, cols, idx, vals, nnz);
+}
+void scatterScaled(float* dW, int64_t ldw, const float* g, int64_t cols, const int32_t* idx, const float* vals, int64_t nnz) {
+  kernels().scatterScaled(dW, ldw, g, cols, idx, vals, nnz);
+}
+
+int64_t panelWidth() { return kernels().blockWidth; }
+
 void smallRowsProduct(const float* x, int64_t m, int64_t k, const float* W, int64_t n, const float* bias, float* y, int threads) {
-  switch (m) {
-    case 1: smallRowsDispatch<1>(x, k, W, n, bias, y, threads); break;
-    case 2: smallRowsDispatch<2>(x, k, W, n, bias, y, threads); break;
-    case 3: smallRowsDispatch<3>(x, k, W, n, bias, y, threads); break;
-    case 4: smallRowsDispatch<4>(x, k, W, n, bias, y, threads); break;
-    default: throw std::invalid_argument("smallRowsProduct: at most 4 rows");
+  if (m < 1 || m > 4) throw std::invalid_argument("smallRowsProduct: 1 to 4 rows");
+  const KernelTable& K = kernels();
+  const int64_t width = K.blockWidth, blocks = (n + width - 1) / width;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t c0 = b * width, cols = std::min(width, n - c0);
+    for (int64_t u = 0; u < m; ++u) K.rowBlockF32(x + u * k, k, W + c0, n, bias + c0, y + u * n + c0, cols);
   }
 }
 
 void packPanels(const float* W, int64_t k, int64_t n, bool useBf16, PackedPanels& out, int threads) {
+  const int64_t width = kernels().blockWidth;
   out.k = k;
   out.n = n;
+  out.width = width;
   out.isBf16 = useBf16;
-  const int64_t panels = (n + 63) / 64, pairs = (k + 1) / 2;
+  const int64_t panels = out.panels(), pairs = (k + 1) / 2;
   if (useBf16) {
     out.floats = {};
-    out.halves.assign(size_t(panels * pairs * 128), 0);
+    out.halves.assign(size_t(panels * pairs * width * 2), 0);
   } else {
     out.halves = {};
-    out.floats.assign(size_t(panels * k * 64), 0.0f);
+    out.floats.assign(size_t(panels * k * width), 0.0f);
   }
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t p = 0; p < panels; ++p) {
-    const int64_t c0 = p * 64, width = std::min<int64_t>(64, n - c0);
+    const int64_t c0 = p * width, cols = std::min(width, n - c0);
     for (int64_t i = 0; i < k; ++i)
-      for (int64_t c = 0; c < width; ++c) {
+      for (int64_t c = 0; c < cols; ++c) {
         const float w = W[i * n + c0 + c];
-        if (useBf16) out.halves[size_t(((p * pairs + i / 2) * 64 + c) * 2 + (i % 2))] = toBf16Scalar(w);
-        else out.floats[size_t((p * k + i) * 64 + c)] = w;
+        if (useBf16) out.halves[size_t(((p * pairs + i / 2) * width + c) * 2 + (i % 2))] = toBf16Scalar(w);
+        else out.floats[size_t((p * k + i) * width + c)] = w;
       }
   }
 }
 
 void panelRowsProduct(const float* x, int64_t m, const PackedPanels& W, const float* bias, float* y, int threads) {
   if (m < 1 || m > 4) throw std::invalid_argument("panelRowsProduct: 1 to 4 rows");
+  const KernelTable& K = kernels();
+  if (W.width != K.blockWidth)
+    throw std::logic_error("panelRowsProduct: the panels were packed " + std::to_string(W.width) + " columns wide, the " +
+                           simdTarget() + " kernels read " + std::to_string(K.blockWidth) + " (pack them again)");
   // bf16: each row of x as pairs of bf16 (x[2q] in the low half), zero-padded to an even length.
-  std::vector<uint32_t> pairs;
+  const int64_t pairs = (W.k + 1) / 2;
+  std::vector<uint32_t> xPairs;
   if (W.isBf16) {
-    const int64_t np = (W.k + 1) / 2;
-    pairs.assign(size_t(m * np), 0);
+    xPairs.assign(size_t(m * pairs), 0);
     for (int64_t u = 0; u < m; ++u)
-      for (int64_t i = 0; i < W.k; ++i) pairs[size_t(u * np + i / 2)] |= uint32_t(toBf16Scalar(x[u * W.k + i])) << (16 * (i % 2));
+      for (int64_t i = 0; i < W.k; ++i) xPairs[size_t(u * pairs + i / 2)] |= uint32_t(toBf16Scalar(x[u * W.k + i])) << (16 * (i % 2));
   }
-  switch (m) {
-    case 1: panelDispatch<1>(x, pairs.data(), W, bias, y, threads); break;
-    case 2: panelDispatch<2>(x, pairs.data(), W, bias, y, threads); break;
-    case 3: panelDispatch<3>(x, pairs.data(), W, bias, y, threads); break;
-    default: panelDispatch<4>(x, pairs.data(), W, bias, y, threads); break;
+  const int64_t panels = W.panels(), width = W.width;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t c0 = p * width, cols = std::min(width, W.n - c0);
+    // Rows inner: the panel comes from memory for the first row and from cache for the others.
+    for (int64_t u = 0; u < m; ++u) {
+      if (W.isBf16) K.rowBlockBf16(xPairs.data() + u * pairs, pairs, W.halves.data() + p * pairs * width * 2, bias + c0, y + u * W.n + c0, cols);
+      else K.rowBlockF32(x + u * W.k, W.k, W.floats.data() + p * W.k * width, width, bias + c0, y + u * W.n + c0, cols);
+    }
   }
-}
-
-bool avx512Available() {
-  static const bool ok = !(std::getenv("VAECF_DISABLE_AVX512") && std::string(std::getenv("VAECF_DISABLE_AVX512")) == "1") &&
-                         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-                         __builtin_cpu_supports("avx512bf16");
-  return ok;
-}
-
-double likelihoodRow(float* row, const float* bias, int64_t items, const int32_t* idx, const float* x, int64_t clicks,
-                     float invM, float* gradF32, bf16* gradBf16) {
-  return avx512Available() ? likelihoodRowAvx512(row, bias, items, idx, x, clicks, invM, gradF32, gradBf16)
-                           : likelihoodRowScalar(row, bias, items, idx, x, clicks, invM, gradF32, gradBf16);
-}
-
-void toBf16(const float* in, bf16* out, int64_t n) {
-  if (avx512Available()) toBf16Avx512(in, out, n);
-  else
-    for (int64_t i = 0; i < n; ++i) out[i] = toBf16Scalar(in[i]);
-}
-
-void adamUpdate(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16) {
-  if (avx512Available()) adamAvx512(p, g, m, v, n, s, pBf16);
-  else adamScalar(p, g, m, v, n, s, pBf16);
 }
 
 }  // namespace vaecf::cpu
+#endif  // HWY_ONCE

@@ -1,18 +1,33 @@
-// Fused row kernels of the training step with a runtime-dispatched AVX-512 path (vector exp, bf16
-// conversion) and a portable scalar path; both compute the same function (the scalar one in the
-// same float arithmetic, used on processors without AVX-512 and as the test reference).
+// The vector kernels of the CPU engine, written once with Google Highway and compiled for every SIMD
+// target of the architecture (x86: SSSE3, SSE4, AVX2, AVX-512; ARM: NEON, SVE, SVE2; a scalar
+// fallback elsewhere). The best target this processor runs is chosen at the first call; VAECF_SIMD
+// (a name from simdTargets()) or forceSimdTarget() picks another. The scalar functions at the end are
+// the plain-C++ references the tests compare every target with.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "onednn_matmul.h"
 
 namespace vaecf::cpu {
 
-// True when the AVX-512 (F, BW, DQ, VL) and AVX512-BF16 kernels can run on this processor and are not
-// switched off with VAECF_DISABLE_AVX512=1.
-bool avx512Available();
+// ---- Targets ----
 
+struct SimdTarget {
+  std::string name;  // "AVX2", "AVX-512", "NEON", "SVE", ... (Highway's target, in words)
+  bool supported;    // this processor (and OS) runs it
+};
+// The targets this build has kernels for, best first.
+std::vector<SimdTarget> simdTargets();
+// The target the kernels run now, e.g. "AVX2" or "AVX-512 (bf16 dot products)".
+std::string simdTarget();
+// Makes `name` (from simdTargets(), supported) the target of every later kernel call; "" returns to
+// the best supported one. Throws std::invalid_argument for an unknown or unsupported name. For tests
+// and benchmarks: not meant to be changed while kernels run on other threads.
+void forceSimdTarget(const std::string& name);
+
+// ---- Kernels (float) ----
 
 // One row of the multinomial likelihood, in place over the logits:
 //   row[i] <- row[i] + bias[i]; lse = logsumexp(row); nll = n * lse - sum_k x_k row[idx_k]
@@ -21,7 +36,7 @@ bool avx512Available();
 double likelihoodRow(float* row, const float* bias, int64_t items, const int32_t* idx, const float* x, int64_t clicks,
                      float invM, float* gradF32, bf16* gradBf16);
 
-// Round-to-nearest-even conversion of n floats to bf16.
+// Round-to-nearest-even conversion of n floats to bf16 (NaN stays NaN).
 void toBf16(const float* in, bf16* out, int64_t n);
 
 // PyTorch-style Adam / AdamW on p[0..n) with gradient g (nullptr: zero gradient);
@@ -32,35 +47,58 @@ struct AdamStep {
 };
 void adamUpdate(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16);
 
-// y[m x n] = x[m x k] W[k x n] + bias for a few rows (m <= 4), W row-major fp32: one pass over W
-// with the accumulators in registers, columns split across threads. AVX-512 only (check
-// avx512Available()); the small layers of low-latency scoring (the item layer uses packed panels).
+// Element-wise helpers of the training step (n floats each).
+void tanhInPlace(float* a, int64_t n);                                      // a = tanh(a)
+void tanhBackward(float* grad, const float* act, int64_t n);                // grad *= 1 - act^2
+void multiply(const float* a, const float* b, float* out, int64_t n);       // out = a * b (out may alias a)
+void addScaled(float* y, const float* x, float alpha, int64_t n);           // y += alpha x
+void addBf16(float* y, const bf16* x, int64_t n);                           // y += float(x)
+
+// The sparse first layer. Forward, one user: row[0..cols) += sum_k vals[k] W[idx[k], 0..cols)
+// (W row-major [items x cols]; clicks with value 0, dropped ones, are skipped).
+void sparseRow(float* row, const float* W, int64_t cols, const int32_t* idx, const float* vals, int64_t nnz);
+// Weight gradient, one user and a block of columns: dW[idx[k] * ldw + 0..cols) += vals[k] g[0..cols).
+void scatterScaled(float* dW, int64_t ldw, const float* g, int64_t cols, const int32_t* idx, const float* vals, int64_t nnz);
+
+// y[m x n] = x[m x k] W[k x n] + bias for a few rows (m <= 4), W row-major fp32: one pass over W per
+// row, columns split across threads. The small layers of low-latency scoring (the item layer uses
+// packed panels).
 void smallRowsProduct(const float* x, int64_t m, int64_t k, const float* W, int64_t n, const float* bias, float* y, int threads);
 
-// The weights of a k x n product repacked for streaming one or a few rows through them: panels of 64
-// columns, each panel contiguous in memory (the row-major layout reads 64 columns of every row at a
-// stride of n, one page apart, which the prefetcher does not follow). bf16: the rows of a panel are
-// interleaved in pairs, [pair q][column c][2], the operand layout of the AVX512-BF16 dot product
-// (vdpbf16ps); fp32: [row][column c]. Columns past n and the odd row of an odd k are zero.
+// The weights of a k x n product repacked for streaming one or a few rows through them: panels of
+// `width` columns (four vectors of the target that packed them), each panel contiguous in memory (the
+// row-major layout reads a panel's columns of every row at a stride of n, which the prefetcher does
+// not follow). bf16: the rows of a panel are interleaved in pairs, [pair q][column c][2] (rows 2q and
+// 2q + 1 of a column in one 32-bit word); fp32: [row][column c]. Columns past n and the odd row of an
+// odd k are zero.
 struct PackedPanels {
-  int64_t k = 0, n = 0;
+  int64_t k = 0, n = 0, width = 0;
   bool isBf16 = false;
-  std::vector<bf16> halves;   // bf16: panels x ceil(k / 2) x 64 x 2
-  std::vector<float> floats;  // fp32: panels x k x 64
-  int64_t panels() const { return (n + 63) / 64; }
+  std::vector<bf16> halves;   // bf16: panels x ceil(k / 2) x width x 2
+  std::vector<float> floats;  // fp32: panels x k x width
+  int64_t panels() const { return width ? (n + width - 1) / width : 0; }
   bool empty() const { return n == 0; }
 };
+// The panel width the current target packs and reads.
+int64_t panelWidth();
 // Packs W [k x n] (fp32, row-major), rounding to bf16 (nearest even) when bf16 is set.
 void packPanels(const float* W, int64_t k, int64_t n, bool bf16, PackedPanels& out, int threads);
 // y[m x n] = x[m x k] W + bias for m <= 4 over packed panels (panels split across threads). With bf16
 // panels x is rounded to bf16 too and products accumulate in fp32, as in the batched bf16 product.
-// AVX-512 only (check avx512Available()).
+// Throws std::logic_error when W was packed for another target's width (pack again).
 void panelRowsProduct(const float* x, int64_t m, const PackedPanels& W, const float* bias, float* y, int threads);
 
-// The portable scalar versions, always available (the tests compare the two paths).
+// ---- Scalar references, always available (the tests compare every target with them) ----
+
 double likelihoodRowScalar(float* row, const float* bias, int64_t items, const int32_t* idx, const float* x, int64_t clicks,
                            float invM, float* gradF32, bf16* gradBf16);
 void adamScalar(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s, bf16* pBf16);
 bf16 toBf16Scalar(float f);
+inline float fromBf16(bf16 h) {
+  const uint32_t bits = uint32_t(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+}
 
 }  // namespace vaecf::cpu

@@ -33,9 +33,43 @@ class PhaseTimer {
   std::chrono::steady_clock::time_point start_;
 };
 
-constexpr int64_t kColumnBlock = 64;  // columns per task in column-parallel kernels
+constexpr int64_t kColumnBlock = 64;   // columns per task in the sparse weight gradient
+constexpr int64_t kBiasBlock = 1024;   // columns per task in the bias gradients
 
 inline uint32_t hiddenStream(int64_t layer) { return uint32_t(Stream::HiddenDropout) * 1000u + uint32_t(layer); }
+
+constexpr int64_t kElementChunk = 1 << 14;  // elements per task in element-wise loops
+
+// Runs f(i0, i1) over [0, n) in chunks split across threads.
+template <typename F>
+void forChunks(int64_t n, int threads, const F& f) {
+  const int64_t chunks = (n + kElementChunk - 1) / kElementChunk;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) f(c * kElementChunk, std::min(n, (c + 1) * kElementChunk));
+}
+
+// The element-wise steps: the vector kernels for float, plain loops for the double engine (the
+// gradient-check reference).
+template <typename T>
+void tanhRange(T* a, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) tanhInPlace(a, n);
+  else for (int64_t i = 0; i < n; ++i) a[i] = std::tanh(a[i]);
+}
+template <typename T>
+void tanhBackwardRange(T* grad, const T* act, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) tanhBackward(grad, act, n);
+  else for (int64_t i = 0; i < n; ++i) grad[i] *= T(1) - act[i] * act[i];
+}
+template <typename T>
+void multiplyRange(const T* a, const T* b, T* out, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) multiply(a, b, out, n);
+  else for (int64_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
+}
+template <typename T>
+void addScaledRange(T* y, const T* x, T alpha, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) addScaled(y, x, alpha, n);
+  else for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
 }  // namespace
 
 template <typename T>
@@ -186,7 +220,7 @@ void MultVaeCpu<T>::forward(bool training) {
   setBlasThreads(threads_);
   // Scoring one or a few users: every layer but the item output layer is too small to share between
   // threads (waking sleeping OpenMP threads costs more than the work), so they run on this thread.
-  const bool fewRows = fusedOutput() && !training && m <= 4 && avx512Available();
+  const bool fewRows = fusedOutput() && !training && m <= 4;
   const int par = fewRows ? 1 : threads_;
 
   // Encoder input: x_u / ||x_u||_2, then inverted dropout (training only). Values live on the nnz.
@@ -214,11 +248,15 @@ void MultVaeCpu<T>::forward(bool training) {
       for (int64_t u = 0; u < m; ++u) {
         T* row = out + u * L.out;
         std::memcpy(row, b, size_t(L.out) * sizeof(T));
-        for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
-          const T v = input_[k];
-          if (v == T(0)) continue;
-          const T* w = W + int64_t(indices_[k]) * L.out;
-          for (int64_t c = 0; c < L.out; ++c) row[c] += v * w[c];
+        if constexpr (std::is_same_v<T, float>) {
+          sparseRow(row, W, L.out, indices_.data() + indptr_[u], input_.data() + indptr_[u], indptr_[u + 1] - indptr_[u]);
+        } else {
+          for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
+            const T v = input_[k];
+            if (v == T(0)) continue;
+            const T* w = W + int64_t(indices_[k]) * L.out;
+            for (int64_t c = 0; c < L.out; ++c) row[c] += v * w[c];
+          }
         }
       }
     } else {
@@ -227,16 +265,14 @@ void MultVaeCpu<T>::forward(bool training) {
         PhaseTimer timer(profile_, Profile::Elementwise);
         T* d = dropped_[layer].data();
         const T* mask = masks_[layer].data();
-        const int64_t n = m * L.in;
-#pragma omp parallel for schedule(static) num_threads(par)
-        for (int64_t i = 0; i < n; ++i) d[i] = in[i] * mask[i];
+        forChunks(m * L.in, par, [&](int64_t i0, int64_t i1) { multiplyRange(in + i0, mask + i0, d + i0, i1 - i0); });
         in = d;
       }
       // A = In W + b: [m x in] x [in x out].
       PhaseTimer timer(profile_, Profile::Gemm);
       if (fewRows && layer == nLayers_ - 1) {
         // The item output layer: one pass over its weights, packed in contiguous panels, split across threads.
-        if (scoringPanelsStale_) {
+        if (scoringPanelsStale_ || scoringPanels_.width != panelWidth()) {
           packPanels(reinterpret_cast<const float*>(W), L.in, L.out, bf16Output_, scoringPanels_, threads_);
           scoringPanelsStale_ = false;
         }
@@ -256,8 +292,7 @@ void MultVaeCpu<T>::forward(bool training) {
         }
         if (!training) {
 #pragma omp parallel for schedule(static) num_threads(par)
-          for (int64_t u = 0; u < m; ++u)
-            for (int64_t c = 0; c < L.out; ++c) out[u * L.out + c] += b[c];
+          for (int64_t u = 0; u < m; ++u) addScaledRange(out + u * L.out, b, T(1), L.out);
         }
       } else {
 #pragma omp parallel for schedule(static) num_threads(par)
@@ -267,9 +302,7 @@ void MultVaeCpu<T>::forward(bool training) {
     }
     if (hasTanh(layer)) {
       PhaseTimer timer(profile_, Profile::Elementwise);
-      const int64_t n = m * L.out;
-#pragma omp parallel for schedule(static) num_threads(par)
-      for (int64_t i = 0; i < n; ++i) out[i] = std::tanh(out[i]);
+      forChunks(m * L.out, par, [&](int64_t i0, int64_t i1) { tanhRange(out + i0, i1 - i0); });
     }
     if (layer == nEnc_ - 1 && config_.variational) {
       // Reparameterisation: z = mu + eps * exp(logvar / 2) in training, z = mu in evaluation.
@@ -381,22 +414,18 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     {
     PhaseTimer timer(profile_, Profile::BiasGradient);
     const bool bf16Grad = bf16Output_ && layer == nLayers_ - 1;
+    const int64_t nBiasBlocks = (L.out + kBiasBlock - 1) / kBiasBlock;
 #pragma omp parallel for schedule(static) num_threads(threads_)
-    for (int64_t blk = 0; blk < nBlocks; ++blk) {
-      const int64_t c0 = blk * kColumnBlock, c1 = std::min(L.out, c0 + kColumnBlock);
+    for (int64_t blk = 0; blk < nBiasBlocks; ++blk) {
+      const int64_t c0 = blk * kBiasBlock, c1 = std::min(L.out, c0 + kBiasBlock);
       for (int64_t u = 0; u < m; ++u) {
-        if (bf16Grad) {
-          const bf16* row = outputGradBf16_.data() + u * L.out;
-          for (int64_t c = c0; c < c1; ++c) {
-            const uint32_t bits = uint32_t(row[c]) << 16;
-            float f;
-            std::memcpy(&f, &bits, 4);
-            db[c] += T(f);
+        if constexpr (std::is_same_v<T, float>) {
+          if (bf16Grad) {
+            addBf16(db + c0, outputGradBf16_.data() + u * L.out + c0, c1 - c0);
+            continue;
           }
-        } else {
-          const T* row = dcur + u * L.out;
-          for (int64_t c = c0; c < c1; ++c) db[c] += row[c];
         }
+        addScaledRange(db + c0, dcur + u * L.out + c0, T(1), c1 - c0);
       }
     }
     }
@@ -408,6 +437,11 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
         const int64_t c0 = blk * kColumnBlock, c1 = std::min(L.out, c0 + kColumnBlock);
         for (int64_t u = 0; u < m; ++u) {
           const T* g = dcur + u * L.out;
+          if constexpr (std::is_same_v<T, float>) {
+            scatterScaled(dW + c0, L.out, g + c0, c1 - c0, indices_.data() + indptr_[u], input_.data() + indptr_[u],
+                          indptr_[u + 1] - indptr_[u]);
+            continue;
+          }
           for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
             const T v = input_[k];
             if (v == T(0)) continue;
@@ -438,9 +472,7 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     PhaseTimer elementTimer(profile_, Profile::Elementwise);
     if (dropoutOf(layer) > 0) {
       const T* mask = masks_[layer].data();
-      const int64_t n = m * L.in;
-#pragma omp parallel for schedule(static) num_threads(threads_)
-      for (int64_t i = 0; i < n; ++i) dIn[i] *= mask[i];
+      forChunks(m * L.in, threads_, [&](int64_t i0, int64_t i1) { multiplyRange(dIn + i0, mask + i0, dIn + i0, i1 - i0); });
     }
     if (layer == nEnc_ && config_.variational) {
       // Through z = mu + eps * exp(logvar / 2), plus beta * dKL/d(mu, logvar) / M.
@@ -466,9 +498,7 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     } else {
       // Through tanh: d pre = d post * (1 - tanh^2).
       const T* act = acts_[layer - 1].data();
-      const int64_t n = m * L.in;
-#pragma omp parallel for schedule(static) num_threads(threads_)
-      for (int64_t i = 0; i < n; ++i) dIn[i] *= T(1) - act[i] * act[i];
+      forChunks(m * L.in, threads_, [&](int64_t i0, int64_t i1) { tanhBackwardRange(dIn + i0, act + i0, i1 - i0); });
       dcur = dIn;
     }
   }
@@ -478,8 +508,7 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
       T* g = grads_.data() + L.weightOffset;
       const T* w = params_.data() + L.weightOffset;
       const T s = T(2.0 * l2);
-#pragma omp parallel for schedule(static) num_threads(threads_)
-      for (int64_t i = 0; i < n; ++i) g[i] += s * w[i];
+      forChunks(n, threads_, [&](int64_t i0, int64_t i1) { addScaledRange(g + i0, w + i0, s, i1 - i0); });
     }
   }
   StepResult r;

@@ -186,8 +186,8 @@ static int profile(int argc, char** argv) {
   engine.setThreads(int(opt["threads"]));
   engine.initialize(1);
   if (opt["bf16"] != 0) engine.model().setBf16Output(true);
-  std::printf("precision: %s (%s; AVX-512 kernels: %s)\n", opt["bf16"] != 0 ? "bf16 output layer" : "fp32",
-              cpu::bf16MatmulDescription().c_str(), cpu::avx512Available() ? "yes" : "no");
+  std::printf("precision: %s (%s; SIMD kernels: %s)\n", opt["bf16"] != 0 ? "bf16 output layer" : "fp32",
+              cpu::bf16MatmulDescription().c_str(), cpu::simdTarget().c_str());
   std::vector<int64_t> rows(static_cast<size_t>(users), 0);
   for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = i;
   std::shuffle(rows.begin(), rows.end(), gen);
@@ -280,6 +280,33 @@ static int latency(int argc, char** argv) {
     if (engine.model().profile().seconds[p] > 0)
       std::printf(" %s %.3f;", cpu::Profile::name(p), engine.model().profile().seconds[p] * 1e3 / double(reps));
   std::printf("\n");
+  return 0;
+}
+
+// The stream bound of one-user scoring: the time to read `bytes` of weights once with `threads` threads,
+// repeatedly, as scoring reads them (so they stay in the last-level cache when they fit there, as they do
+// between scoring calls). Prints the median and the 99th percentile in ms.
+static int streamTime(int argc, char** argv) {
+  std::map<std::string, double> opt = {{"bytes", 600.0 * 20108 * 4}, {"threads", 2}, {"reps", 500}};
+  parseOptions(argc, argv, opt);
+  const int64_t n = int64_t(opt["bytes"]) / 4;
+  const int threads = int(opt["threads"]);
+  std::vector<float> w(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) w[size_t(i)] = float(i % 7);
+  std::vector<double> ms;
+  volatile float sink = 0;
+  for (int r = -20; r < int(opt["reps"]); ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    float total = 0;
+#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : total)
+    for (int64_t i = 0; i < n; ++i) total += w[size_t(i)];
+    sink = sink + total;
+    if (r >= 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  std::printf("stream %.1f MiB, %d threads: p50 %.3f ms, p99 %.3f ms\n", double(n) * 4 / 1048576, threads, ms[ms.size() / 2],
+              ms[std::min(ms.size() - 1, ms.size() * 99 / 100)]);
+  std::printf("stream_ms_p50 %.4f\n", ms[ms.size() / 2]);
   return 0;
 }
 
@@ -1060,11 +1087,12 @@ int main(int argc, char** argv) {
     if (argc >= 2 && std::string(argv[1]) == "profile") return profile(argc, argv);
     if (argc >= 2 && std::string(argv[1]) == "gemm") return gemmRate(argc, argv);
     if (argc >= 2 && std::string(argv[1]) == "latency") return latency(argc, argv);
+    if (argc >= 2 && std::string(argv[1]) == "stream") return streamTime(argc, argv);
 #ifdef VAECF_HAVE_CUDA
     if (argc >= 2 && std::string(argv[1]) == "gpu-check") return gpuCheck(argc, argv);
 #endif
     std::fprintf(stderr,
-                 "usage: vaecf_harness step DIR | profile [--users N --items N --clicks N --batches N --threads N] | gemm | latency [--history N --k N --bf16 0|1]"
+                 "usage: vaecf_harness step DIR | profile [--users N --items N --clicks N --batches N --threads N] | gemm | latency [--history N --k N --bf16 0|1] | stream [--bytes N --threads N]"
 #ifdef VAECF_HAVE_CUDA
                  " | gpu-check [--checks-only] [--json FILE] [--write-csr DIR] [--commit SHA] [--users N] [--profile-steps N] [--full-epochs N --full-seconds S --full-precision fp32|tf32|bf16]"
 #endif

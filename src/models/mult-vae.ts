@@ -51,11 +51,12 @@ export function resolvePrecision(wanted: Precision | undefined, device: 'cpu' | 
     return { precision: 'bf16', note: 'bf16 output layer on tensor cores (fp32 master weights)' };
   }
   if (w === 'tf32') throw new VaecfInputError("precision 'tf32' is a CUDA precision (TF32 tensor cores); on the CPU use 'fp32', 'bf16' or 'auto'");
-  const { bf16Available, bf16Description } = loadNative();
-  if (w === 'fp32') return { precision: 'fp32', note: 'fp32' };
-  if (bf16Available) return { precision: 'bf16', note: `bf16 output layer (${bf16Description})` };
+  const { bf16Available, bf16Description, simdTarget } = loadNative();
+  const kernels = `${simdTarget} kernels`;
+  if (w === 'fp32') return { precision: 'fp32', note: `fp32, ${kernels}` };
+  if (bf16Available) return { precision: 'bf16', note: `bf16 output layer (${bf16Description}), ${kernels}` };
   if (w === 'bf16') throw new VaecfInputError(`precision 'bf16' is not available on this machine (${bf16Description}); use 'fp32' or 'auto'`);
-  return { precision: 'fp32', note: `fp32 (bf16 not available: ${bf16Description})` };
+  return { precision: 'fp32', note: `fp32, ${kernels} (bf16 not available: ${bf16Description})` };
 }
 
 export type ModelKind = 'mult-vae' | 'mult-dae';
