@@ -10,10 +10,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { generateClicks, ML20M_SHAPE, nnz } from '../src/index';
+import { generateClicks, ML20M_SHAPE } from '../src/index';
+import { loadNative } from '../src/native';
+import { cpuDescription, findPython, harness, ROOT, writeCsr } from './native-tools';
 import { runQuality, type QualityResult } from './quality';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const argv = process.argv.slice(2);
 const flag = (name: string): boolean => argv.includes(`--${name}`);
 const opt = (name: string): string | undefined => {
@@ -21,26 +22,6 @@ const opt = (name: string): string | undefined => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 const log = (s: string): void => void process.stdout.write(`${s}\n`);
-
-function findPython(): string | null {
-  for (const candidate of [process.env.VAECF_PYTHON, path.join(ROOT, '.venv', 'bin', 'python'), 'python3']) {
-    if (!candidate) continue;
-    const r = spawnSync(candidate, ['-c', 'import torch, numpy'], { encoding: 'utf8' });
-    if (r.status === 0) return candidate;
-  }
-  return null;
-}
-
-function harness(): string {
-  const bin = path.join(ROOT, 'build-tests', 'vaecf_harness');
-  if (!fs.existsSync(bin)) {
-    for (const args of [['-S', ROOT, '-B', path.join(ROOT, 'build-tests'), '-DVAECF_BUILD_TESTS=ON', '-DCMAKE_BUILD_TYPE=Release'], ['--build', path.join(ROOT, 'build-tests'), '-j2', '--target', 'vaecf_harness']]) {
-      const r = spawnSync('cmake', args, { stdio: 'inherit' });
-      if (r.status !== 0) throw new Error('building the native harness failed');
-    }
-  }
-  return bin;
-}
 
 function defaultQualityData(): string {
   const candidates = [opt('data'), path.join(ROOT, 'datasets', 'ml-20m', 'ratings.csv')];
@@ -59,30 +40,32 @@ async function speed(threads: number): Promise<Record<string, unknown>> {
     fs.rmSync(out);
     return result;
   };
-  const bf16 = run('bf16');
+  // bf16 only where this processor runs it natively (elsewhere 'auto' is fp32: one run, not two).
+  const { bf16Available, bf16Description } = loadNative();
+  const bf16 = bf16Available ? run('bf16') : null;
+  if (!bf16) log(`vaecf, bf16: skipped (${bf16Description})`);
   const fp32 = run('fp32');
 
   // The matrix-product bound: an epoch's FLOPs over the GEMM rates measured here.
   const g = spawnSync(harness(), ['gemm', '--threads', String(threads)], { encoding: 'utf8' });
   const fp32Rate = Number(/fp32_rate ([\d.]+)/.exec(g.stdout)?.[1] ?? NaN);
-  const bf16Rate = Number(/bf16_rate ([\d.]+)/.exec(g.stdout)?.[1] ?? NaN);
+  const bf16Rate = bf16 ? Number(/bf16_rate ([\d.]+)/.exec(g.stdout)?.[1] ?? NaN) : null;
   const I = ML20M_SHAPE.items;
   const users = ML20M_SHAPE.users;
-  // forward + two backward products per dense layer, 2 FLOPs per multiply-add; the sparse first layer is negligible
+  // forward + two backward products per dense layer, 2 FLOPs per multiply-add; the sparse first layer is left out
   const flopsPerUser = 6 * (600 * I + 600 * 400 + 200 * 600);
   const epochFlops = flopsPerUser * users;
   const outputLayerFlops = 6 * 600 * I * users;
-  const bound = { epochTflop: epochFlops / 1e12, fp32GflopPerS: fp32Rate, bf16GflopPerS: bf16Rate,
-    fp32Seconds: epochFlops / (fp32Rate * 1e9), bf16Seconds: outputLayerFlops / (bf16Rate * 1e9) + (epochFlops - outputLayerFlops) / (fp32Rate * 1e9) };
+  const bound = {
+    epochTflop: epochFlops / 1e12, fp32GflopPerS: fp32Rate, bf16GflopPerS: bf16Rate, fp32Seconds: epochFlops / (fp32Rate * 1e9),
+    bf16Seconds: bf16Rate ? outputLayerFlops / (bf16Rate * 1e9) + (epochFlops - outputLayerFlops) / (fp32Rate * 1e9) : null,
+  };
 
   let torch: Record<string, unknown> | null = null;
   const python = findPython();
   if (python) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vaecf-torch-'));
-    const data = generateClicks({ ...ML20M_SHAPE, seed: 20 });
-    fs.writeFileSync(path.join(dir, 'shape.txt'), `${data.rows} ${data.cols}`);
-    fs.writeFileSync(path.join(dir, 'indptr.i64'), Buffer.from(BigInt64Array.from(data.indptr, (x) => BigInt(x)).buffer));
-    fs.writeFileSync(path.join(dir, 'indices.i32'), Buffer.from(data.indices.buffer, 0, nnz(data) * 4));
+    writeCsr(dir, generateClicks({ ...ML20M_SHAPE, seed: 20 }));
     const batches = opt('torch-batches') ?? '10';
     log(`PyTorch (${python}), reference formulation: ${batches} batches ...`);
     const r = spawnSync(python, [path.join(ROOT, 'bench', 'torch_epoch.py'), dir, '--batches', batches, '--threads', String(threads)], { encoding: 'utf8' });
@@ -92,30 +75,34 @@ async function speed(threads: number): Promise<Record<string, unknown>> {
   } else {
     log('PyTorch: no python3 with torch found (pip install torch==2.13.0, or set VAECF_PYTHON); skipped');
   }
-  const ours = (bf16.secondsPerEpoch as number[])[0];
   const oursFp32 = (fp32.secondsPerEpoch as number[])[0];
+  const oursBf16 = bf16 ? (bf16.secondsPerEpoch as number[])[0] : null;
+  const cpu = cpuDescription();
   const lines = [
-    `speed at ML-20M shape (${users} users x ${I} items, ${(bf16.shape as { clicks: number }).clicks} clicks, I-600-200-600-I, batch 500, ${threads} threads)`,
-    `  vaecf bf16 (${bf16.precision}): ${ours.toFixed(1)} s/epoch`,
-    `  vaecf fp32:                     ${oursFp32.toFixed(1)} s/epoch`,
-    `  matrix-product bound: ${bound.epochTflop.toFixed(1)} TFLOP/epoch; fp32 ${fp32Rate.toFixed(0)} GFLOP/s -> ${bound.fp32Seconds.toFixed(1)} s; ` +
-      `bf16 output layer ${bf16Rate.toFixed(0)} GFLOP/s -> ${bound.bf16Seconds.toFixed(1)} s`,
-    `  ratio to the bound: bf16 ${(ours / bound.bf16Seconds).toFixed(2)}x, fp32 ${(oursFp32 / bound.fp32Seconds).toFixed(2)}x`,
+    `speed at ML-20M shape (${users} users x ${I} items, ${(fp32.shape as { clicks: number }).clicks} clicks, I-600-200-600-I, batch 500, ${threads} threads)`,
+    `  CPU ${cpu.model}, ${cpu.cores} cores, flags ${cpu.flags.join(' ')}; SIMD kernels ${cpu.simdTarget}; bf16: ${cpu.bf16}`,
+    oursBf16 !== null ? `  vaecf bf16 (${bf16?.precision}): ${oursBf16.toFixed(1)} s/epoch` : `  vaecf bf16: not run (${bf16Description})`,
+    `  vaecf fp32 (${fp32.precision}): ${oursFp32.toFixed(1)} s/epoch`,
+    `  matrix-product bound: ${bound.epochTflop.toFixed(1)} TFLOP/epoch; fp32 ${fp32Rate.toFixed(0)} GFLOP/s -> ${bound.fp32Seconds.toFixed(1)} s` +
+      (bound.bf16Seconds !== null && bf16Rate !== null ? `; bf16 output layer ${bf16Rate.toFixed(0)} GFLOP/s -> ${bound.bf16Seconds.toFixed(1)} s` : ''),
+    `  ratio to the bound: fp32 ${(oursFp32 / bound.fp32Seconds).toFixed(2)}x` +
+      (oursBf16 !== null && bound.bf16Seconds !== null ? `, bf16 ${(oursBf16 / bound.bf16Seconds).toFixed(2)}x` : ''),
   ];
   if (torch) {
     const t = torch.seconds_per_epoch_extrapolated as number;
     lines.push(`  PyTorch ${torch.torch} (dense batch, nn.Linear, log_softmax * x): ${t.toFixed(1)} s/epoch (from ${torch.batches_timed} timed batches)`);
-    lines.push(`  speed-up over PyTorch: bf16 ${(t / ours).toFixed(2)}x, fp32 ${(t / oursFp32).toFixed(2)}x`);
+    lines.push(`  speed-up over PyTorch: fp32 ${(t / oursFp32).toFixed(2)}x` + (oursBf16 !== null ? `, bf16 ${(t / oursBf16).toFixed(2)}x` : ''));
   }
-  const sc = bf16.scoring as { users: number; seconds: number; usersPerSecond: number };
-  lines.push(`  scoring ${sc.users} users, top-100: ${sc.seconds.toFixed(2)} s (${sc.usersPerSecond.toFixed(0)} users/s)`);
-  lines.push(`  peak RSS of a training process: bf16 ${(bf16.peakRssMiB as number).toFixed(0)} MiB, fp32 ${(fp32.peakRssMiB as number).toFixed(0)} MiB`);
-  return { bf16, fp32, bound, torch, table: lines.join('\n') };
+  const main = bf16 ?? fp32;
+  const sc = main.scoring as { users: number; seconds: number; usersPerSecond: number };
+  lines.push(`  scoring ${sc.users} users, top-100 (${main.precision}): ${sc.seconds.toFixed(2)} s (${sc.usersPerSecond.toFixed(0)} users/s)`);
+  lines.push(`  peak RSS of a training process: ${bf16 ? `bf16 ${(bf16.peakRssMiB as number).toFixed(0)} MiB, ` : ''}fp32 ${(fp32.peakRssMiB as number).toFixed(0)} MiB`);
+  return { cpu, bf16, fp32, bound, torch, table: lines.join('\n') };
 }
 
 async function main(): Promise<void> {
   const threads = Number(opt('threads') ?? os.availableParallelism());
-  const result: Record<string, unknown> = { date: new Date().toISOString(), machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: os.totalmem() / 2 ** 30 } };
+  const result: Record<string, unknown> = { date: new Date().toISOString(), machine: { ...cpuDescription(), memoryGiB: os.totalmem() / 2 ** 30 } };
   let quality: QualityResult | null = null;
   if (!flag('skip-quality')) {
     quality = await runQuality({

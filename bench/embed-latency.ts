@@ -1,6 +1,8 @@
 // Embedding a trained model: latency of one user (a 50-item history over 20,108 items, top-20) through
 // the synchronous and the asynchronous path, batch throughput, and the memory of a loaded model of
-// ML-20M size (after garbage collection; the peak while loading too). usage: node dist/bench/embed-latency.js [--precision auto|fp32] [--json OUT]
+// ML-20M size (after garbage collection; the peak while loading too). Side by side, the stream bound: the
+// time to read the scoring weights once on this machine with the same threads (vaecf_harness stream), and
+// the one-user p50 as a ratio to it. usage: node dist/bench/embed-latency.js [--precision auto|fp32] [--json OUT]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -9,6 +11,7 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 
 import { csrFromRows, generateClicks, loadModel, MultVAE, type CsrMatrix } from '../src/index';
+import { cpuDescription, harnessNumber } from './native-tools';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -68,8 +71,19 @@ async function main(): Promise<void> {
   const t = performance.now();
   await model.recommendRows(batch, { k: 20 });
   const usersPerSecond = batch.rows / ((performance.now() - t) / 1000);
+  // The weights one user's scoring reads: the decoder's dense layers and the encoder's 600 x 400 one (the
+  // first layer reads only the history's rows), the item layer in the precision it is scored in.
+  const itemLayerBytes = 600 * items * (model.precision === 'bf16' ? 2 : 4);
+  const streamBytes = itemLayerBytes + 4 * (600 * 400 + 200 * 600);
+  const stream = harnessNumber(['stream', '--bytes', String(streamBytes), '--threads', String(threads)], 'stream_ms_p50').value;
+  const syncP50 = percentile(sync, 0.5);
+  const cpu = cpuDescription();
+  console.log(`CPU ${cpu.model}, flags ${cpu.flags.join(' ')}; SIMD kernels ${cpu.simdTarget}; ${model.precision}, ${threads} threads`);
+  console.log(`one user: p50 ${syncP50.toFixed(3)} ms, p99 ${percentile(sync, 0.99).toFixed(3)} ms; streaming the ${(streamBytes / 2 ** 20).toFixed(1)} MiB of scoring weights once: ${stream.toFixed(3)} ms -> p50 at ${(syncP50 / stream).toFixed(2)}x the stream bound`);
   const result = {
+    machine: cpu,
     precision: model.precision, threads, items,
+    streamBound: { bytes: streamBytes, msP50: stream, oneUserP50OverStream: syncP50 / stream },
     oneUserSyncMs: { p50: percentile(sync, 0.5), p99: percentile(sync, 0.99) },
     oneUserAsyncThreadPoolMs: { p50: percentile(viaPool, 0.5), p99: percentile(viaPool, 0.99) },
     oneUserRecommendRowsMs: { p50: percentile(asyncTimes, 0.5), p99: percentile(asyncTimes, 0.99) },

@@ -13,7 +13,7 @@ import {
 
 const SHARED = process.env.VAECF_SHARED_DATA ?? path.resolve(__dirname, '..', '..', '..', 'shared', 'data');
 
-interface DatasetSpec {
+export interface DatasetSpec {
   name: string;
   metrics: string[];
   load(): Promise<PreparedDataset>;
@@ -54,7 +54,7 @@ export interface QualityResult {
   table: string;
 }
 
-const DATASETS: Record<string, () => DatasetSpec> = {
+export const DATASETS: Record<string, () => DatasetSpec> = {
   'ml-1m': () => ({
     name: 'ML-1M (ratings >= 4, paper protocol, 600 + 600 held-out users, seed 98765)',
     metrics: ['recall@20', 'recall@50', 'ndcg@100'],

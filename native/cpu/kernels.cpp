@@ -34,8 +34,8 @@ struct KernelTable {
   void (*multiply)(const float*, const float*, float*, int64_t);
   void (*addScaled)(float*, const float*, float, int64_t);
   void (*addBf16)(float*, const bf16*, int64_t);
+  float (*sum)(const float*, int64_t);
   void (*sparseRow)(float*, const float*, int64_t, const int32_t*, const float*, int64_t);
-  void (*scatterScaled)(float*, int64_t, const float*, int64_t, const int32_t*, const float*, int64_t);
   // y[0..cols) = bias[0..cols) + sum_i x[i] W[i * stride + 0..cols): W row-major (stride n) or an fp32 panel
   // (stride = blockWidth); cols <= blockWidth.
   void (*rowBlockF32)(const float* x, int64_t k, const float* W, int64_t stride, const float* bias, float* y, int64_t cols);
@@ -215,8 +215,26 @@ void AddBf16(float* HWY_RESTRICT y, const bf16* HWY_RESTRICT x, int64_t n) {
   ForEachVector(n, [&](int64_t i, size_t c) { StoreCount(hn::Add(LoadCount(d, y + i, c), LoadBf16(x + i, c)), d, y + i, c); });
 }
 
-// The sparse first layer, one user: row[0..cols) += sum_k vals[k] W[idx[k], 0..cols) (W row-major with
-// `cols` columns), four vectors of the row at a time in registers while the clicked rows of W stream by.
+// Sum of a[0..n) with four vector accumulators: reads memory as fast as the target can (the stream
+// bound that one-user scoring is measured against).
+float Sum(const float* HWY_RESTRICT a, int64_t n) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    s0 = hn::Add(s0, hn::LoadU(d, a + i));
+    s1 = hn::Add(s1, hn::LoadU(d, a + i + N));
+    s2 = hn::Add(s2, hn::LoadU(d, a + i + 2 * N));
+    s3 = hn::Add(s3, hn::LoadU(d, a + i + 3 * N));
+  }
+  for (; i < n; i += N) s0 = hn::Add(s0, LoadCount(d, a + i, size_t(std::min(N, n - i))));
+  return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+}
+
+// row[0..cols) += sum_k vals[k] W[idx[k], 0..cols) (W row-major with `cols` columns), four vectors of the
+// row at a time in registers while the chosen rows of W stream by. The sparse first layer: forward (one
+// user's clicked rows of the weights) and weight gradient (one item's users' rows of the gradient).
 void SparseRow(float* HWY_RESTRICT row, const float* HWY_RESTRICT W, int64_t cols, const int32_t* HWY_RESTRICT idx,
                const float* HWY_RESTRICT vals, int64_t nnz) {
   const DF d;
@@ -245,14 +263,6 @@ void SparseRow(float* HWY_RESTRICT row, const float* HWY_RESTRICT W, int64_t col
       if (vals[k] != 0.0f) a = hn::MulAdd(hn::Set(d, vals[k]), LoadCount(d, W + int64_t(idx[k]) * cols + c, count), a);
     StoreCount(a, d, row + c, count);
   }
-}
-
-// The sparse layer's weight gradient, one user and one block of columns:
-// dW[idx[k] * ldw + 0..cols) += vals[k] g[0..cols) for every click k.
-void ScatterScaled(float* HWY_RESTRICT dW, int64_t ldw, const float* HWY_RESTRICT g, int64_t cols, const int32_t* HWY_RESTRICT idx,
-                   const float* HWY_RESTRICT vals, int64_t nnz) {
-  for (int64_t k = 0; k < nnz; ++k)
-    if (vals[k] != 0.0f) AddScaled(dW + int64_t(idx[k]) * ldw, g, vals[k], cols);
 }
 
 // Software prefetch this far ahead of the weight stream, into all cache levels: measured with
@@ -355,7 +365,7 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16"))) void Ro
 
 const KernelTable* Table() {
   static const KernelTable table{&LikelihoodRow, &ToBf16,       &Adam,        &TanhInPlace,  &TanhBackward, &Multiply,
-                                 &AddScaled,     &AddBf16,      &SparseRow,   &ScatterScaled, &RowBlockF32, &RowBlockBf16, int64_t(4 * hn::Lanes(DF()))};
+                                 &AddScaled,     &AddBf16,      &Sum,         &SparseRow,   &RowBlockF32, &RowBlockBf16, int64_t(4 * hn::Lanes(DF()))};
   return &table;
 }
 #if HWY_TARGET == HWY_AVX3
@@ -582,11 +592,9 @@ void tanhBackward(float* grad, const float* act, int64_t n) { kernels().tanhBack
 void multiply(const float* a, const float* b, float* out, int64_t n) { kernels().multiply(a, b, out, n); }
 void addScaled(float* y, const float* x, float alpha, int64_t n) { kernels().addScaled(y, x, alpha, n); }
 void addBf16(float* y, const bf16* x, int64_t n) { kernels().addBf16(y, x, n); }
+float sum(const float* a, int64_t n) { return kernels().sum(a, n); }
 void sparseRow(float* row, const float* W, int64_t cols, const int32_t* idx, const float* vals, int64_t nnz) {
   kernels().sparseRow(row, W, cols, idx, vals, nnz);
-}
-void scatterScaled(float* dW, int64_t ldw, const float* g, int64_t cols, const int32_t* idx, const float* vals, int64_t nnz) {
-  kernels().scatterScaled(dW, ldw, g, cols, idx, vals, nnz);
 }
 
 int64_t panelWidth() { return kernels().blockWidth; }

@@ -53,12 +53,12 @@ void tanhBackward(float* grad, const float* act, int64_t n);                // g
 void multiply(const float* a, const float* b, float* out, int64_t n);       // out = a * b (out may alias a)
 void addScaled(float* y, const float* x, float alpha, int64_t n);           // y += alpha x
 void addBf16(float* y, const bf16* x, int64_t n);                           // y += float(x)
+float sum(const float* a, int64_t n);                                       // sum of a (vector order)
 
-// The sparse first layer. Forward, one user: row[0..cols) += sum_k vals[k] W[idx[k], 0..cols)
-// (W row-major [items x cols]; clicks with value 0, dropped ones, are skipped).
+// The sparse first layer: row[0..cols) += sum_k vals[k] W[idx[k], 0..cols) (W row-major, `cols` wide;
+// entries with value 0, dropped clicks, are skipped). Forward: one user's clicked rows of the weights;
+// weight gradient: one item's batch rows of the gradient.
 void sparseRow(float* row, const float* W, int64_t cols, const int32_t* idx, const float* vals, int64_t nnz);
-// Weight gradient, one user and a block of columns: dW[idx[k] * ldw + 0..cols) += vals[k] g[0..cols).
-void scatterScaled(float* dW, int64_t ldw, const float* g, int64_t cols, const int32_t* idx, const float* vals, int64_t nnz);
 
 // y[m x n] = x[m x k] W[k x n] + bias for a few rows (m <= 4), W row-major fp32: one pass over W per
 // row, columns split across threads. The small layers of low-latency scoring (the item layer uses

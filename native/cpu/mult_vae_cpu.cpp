@@ -33,7 +33,6 @@ class PhaseTimer {
   std::chrono::steady_clock::time_point start_;
 };
 
-constexpr int64_t kColumnBlock = 64;   // columns per task in the sparse weight gradient
 constexpr int64_t kBiasBlock = 1024;   // columns per task in the bias gradients
 
 inline uint32_t hiddenStream(int64_t layer) { return uint32_t(Stream::HiddenDropout) * 1000u + uint32_t(layer); }
@@ -189,9 +188,11 @@ void MultVaeCpu<T>::loadBatch(const CsrView& data, const int64_t* rows, int64_t 
 
 template <typename T>
 void MultVaeCpu<T>::sampleNoise(uint64_t seed, uint64_t step) {
+  PhaseTimer timer(profile_, Profile::Noise);
   const int64_t m = m_, nnz = batchNnz();
   const double p0 = dropoutOf(0);
   CounterRng inRng(seed, uint32_t(Stream::InputDropout), step);
+#pragma omp parallel for schedule(static) num_threads(threads_)
   for (int64_t k = 0; k < nnz; ++k)
     inputScale_[k] = p0 > 0 ? (inRng.uniform(uint64_t(k)) >= p0 ? T(1.0 / (1.0 - p0)) : T(0)) : T(1);
   for (int64_t l = 1; l < nLayers_; ++l) {
@@ -399,8 +400,10 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
   // Backward. `dcur` = gradient of the loss w.r.t. the pre-activation of the current layer.
   {
     PhaseTimer timer(profile_, Profile::Optimizer);
+    // Weight gradients are written whole below (matrix products with beta 0, the sparse layer row by
+    // row); the bias gradients are sums and start at zero.
     if (grads_.size() != size_t(layout_.total)) grads_.assign(size_t(layout_.total), T(0));
-    else std::fill(grads_.begin(), grads_.end(), T(0));
+    for (const auto& L : layout_.layers) std::fill(grads_.begin() + L.biasOffset, grads_.begin() + L.biasOffset + L.out, T(0));
   }
   T* dcur = logits;
   T* spare[2] = {gradA_.data(), gradB_.data()};
@@ -410,7 +413,6 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     T* dW = grads_.data() + L.weightOffset;
     T* db = grads_.data() + L.biasOffset;
     // db = column sums of dcur (column blocks per thread: deterministic order).
-    const int64_t nBlocks = (L.out + kColumnBlock - 1) / kColumnBlock;
     {
     PhaseTimer timer(profile_, Profile::BiasGradient);
     const bool bf16Grad = bf16Output_ && layer == nLayers_ - 1;
@@ -431,22 +433,38 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     }
     if (layer == 0) {
       PhaseTimer timer(profile_, Profile::SparseGradient);
-      // Sparse weight gradient: dW[i, :] += input_ui * dcur[u, :] for every click (u, i).
-#pragma omp parallel for schedule(static) num_threads(threads_)
-      for (int64_t blk = 0; blk < nBlocks; ++blk) {
-        const int64_t c0 = blk * kColumnBlock, c1 = std::min(L.out, c0 + kColumnBlock);
-        for (int64_t u = 0; u < m; ++u) {
-          const T* g = dcur + u * L.out;
-          if constexpr (std::is_same_v<T, float>) {
-            scatterScaled(dW + c0, L.out, g + c0, c1 - c0, indices_.data() + indptr_[u], input_.data() + indptr_[u],
-                          indptr_[u + 1] - indptr_[u]);
-            continue;
-          }
+      // Sparse weight gradient, by item: dW[i, :] = sum over the batch's clicks (u, i) of input_ui * dcur[u, :].
+      // Every row of dW is written once (zeros for items nobody in the batch clicked), each summed in
+      // registers in ascending user order: deterministic whatever the thread count.
+      const int64_t nItems = L.in, nnz = batchNnz();
+      itemPtr_.assign(size_t(nItems + 1), 0);
+      for (int64_t k = 0; k < nnz; ++k) ++itemPtr_[size_t(indices_[k]) + 1];
+      for (int64_t i = 0; i < nItems; ++i) itemPtr_[i + 1] += itemPtr_[i];
+      itemUser_.resize(nnz);
+      itemValue_.resize(nnz);
+      {
+        std::vector<int64_t> fill(itemPtr_.begin(), itemPtr_.end() - 1);
+        for (int64_t u = 0; u < m; ++u)
           for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
-            const T v = input_[k];
+            const int64_t at = fill[size_t(indices_[k])]++;
+            itemUser_[at] = int32_t(u);
+            itemValue_[at] = input_[k];
+          }
+      }
+#pragma omp parallel for schedule(dynamic, 64) num_threads(threads_)
+      for (int64_t i = 0; i < nItems; ++i) {
+        T* row = dW + i * L.out;
+        std::memset(row, 0, size_t(L.out) * sizeof(T));
+        const int64_t b0 = itemPtr_[i], count = itemPtr_[i + 1] - b0;
+        if (count == 0) continue;
+        if constexpr (std::is_same_v<T, float>) {
+          sparseRow(row, dcur, L.out, itemUser_.data() + b0, itemValue_.data() + b0, count);
+        } else {
+          for (int64_t p = b0; p < b0 + count; ++p) {
+            const T v = itemValue_[p];
             if (v == T(0)) continue;
-            T* w = dW + int64_t(indices_[k]) * L.out;
-            for (int64_t c = c0; c < c1; ++c) w[c] += v * g[c];
+            const T* g = dcur + int64_t(itemUser_[p]) * L.out;
+            for (int64_t c = 0; c < L.out; ++c) row[c] += v * g[c];
           }
         }
       }

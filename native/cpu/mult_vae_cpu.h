@@ -15,9 +15,9 @@ namespace vaecf::cpu {
 
 // Wall time per phase of a training step, for the benchmarks (off unless enabled).
 struct Profile {
-  enum Phase { Gather, SparseForward, Gemm, Elementwise, Likelihood, SparseGradient, BiasGradient, Optimizer, Count };
+  enum Phase { Gather, Noise, SparseForward, Gemm, Elementwise, Likelihood, SparseGradient, BiasGradient, Optimizer, Count };
   static const char* name(int p) {
-    static const char* names[] = {"gather batch", "sparse first layer", "matrix products", "element-wise (tanh, dropout, z)",
+    static const char* names[] = {"gather batch", "noise (dropout, reparameterisation)", "sparse first layer", "matrix products", "element-wise (tanh, dropout, z)",
                                   "softmax + likelihood grad", "sparse weight gradient", "bias gradients", "optimizer"};
     return names[p];
   }
@@ -97,6 +97,11 @@ class MultVaeCpu {
   std::vector<int64_t> indptr_;
   std::vector<int32_t> indices_;
   std::vector<T> raw_, input_, inputScale_;
+  // The batch's clicks by item (built with the backward pass): itemPtr_[i]..itemPtr_[i + 1] index
+  // itemUser_ (the batch row, ascending) and itemValue_ (the input value of that click).
+  std::vector<int64_t> itemPtr_;
+  std::vector<int32_t> itemUser_;
+  std::vector<T> itemValue_;
   bool training_ = false;
 
   // Activations: acts_[k] = output of layer k after its activation ([rows x out_k]); the last is the logits.
