@@ -603,7 +603,7 @@ void smallRowsProduct(const float* x, int64_t m, int64_t k, const float* W, int6
   if (m < 1 || m > 4) throw std::invalid_argument("smallRowsProduct: 1 to 4 rows");
   const KernelTable& K = kernels();
   const int64_t width = K.blockWidth, blocks = (n + width - 1) / width;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads) if (threads > 1)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t c0 = b * width, cols = std::min(width, n - c0);
     for (int64_t u = 0; u < m; ++u) K.rowBlockF32(x + u * k, k, W + c0, n, bias + c0, y + u * n + c0, cols);
@@ -651,7 +651,9 @@ void panelRowsProduct(const float* x, int64_t m, const PackedPanels& W, const fl
       for (int64_t i = 0; i < W.k; ++i) xPairs[size_t(u * pairs + i / 2)] |= uint32_t(toBf16Scalar(x[u * W.k + i])) << (16 * (i % 2));
   }
   const int64_t panels = W.panels(), width = W.width;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  // Dynamic: the calling thread starts at once and takes what the others, woken from sleep (Node sets
+  // OMP_WAIT_POLICY=passive), have not reached: measured 3.26 -> 2.46 ms for one user with a static split.
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads) if (threads > 1)
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t c0 = p * width, cols = std::min(width, W.n - c0);
     // Rows inner: the panel comes from memory for the first row and from cache for the others.
