@@ -561,6 +561,7 @@ static void floatEngineAgrees(bool variational) {
 }
 
 int main() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a line at a time, also into a pipe (CI, qemu)
   run("gradients of Mult-VAE match central finite differences (double)", [] { gradientCheck(true, false); });
   run("gradients of Mult-DAE match central finite differences (double)", [] { gradientCheck(false, false); });
   run("gradients with weighted clicks match finite differences (double)", [] { gradientCheck(true, true); });
@@ -601,6 +602,7 @@ int main() {
       continue;
     }
     cpu::forceSimdTarget(target.name);
+    std::printf("     %s: %lld floats per vector\n", target.name.c_str(), (long long)(cpu::panelWidth() / 4));
     run((target.name + " kernels agree with a double reference (1e-5) and the scalar code").c_str(), [] { kernelsAgree(); });
     run((target.name + " float engine agrees with the double engine (Mult-VAE)").c_str(), [] { floatEngineAgrees(true); });
     run((target.name + " float engine agrees with the double engine (Mult-DAE)").c_str(), [] { floatEngineAgrees(false); });
