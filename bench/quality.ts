@@ -10,6 +10,8 @@ import {
   EASE, MultDAE, MultVAE, Popularity, evaluateHeldOut, prepareGivenSplit, preparePaperProtocol, readInteractions,
   type PreparedDataset, type Recommender,
 } from '../src/index';
+import { loadNative } from '../src/native';
+import { cpuDescription } from './native-tools';
 
 const SHARED = process.env.VAECF_SHARED_DATA ?? path.resolve(__dirname, '..', '..', '..', 'shared', 'data');
 
@@ -141,13 +143,21 @@ export async function runQuality(o: QualityOptions): Promise<QualityResult> {
   return { dataset: which, name: spec.name, counts: data.counts, metrics: spec.metrics, rows, reference: spec.reference, table: lines.join('\n') };
 }
 
-if (require.main === module) {
-  runQuality({
+if (require.main === module) (async () => {
+  const cpu = cpuDescription();
+  const precision = (argv('precision') ?? 'auto') as 'auto' | 'fp32' | 'bf16';
+  console.log(`CPU ${cpu.model}, ${cpu.cores} cores, flags ${cpu.flags.join(' ')}; SIMD kernels ${cpu.simdTarget}; bf16: ${cpu.bf16}`);
+  if (precision === 'bf16' && !loadNative().bf16Available) {
+    // `npm run test:slow` asks for a bf16 run too: on a CPU without native bf16 it is not an error.
+    console.log(`--precision bf16: skipped, this CPU has no native bf16 (${cpu.bf16})`);
+    return;
+  }
+  await runQuality({
     dataset: argv('dataset') ?? 'ml-1m',
     models: (argv('models') ?? 'popularity,ease,vae,dae').split(','),
     epochs: Number(argv('epochs') ?? 200),
     threads: argv('threads') ? Number(argv('threads')) : undefined,
-    precision: (argv('precision') ?? 'auto') as 'auto' | 'fp32' | 'bf16',
+    precision,
     heldOut: argv('held-out') ? Number(argv('held-out')) : undefined,
     log: (s) => console.log(s),
   }).then(
@@ -161,4 +171,4 @@ if (require.main === module) {
       process.exit(1);
     },
   );
-}
+})();
