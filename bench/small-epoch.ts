@@ -19,12 +19,15 @@ const opt = (name: string): string | undefined => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
 };
-const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+const median = (v: number[]): number => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
 
 async function main(): Promise<void> {
   const threads = Number(opt('threads') ?? os.availableParallelism());
   const epochs = Number(opt('epochs') ?? 10);
-  const torchEpochs = Number(opt('torch-epochs') ?? 3);
+  const torchEpochs = Number(opt('torch-epochs') ?? 4);
   const which = opt('data') ?? 'ml-1m';
   const cpu = cpuDescription();
   console.log(`CPU: ${cpu.model}, ${cpu.cores} cores, flags ${cpu.flags.join(' ')}; vaecf SIMD target ${cpu.simdTarget}; bf16: ${cpu.bf16}`);
