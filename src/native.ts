@@ -1,5 +1,8 @@
 // Loads the native addon (a prebuilt binary, or the local build) and says what to do when it cannot.
+import * as os from 'node:os';
 import * as path from 'node:path';
+
+import { VaecfInputError } from './data/csr';
 
 /** A CSR matrix as the addon reads it: rows are users, column indices are item indices. */
 export interface NativeCsr {
@@ -109,6 +112,20 @@ export interface NativeAddon {
 }
 
 let cached: NativeAddon | undefined;
+
+/**
+ * A `threads` option checked before it reaches the engine: a positive integer, at most
+ * max(64, 4 x the hardware threads). OpenMP (libgomp) aborts the whole process when it cannot create
+ * the threads it is asked for, so a value far beyond the machine is refused here with an error.
+ */
+export function checkThreads(threads: number | undefined, field = 'threads'): number {
+  const hardware = Math.max(1, os.availableParallelism());
+  const value = threads ?? hardware;
+  const limit = Math.max(64, 4 * hardware);
+  if (!Number.isInteger(value) || value < 1 || value > limit)
+    throw new VaecfInputError(`${field}: expected an integer from 1 to ${limit} (this machine has ${hardware} hardware threads), got ${value}`);
+  return value;
+}
 
 /** The package root (where package.json, build/ and prebuilds/ live). */
 export const packageRoot: string = path.resolve(__dirname, '..', '..');

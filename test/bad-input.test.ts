@@ -124,3 +124,47 @@ test('an untrained model says so', async (t) => {
   const e = await t.throwsAsync(m.recommend([[1]]));
   t.regex(e!.message, /not trained yet: call fit\(\) or load\(\) first/);
 });
+
+test('a threads value far beyond the machine is refused with the limit, before OpenMP could abort the process', async (t) => {
+  const data = twoGroups();
+  for (const threads of [100_000, 0, 1.5]) {
+    const e = await t.throwsAsync(new MultVAE({ threads, pDims: [4, 8] }).fit({ train: data }, { epochs: 1 }));
+    t.regex(e!.message, /threads: expected an integer from 1 to \d+ \(this machine has \d+ hardware threads\)/, String(threads));
+  }
+  const e = await t.throwsAsync(train({ train: data }, { epochs: 1, architecture: { threads: 100_000 } }));
+  t.regex(e!.message, /threads: expected an integer from 1 to/);
+  const { EASE } = await import('../src/index');
+  await t.throwsAsync(async () => new EASE({ lambda: 10, threads: 100_000 }).fit({ train: data }), { message: /threads: expected an integer from 1 to/ });
+});
+
+test('k beyond the number of items is clamped to it, not allocated', async (t) => {
+  const data = twoGroups();
+  const model = await train({ train: data }, { epochs: 1, batchSize: 50, architecture: { pDims: [4, 8] } });
+  const top = await model.recommendRows(csrFromRows([[1]], data.cols), { k: 100_000_000, excludeSeen: false });
+  t.is(top.k, data.cols);
+  t.is(top.items.length, data.cols);
+  const { Popularity } = await import('../src/index');
+  const pop = new Popularity();
+  pop.fit({ train: data });
+  const p = await pop.recommendRows(csrFromRows([[1]], data.cols), { k: 100_000_000 });
+  t.is(p.k, data.cols);
+  await t.throwsAsync(pop.recommendRows(csrFromRows([[1]], data.cols), { k: 0 }), { message: /k: expected a positive integer, got 0/ });
+});
+
+test("a killed writer's temporary file is removed by the next save of the same name; a live writer's is kept", async (t) => {
+  const dir = tempDir();
+  const file = path.join(dir, 'model.safetensors');
+  // A process that has exited: its pid no longer runs.
+  const { spawnSync } = await import('node:child_process');
+  const deadPid = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+  const stale = path.join(dir, `.model.safetensors.${deadPid}.0123abcd.tmp`);
+  const live = path.join(dir, `.model.safetensors.${process.ppid}.89abcdef.tmp`);
+  const other = path.join(dir, `.other.safetensors.${deadPid}.0123abcd.tmp`);
+  for (const f of [stale, live, other]) fs.writeFileSync(f, Buffer.alloc(1024));
+  const model = await train({ train: twoGroups() }, { epochs: 1, batchSize: 50, architecture: { pDims: [4, 8] } });
+  await model.save(file);
+  t.false(fs.existsSync(stale), 'the dead writer\'s temporary file is gone');
+  t.true(fs.existsSync(live), 'a live process\'s temporary file stays');
+  t.true(fs.existsSync(other), 'another name\'s temporary file stays');
+  t.true(fs.existsSync(file));
+});

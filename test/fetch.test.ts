@@ -102,3 +102,57 @@ test('offline, it says so and how to place the file by hand', async (t) => {
   const e2 = await t.throwsAsync(fetchDataset('ml-2b', tempDir()));
   t.regex(e2!.message, /unknown dataset "ml-2b"; known: ml-100k, ml-1m/);
 });
+
+function makeDeflatedZip(files: Record<string, Buffer>): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const zip = new yazl.ZipFile();
+    for (const [name, data] of Object.entries(files)) zip.addBuffer(data, name, { compress: true });
+    zip.end();
+    const chunks: Buffer[] = [];
+    zip.outputStream.on('data', (c: Buffer) => chunks.push(c)).on('end', () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+test('a zip whose data is corrupt or whose sizes lie is a clear fetch error: no crash, no trusted checksum, set aside', async (t) => {
+  const name = 'ml-tiny/ratings.csv';
+  const good = await makeDeflatedZip({ [name]: Buffer.from(ratings.repeat(20)) });
+  // (1) corrupt compressed data: 400 bytes in the middle of the deflate stream overwritten.
+  const corrupt = Buffer.from(good);
+  corrupt.fill(0xff, 30 + name.length + 200, 30 + name.length + 600);
+  // (2) an understated size: the entry's uncompressed size (local header offset 22, central directory
+  // offset 24) written as 100 bytes.
+  const understated = Buffer.from(good);
+  understated.writeUInt32LE(100, 22);
+  const cd = understated.lastIndexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
+  understated.writeUInt32LE(100, cd + 24);
+  for (const [what, archive] of [['corrupt data', corrupt], ['understated size', understated]] as const) {
+    const server = await serve(archive);
+    const source: DatasetSource = { url: server.url, file: 'ml-tiny.zip', checksum: null, extract: 'zip', data: name, description: 'fixture' };
+    const dir = tempDir();
+    const e = await t.throwsAsync(fetchDataset('ml-tiny', dir, { sources: { 'ml-tiny': source } }));
+    server.close();
+    t.regex(e!.message, /ml-tiny\.zip: .*(corrupt|bytes|size)/i, what);
+    t.regex(e!.message, /kept as .*ml-tiny\.zip\.bad, run the command again/, what);
+    t.false(fs.existsSync(path.join(dir, 'checksums.json')), `${what}: no checksum recorded for a bad archive`);
+    t.false(fs.existsSync(path.join(dir, name)), `${what}: nothing extracted`);
+    t.false(fs.existsSync(path.join(dir, `${name}.tmp`)), `${what}: no temporary file left`);
+  }
+});
+
+test('a zip bomb is refused before it is extracted', async (t) => {
+  // 64 MiB of zeros deflate to ~64 KiB (1000:1).
+  const bomb = await makeDeflatedZip({ 'ml-tiny/ratings.csv': Buffer.alloc(64 * 2 ** 20) });
+  t.true(bomb.length < 2 ** 20);
+  const server = await serve(bomb);
+  const source: DatasetSource = { url: server.url, file: 'ml-tiny.zip', checksum: null, extract: 'zip', data: 'ml-tiny/ratings.csv', description: 'fixture' };
+  const dir = tempDir();
+  const e = await t.throwsAsync(fetchDataset('ml-tiny', dir, { sources: { 'ml-tiny': source } }));
+  server.close();
+  t.regex(e!.message, /would extract 67108864 bytes from \d+ \(more than 200:1, maxCompressionRatio\): refused as a likely zip bomb/);
+  t.false(fs.existsSync(path.join(dir, 'ml-tiny/ratings.csv')));
+  // A total limit too: the same archive with the ratio allowed but 1 MiB in all.
+  const server2 = await serve(bomb);
+  const e2 = await t.throwsAsync(fetchDataset('ml-tiny', tempDir(), { sources: { 'ml-tiny': { ...source, url: server2.url } }, maxCompressionRatio: 1e9, maxExtractedBytes: 2 ** 20 }));
+  server2.close();
+  t.regex(e2!.message, /more than 1048576 bytes \(maxExtractedBytes\)/);
+});

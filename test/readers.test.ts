@@ -56,7 +56,7 @@ for (const c of cases) {
 
 test('names the file, line and field of malformed input', async (t) => {
   const bad: Array<[string, string, RegExp]> = [
-    ['bad1/ratings.csv', 'userId,movieId,rating,timestamp\n1,2,3.5,11\n1,3,abc,12\n', /ratings\.csv:3: field "rating": expected a number, got "abc"/],
+    ['bad1/ratings.csv', 'userId,movieId,rating,timestamp\n1,2,3.5,11\n1,3,abc,12\n', /ratings\.csv:3: field "rating": expected a decimal number, got "abc"/],
     ['bad2/ratings.dat', '1::1193::5::978300760\n1::661\n', /ratings\.dat:2: expected UserID::MovieID::Rating::Timestamp/],
     ['bad3/reviews_x_5.json', '{"reviewerID": "A", "asin": "B", "overall": 5}\n{"reviewerID": "A", "overall": 5}\n', /reviews_x_5\.json:2: field "asin": expected a string/],
     ['bad4/combined_data_2.txt', '1488844,3,2005-09-06\n', /combined_data_2\.txt:1: a rating line before the first "MovieID:" line/],
@@ -85,4 +85,45 @@ test('reads the real files in ../shared/data', async (t) => {
     t.is(x.length, n, parts.join('/'));
     t.is(x.source.format, format, parts.join('/'));
   }
+});
+
+test('a multi-byte character split between two read chunks stays whole (gzip chunks are 16 KiB)', async (t) => {
+  // 3,000 users with ids of two-byte characters: chunk boundaries fall inside characters many times.
+  const lines = ['userId,itemId,rating'];
+  for (let u = 0; u < 3000; u++) lines.push(`usér-${u},ïtem-${u % 97}-é,4`);
+  for (const name of ['utf8-split.csv.gz', 'utf8-split.csv']) {
+    const x = await readInteractions(write(name, `${lines.join('\n')}\n`), { format: 'delimited' });
+    t.is(x.userIds.length, 3000, name);
+    t.is(x.itemIds.length, 97, name);
+    t.true(x.itemIds.every((id) => /^ïtem-\d+-é$/.test(String(id))), name);
+  }
+});
+
+test('bytes that are not UTF-8 are refused with the file and line, not merged into one id', async (t) => {
+  const file = path.join(dir, 'latin1.csv');
+  fs.writeFileSync(file, Buffer.concat([Buffer.from('userId,itemId,rating\nu1,ok,4\nu2,caf'), Buffer.from([0xe9]), Buffer.from(',4\n')]));
+  const e = await t.throwsAsync(readInteractions(file, { format: 'delimited' }));
+  t.regex(e!.message, /latin1\.csv:3: the bytes are not valid UTF-8/);
+});
+
+test('numbers are decimal: 0x10, 0b1 and a blank are refused, not read as 16, 1 and 0', async (t) => {
+  for (const [value, what] of [['0x10', /expected a decimal number, got "0x10"/], ['0b1', /expected a decimal number, got "0b1"/], [' ', /is missing/]] as const) {
+    const e = await t.throwsAsync(readInteractions(write(`num-${what.source.length}.csv`, `userId,itemId,rating\nu1,i1,4\nu2,i2,${value}\n`), { format: 'delimited' }));
+    t.regex(e!.message, /:3: /, value);
+    t.regex(e!.message, what, value);
+  }
+  const ok = await readInteractions(write('num-ok.csv', 'userId,itemId,rating\nu1,i1,4.5\nu2,i2, 1e1\n'), { format: 'delimited' });
+  t.deepEqual(Array.from(ok.ratings ?? []), [4.5, 10]);
+});
+
+test('a very long line is read in linear time, and one past the limit is an error naming the line', async (t) => {
+  const { forEachLine } = await import('../src/data/readers');
+  // One 12 MB line inside a small gzip (750 chunks of 16 KiB to gather).
+  const long = 'x'.repeat(12 * 1024 * 1024);
+  const file = write('long-line.txt.gz', `first\n${long}\nlast\n`);
+  const seen: number[] = [];
+  await forEachLine(file, (line) => seen.push(line.length));
+  t.deepEqual(seen, [5, long.length, 4]);
+  const e = await t.throwsAsync(forEachLine(file, () => undefined, undefined, 1024 * 1024));
+  t.regex(e!.message, /long-line\.txt\.gz:2: the line is longer than 1048576 characters/);
 });

@@ -181,7 +181,7 @@ void MultVaeCpu<T>::loadBatch(const CsrView& data, const int64_t* rows, int64_t 
   for (int64_t u = 0; u < m; ++u) {
     const int64_t r = rows ? rows[u] : first + u;
     const int64_t b = data.indptr[r], e = data.indptr[r + 1];
-    std::memcpy(indices_.data() + indptr_[u], data.indices + b, size_t(e - b) * sizeof(int32_t));
+    if (e > b) std::memcpy(indices_.data() + indptr_[u], data.indices + b, size_t(e - b) * sizeof(int32_t));  // never from null
     for (int64_t k = b; k < e; ++k) raw_[indptr_[u] + (k - b)] = T(data.value(k));
   }
 }

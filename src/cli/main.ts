@@ -216,15 +216,26 @@ async function main(argv: string[]): Promise<number> {
         args: rest,
         allowPositionals: true,
         options: {
-          port: { type: 'string', default: '8080' }, host: { type: 'string', default: '127.0.0.1' }, token: { type: 'string' }, threads: { type: 'string' },
-          'no-coalesce': { type: 'boolean', default: false },
+          port: { type: 'string', default: '8080' }, host: { type: 'string', default: '127.0.0.1' }, token: { type: 'string' }, 'token-file': { type: 'string' },
+          threads: { type: 'string' }, 'no-coalesce': { type: 'boolean', default: false },
         },
       });
-      if (positionals.length !== 1) throw new Error('usage: vaecf serve MODEL_FILE [--port 8080] [--host 127.0.0.1] [--token T] [--threads N] [--no-coalesce]');
+      if (positionals.length !== 1) throw new Error('usage: vaecf serve MODEL_FILE [--port 8080] [--host 127.0.0.1] [--token-file FILE | --token T] [--threads N] [--no-coalesce]');
+      // The token from a file (first line) or VAECF_TOKEN keeps it out of `ps`; --token is for quick local use.
+      const tokenFile = values['token-file'] as string | undefined;
+      let fileToken: string | undefined;
+      if (tokenFile) {
+        try {
+          fileToken = fs.readFileSync(tokenFile, 'utf8').split(/\r?\n/)[0].trim();
+        } catch (e) {
+          throw new Error(`--token-file ${tokenFile}: ${(e as Error).message}`);
+        }
+        if (!fileToken) throw new Error(`--token-file ${tokenFile}: the first line is empty (expected the bearer token)`);
+      }
       await runServe(positionals[0], {
         port: numberFlag('port', values.port) ?? 8080,
         host: values.host as string,
-        token: (values.token as string | undefined) ?? process.env.VAECF_TOKEN,
+        token: fileToken ?? (values.token as string | undefined) ?? process.env.VAECF_TOKEN,
         threads: numberFlag('threads', values.threads),
         coalesce: !values['no-coalesce'],
       }, log);

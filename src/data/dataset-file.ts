@@ -8,6 +8,7 @@ import * as path from 'node:path';
 
 import { type CsrMatrix, VaecfInputError } from './csr';
 import type { HeldOutUsers, PreparedDataset } from './prepare';
+import { removeStaleTemps } from '../io/stale-temps';
 
 const FORMAT = 'vaecf-dataset';
 const VERSION = 1;
@@ -56,6 +57,7 @@ function matrixOf(d: PreparedDataset, name: (typeof MATRICES)[number]): CsrMatri
 export function saveDataset(dir: string, d: PreparedDataset, source?: unknown): void {
   const parent = path.dirname(path.resolve(dir));
   fs.mkdirSync(parent, { recursive: true });
+  removeStaleTemps(parent, path.basename(dir));
   const tmp = path.join(parent, `.${path.basename(dir)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   fs.mkdirSync(tmp);
   try {

@@ -40,6 +40,10 @@ export interface FetchOptions {
   sources?: Record<string, DatasetSource>;
   onProgress?: (received: number, total: number | null) => void;
   log?: (s: string) => void;
+  /** the most bytes an archive may extract to, in all (default 32 GiB) */
+  maxExtractedBytes?: number;
+  /** the largest ratio of an entry's extracted to compressed size (default 200; text compresses ~5-10x) */
+  maxCompressionRatio?: number;
 }
 
 export interface FetchResult {
@@ -130,47 +134,87 @@ async function download(src: DatasetSource, target: string, o: FetchOptions): Pr
   return resumedFrom;
 }
 
-async function verify(src: DatasetSource, file: string, dir: string, log: (s: string) => void): Promise<void> {
+// Checks the archive against its pinned checksum, or the one recorded at its first download. Returns
+// what to record when there was none: the caller records it only once the archive has extracted
+// cleanly (a corrupt archive must never become the trusted reference).
+async function verify(src: DatasetSource, file: string, dir: string): Promise<{ record: string; sha: string } | null> {
   const record = path.join(dir, 'checksums.json');
   const recorded: Record<string, string> = fs.existsSync(record) ? JSON.parse(fs.readFileSync(record, 'utf8')) : {};
   const expected = src.checksum ?? recorded[src.file] ?? null;
-  if (expected === null) {
-    const sha = await hashFile(file, 'sha256');
-    recorded[src.file] = `sha256:${sha}`;
-    fs.writeFileSync(record, JSON.stringify(recorded, null, 2));
-    log(`note: ${src.file} has no pinned checksum; recorded sha256 ${sha} in ${record} for later downloads`);
-    return;
-  }
+  if (expected === null) return { record, sha: await hashFile(file, 'sha256') };
   const [algorithm, value] = expected.split(':');
   const actual = await hashFile(file, algorithm);
   if (actual !== value) {
     fs.renameSync(file, `${file}.bad`);
     throw new VaecfInputError(`${file}: ${algorithm} ${actual} does not match the pinned ${value}; the download is corrupt (kept as ${file}.bad); run the command again`);
   }
+  return null;
 }
 
-function unzip(archive: string, dir: string): Promise<void> {
+function recordChecksum(src: DatasetSource, pending: { record: string; sha: string }, log: (s: string) => void): void {
+  const recorded: Record<string, string> = fs.existsSync(pending.record) ? JSON.parse(fs.readFileSync(pending.record, 'utf8')) : {};
+  recorded[src.file] = `sha256:${pending.sha}`;
+  fs.writeFileSync(pending.record, JSON.stringify(recorded, null, 2));
+  log(`note: ${src.file} has no pinned checksum; recorded sha256 ${pending.sha} in ${pending.record} for later downloads`);
+}
+
+// Extracts every entry, refusing unsafe paths and archives that would extract to more than the limits
+// allow (checked on the sizes the archive declares, before writing; yauzl checks that each entry's
+// actual size matches its declaration). Any error of the archive or of an entry's data rejects with a
+// VaecfInputError naming the archive and entry; nothing is left half-written.
+function unzip(archive: string, dir: string, limits: { maxBytes: number; maxRatio: number }): Promise<void> {
   return new Promise((resolve, reject) => {
-    yauzl.open(archive, { lazyEntries: true }, (err, zip) => {
+    yauzl.open(archive, { lazyEntries: true, validateEntrySizes: true }, (err, zip) => {
       if (err || !zip) return reject(new VaecfInputError(`${archive}: not a readable zip archive (${err?.message})`));
-      zip.on('error', reject);
-      zip.on('end', () => resolve());
+      let settled = false;
+      let extracted = 0;
+      const fail = (message: string): void => {
+        if (settled) return;
+        settled = true;
+        zip.close();
+        reject(new VaecfInputError(`${archive}: ${message}`));
+      };
+      zip.on('error', (e: Error) => fail(`the archive is corrupt (${e.message})`));
+      zip.on('end', () => {
+        if (!settled) {
+          settled = true;
+          resolve();
+        }
+      });
       zip.on('entry', (entry: yauzl.Entry) => {
+        if (settled) return;
         const target = path.resolve(dir, entry.fileName);
-        if (!target.startsWith(path.resolve(dir) + path.sep)) return reject(new VaecfInputError(`${archive}: unsafe path ${entry.fileName}`));
+        if (!target.startsWith(path.resolve(dir) + path.sep)) return fail(`unsafe path ${entry.fileName}`);
         if (entry.fileName.endsWith('/')) {
           fs.mkdirSync(target, { recursive: true });
           zip.readEntry();
           return;
         }
+        extracted += entry.uncompressedSize;
+        if (extracted > limits.maxBytes)
+          return fail(`extracting it would write more than ${limits.maxBytes} bytes (maxExtractedBytes); is it the right file?`);
+        if (entry.uncompressedSize > (1 << 20) && entry.uncompressedSize > limits.maxRatio * Math.max(1, entry.compressedSize))
+          return fail(`${entry.fileName} would extract ${entry.uncompressedSize} bytes from ${entry.compressedSize} (more than ${limits.maxRatio}:1, maxCompressionRatio): refused as a likely zip bomb`);
         fs.mkdirSync(path.dirname(target), { recursive: true });
         zip.openReadStream(entry, (e, stream) => {
-          if (e || !stream) return reject(e);
+          if (e || !stream) return fail(`cannot read ${entry.fileName} (${e?.message})`);
           const tmp = `${target}.tmp`;
-          stream.pipe(fs.createWriteStream(tmp)).on('finish', () => {
+          const out = fs.createWriteStream(tmp);
+          const abandon = (why: string): void => {
+            stream.unpipe(out);
+            out.destroy();
+            fs.rmSync(tmp, { force: true });
+            fail(why);
+          };
+          // An entry whose data is corrupt or shorter / longer than declared errors on its own stream.
+          stream.on('error', (se: Error) => abandon(`${entry.fileName} is corrupt (${se.message})`));
+          out.on('error', (oe: Error) => abandon(`cannot write ${tmp} (${oe.message})`));
+          out.on('finish', () => {
+            if (settled) return;
             fs.renameSync(tmp, target);
             zip.readEntry();
-          }).on('error', reject);
+          });
+          stream.pipe(out);
         });
       });
       zip.readEntry();
@@ -190,20 +234,28 @@ export async function fetchDataset(name: string, dir: string, o: FetchOptions = 
   if (fs.existsSync(data) && fs.existsSync(archive)) return { archive, data, downloaded: false, resumedFrom: 0 };
   let downloaded = false;
   let resumedFrom = 0;
+  let pendingChecksum: { record: string; sha: string } | null = null;
   if (!fs.existsSync(archive)) {
     log(`downloading ${src.url}`);
     resumedFrom = await download(src, archive, o);
     if (resumedFrom > 0) log(`resumed from byte ${resumedFrom}`);
-    await verify(src, `${archive}.part`, dir, log);
+    pendingChecksum = await verify(src, `${archive}.part`, dir);
     fs.renameSync(`${archive}.part`, archive);
     downloaded = true;
   } else {
-    await verify(src, archive, dir, log);
+    pendingChecksum = await verify(src, archive, dir);
   }
   if (src.extract === 'zip') {
     log(`extracting ${src.file}`);
-    await unzip(archive, dir);
+    try {
+      await unzip(archive, dir, { maxBytes: o.maxExtractedBytes ?? 32 * 2 ** 30, maxRatio: o.maxCompressionRatio ?? 200 });
+    } catch (err) {
+      // Set the archive aside so that the next run downloads it again rather than trusting it.
+      fs.renameSync(archive, `${archive}.bad`);
+      throw new VaecfInputError(`${(err as Error).message}; kept as ${archive}.bad, run the command again to download it anew`);
+    }
   }
+  if (pendingChecksum) recordChecksum(src, pendingChecksum, log);
   if (!fs.existsSync(data)) throw new VaecfInputError(`${archive}: the archive does not contain ${src.data}`);
   return { archive, data, downloaded, resumedFrom };
 }

@@ -2,6 +2,7 @@
 // Amazon (ratings-only CSV, 5-core review JSON lines), Netflix Prize combined_data_*.txt, Million Song
 // Dataset taste-profile triplets, one-line-per-user files (Gowalla, Amazon Beauty) and generic CSV/TSV
 // with named columns; gzipped or not. Malformed input fails with file, line and field.
+import { isUtf8 } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
@@ -70,42 +71,106 @@ export function detectFormat(file: string, firstLine: string): ReaderFormat {
   );
 }
 
-/** Calls onLine for every line (without the newline) of a plain or gzipped text file. */
+// Whether b is valid UTF-8 up to a character cut off at its end (a chunk may end inside one).
+function isUtf8Prefix(b: Buffer): boolean {
+  for (let cut = 1; cut <= 3 && cut <= b.length; cut++) if (isUtf8(b.subarray(0, b.length - cut))) return true;
+  return false;
+}
+
+/** The longest line the readers accept, in characters (a longer one is an error, not an endless read). */
+export const MAX_LINE_LENGTH = 64 * 1024 * 1024;
+
+/**
+ * Calls onLine for every line (without the newline) of a plain or gzipped UTF-8 text file. Linear in
+ * the file's size whatever its line lengths: a line spread over many chunks is gathered once. Text is
+ * decoded as a stream, so a character split between two chunks stays whole; bytes that are not UTF-8
+ * are refused with the file and line (an id read with replacement characters would merge distinct ids).
+ */
 export async function forEachLine(
   file: string,
   onLine: (line: string, lineNo: number) => void,
   onProgress?: (lines: number, bytes: number) => void,
+  maxLineLength: number = MAX_LINE_LENGTH,
 ): Promise<number> {
   let input: NodeJS.ReadableStream = fs.createReadStream(file, { highWaterMark: 1 << 22 });
   let bytes = 0;
   (input as fs.ReadStream).on('data', (c: Buffer | string) => (bytes += c.length));
   if (file.endsWith('.gz')) input = input.pipe(zlib.createGunzip());
-  let rest = '';
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let pending: string[] = [];
+  let pendingLength = 0;
   let lineNo = 0;
   let nextReport = 1 << 20;
+  const decode = (chunk?: Buffer): string => {
+    try {
+      return chunk ? decoder.decode(chunk, { stream: true }) : decoder.decode();
+    } catch {
+      // The line of the first invalid byte: the chunk's lines that are not UTF-8 on their own (the first
+      // may begin with the rest of a character from the previous chunk).
+      let bad = lineNo + 1;
+      if (chunk) {
+        let start = 0;
+        for (let line = 0; ; line++) {
+          const nl = chunk.indexOf(0x0a, start);
+          let segment = chunk.subarray(start, nl < 0 ? chunk.length : nl);
+          if (line === 0) while (segment.length && (segment[0] & 0xc0) === 0x80) segment = segment.subarray(1);
+          if (!isUtf8(segment) && (nl >= 0 || !isUtf8Prefix(segment))) {
+            bad = lineNo + 1 + line;
+            break;
+          }
+          if (nl < 0) break;
+          start = nl + 1;
+        }
+      }
+      throw new ParseError(file, bad, 'the bytes are not valid UTF-8 (save the file as UTF-8; ids are compared as text)');
+    }
+  };
+  const tooLong = (): ParseError =>
+    new ParseError(file, lineNo + 1, `the line is longer than ${maxLineLength} characters (is this a text file with one record per line?)`);
+  const emit = (line: string): void => {
+    lineNo++;
+    onLine(line.endsWith('\r') ? line.slice(0, -1) : line, lineNo);
+  };
   try {
     for await (const chunk of input as AsyncIterable<Buffer>) {
-      const text = rest + chunk.toString('utf8');
+      const text = decode(chunk);
       let start = 0;
-      let nl = text.indexOf('\n', start);
+      let nl = text.indexOf('\n');
       while (nl >= 0) {
-        lineNo++;
-        const end = nl > start && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
-        onLine(text.slice(start, end), lineNo);
+        if (pending.length) {
+          if (pendingLength + nl - start > maxLineLength) throw tooLong();
+          pending.push(text.slice(start, nl));
+          emit(pending.join(''));
+          pending = [];
+          pendingLength = 0;
+        } else {
+          if (nl - start > maxLineLength) throw tooLong();
+          emit(text.slice(start, nl));
+        }
         start = nl + 1;
         nl = text.indexOf('\n', start);
       }
-      rest = text.slice(start);
+      if (start < text.length) {
+        pending.push(text.slice(start));
+        pendingLength += text.length - start;
+        if (pendingLength > maxLineLength) throw tooLong();
+      }
       if (onProgress && lineNo >= nextReport) {
         onProgress(lineNo, bytes);
         nextReport = lineNo + (1 << 20);
       }
     }
+    const last = decode();
+    if (last) {
+      pending.push(last);
+      pendingLength += last.length;
+    }
   } catch (err) {
+    (input as unknown as { destroy?: () => void }).destroy?.();
     if (err instanceof VaecfInputError) throw err;
     throw new VaecfInputError(`${file}: cannot read (${(err as Error).message})`);
   }
-  if (rest.length) onLine(rest.endsWith('\r') ? rest.slice(0, -1) : rest, ++lineNo);
+  if (pendingLength > 0) emit(pending.join(''));
   onProgress?.(lineNo, bytes);
   return lineNo;
 }
@@ -114,9 +179,10 @@ async function firstLineOf(file: string): Promise<string> {
   let first: string | null = null;
   const stream = fs.createReadStream(file, { start: 0, end: 1 << 16 });
   const input = file.endsWith('.gz') ? stream.pipe(zlib.createGunzip()) : stream;
+  const decoder = new TextDecoder('utf-8');  // streaming: a character split between chunks stays whole
   try {
     for await (const chunk of input as AsyncIterable<Buffer>) {
-      const s = chunk.toString('utf8');
+      const s = decoder.decode(chunk, { stream: true });
       const nl = s.indexOf('\n');
       first = (first ?? '') + (nl >= 0 ? s.slice(0, nl) : s);
       if (nl >= 0) break;
@@ -129,10 +195,15 @@ async function firstLineOf(file: string): Promise<string> {
   return (first ?? '').replace(/\r$/, '');
 }
 
+// A decimal number: digits with an optional sign, fraction and exponent. Number() alone would also take
+// "0x10" as 16, "0b1" as 1 and " " as 0.
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
 function num(file: string, lineNo: number, field: string, text: string | undefined): number {
-  if (text === undefined || text === '') throw new ParseError(file, lineNo, `field "${field}" is missing`);
-  const v = Number(text);
-  if (!Number.isFinite(v)) throw new ParseError(file, lineNo, `field "${field}": expected a number, got "${text.slice(0, 40)}"`);
+  const t = text?.trim();
+  if (t === undefined || t === '') throw new ParseError(file, lineNo, `field "${field}" is missing`);
+  const v = DECIMAL.test(t) ? Number(t) : NaN;
+  if (!Number.isFinite(v)) throw new ParseError(file, lineNo, `field "${field}": expected a decimal number, got "${t.slice(0, 40)}"`);
   return v;
 }
 

@@ -7,6 +7,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { removeStaleTemps } from './stale-temps';
+
 export class ModelFileError extends Error {
   readonly code = 'ERR_VAECF_MODEL_FILE';
   constructor(file: string, message: string) {
@@ -49,6 +51,7 @@ export function writeModelFile(file: string, metadata: object, tensors: NamedTen
 
   const dir = path.dirname(path.resolve(file));
   fs.mkdirSync(dir, { recursive: true });
+  removeStaleTemps(dir, path.basename(file));
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const fd = fs.openSync(tmp, 'w', 0o644);
   try {

@@ -6,9 +6,9 @@ import * as os from 'node:os';
 
 import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
 import { readModelFile, writeModelFile } from '../io/model-file';
-import { loadNative, type NativeEase } from '../native';
+import { checkThreads, loadNative, type NativeEase } from '../native';
 import { VERSION } from '../version';
-import { candidateMask, indexOfIds, recommendHistories } from './histories';
+import { candidateMask, indexOfIds, recommendHistories, resolveK } from './histories';
 import { ScoringQueue } from './scoring-queue';
 import type { ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
 
@@ -82,7 +82,7 @@ export class EASE implements Recommender {
     const precision = this.choosePrecision(data.train.cols);
     this.dispose();
     const { NativeEase } = loadNative();
-    this.native = new NativeEase(this.options.threads ?? Math.max(1, os.availableParallelism()));
+    this.native = new NativeEase(checkThreads(this.options.threads));
     this.items = data.train.cols;
     this.ids = data.itemIds ? [...data.itemIds] : null;
     const metric = this.options.metric ?? 'ndcg@100';
@@ -119,8 +119,7 @@ export class EASE implements Recommender {
 
   async recommendRows(matrix: CsrMatrix, options: RecommendOptions = {}): Promise<TopK> {
     const native = this.fitted();
-    const k = options.k ?? 10;
-    if (!Number.isInteger(k) || k < 1) throw new VaecfInputError(`k: expected a positive integer, got ${k}`);
+    const k = resolveK(options, this.items);
     validateCsr(matrix, 'recommend input', { allowEmptyRows: true, cols: this.items });
     const ids = this.ids ?? Array.from({ length: this.items }, (_, i) => i);
     const candidates = candidateMask(indexOfIds(ids), this.items, options);
@@ -148,7 +147,7 @@ export class EASE implements Recommender {
     if (metadata.model !== 'ease') throw new VaecfInputError(`${file}: holds a ${String(metadata.model)} model, not EASE`);
     const e = new EASE(options);
     const { NativeEase } = loadNative();
-    e.native = new NativeEase(options.threads ?? Math.max(1, os.availableParallelism()));
+    e.native = new NativeEase(checkThreads(options.threads));
     e.items = metadata.nItems as number;
     e.ids = (metadata.itemIds as ItemId[] | null) ?? null;
     e.lambda = metadata.lambda as number;

@@ -53,6 +53,16 @@ export async function recommendHistories(
 }
 
 /** One flag per item (0 = never recommend) from allow / deny lists of item ids; undefined when neither is given. */
+/**
+ * The number of recommendations per user: options.k (default 10), a positive integer, clamped to the
+ * number of items (a larger k cannot return more and would only allocate more).
+ */
+export function resolveK(options: RecommendOptions, nItems: number): number {
+  const k = options.k ?? 10;
+  if (!Number.isInteger(k) || k < 1) throw new VaecfInputError(`k: expected a positive integer, got ${k}`);
+  return Math.max(1, Math.min(k, nItems));
+}
+
 export function candidateMask(index: Map<ItemId, number>, nItems: number, options: RecommendOptions): Uint8Array | undefined {
   if (!options.allow && !options.exclude) return undefined;
   const mask = new Uint8Array(nItems).fill(options.allow ? 0 : 1);

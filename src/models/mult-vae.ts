@@ -1,13 +1,12 @@
 // Mult-VAE and Mult-DAE (Liang et al. 2018): constructors only store options; fit() learns the state
 // (the native engine with its weights, the item ids, the training state).
-import * as os from 'node:os';
 
 import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
 import { readModelFile, writeModelFile, type ModelFile, type NamedTensor } from '../io/model-file';
-import { loadNative, resolveDevice, type NativeModel, type NativeModelConfig } from '../native';
+import { checkThreads, loadNative, resolveDevice, type NativeModel, type NativeModelConfig } from '../native';
 import type { TrainOptions, TrainingHistory, TrainingState } from '../training/options';
 import { VERSION } from '../version';
-import { candidateMask, indexOfIds, recommendHistories } from './histories';
+import { candidateMask, indexOfIds, recommendHistories, resolveK } from './histories';
 import { ScoringQueue } from './scoring-queue';
 import type { HeldOutData, ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
 
@@ -141,8 +140,7 @@ export abstract class VaeFamilyModel implements Recommender {
       if (!Array.isArray(list) || list.length !== n || !list.every((p) => typeof p === 'number' && p >= 0 && p < 1))
         throw new VaecfInputError(`${name}: expected ${n} probabilities in [0, 1) (one per layer), got ${JSON.stringify(list)}`);
     }
-    const threads = o.threads ?? Math.max(1, os.availableParallelism());
-    if (!Number.isInteger(threads) || threads < 1) throw new VaecfInputError(`threads: expected a positive integer, got ${threads}`);
+    const threads = checkThreads(o.threads);
     const { device } = resolveDevice(o.device);
     const { precision } = resolvePrecision(o.precision, device);
     return { encoderDims, decoderDims, variational: this.variational, encoderDropout, decoderDropout, threads, precision, device };
@@ -211,8 +209,7 @@ export abstract class VaeFamilyModel implements Recommender {
 
   private nativeOptions(matrix: CsrMatrix, options: RecommendOptions) {
     const s = this.learned();
-    const k = options.k ?? 10;
-    if (!Number.isInteger(k) || k < 1) throw new VaecfInputError(`k: expected a positive integer, got ${k}`);
+    const k = resolveK(options, s.nItems);
     validateCsr(matrix, 'recommend input', { allowEmptyRows: true, cols: s.nItems });
     const candidates = candidateMask(this.itemIndex(), s.nItems, options);
     return { k, excludeSeen: options.excludeSeen ?? true, batchSize: options.batchSize ?? 1000, candidates };
@@ -313,7 +310,7 @@ export abstract class VaeFamilyModel implements Recommender {
       variational: arch.variational,
       encoderDropout: arch.encoderDropout,
       decoderDropout: arch.decoderDropout,
-      threads: threads ?? this.options.threads ?? Math.max(1, os.availableParallelism()),
+      threads: checkThreads(threads ?? this.options.threads),
       precision: resolvePrecision(this.options.precision, device).precision,
       device,
     };

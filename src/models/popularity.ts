@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
 import { readModelFile, writeModelFile } from '../io/model-file';
 import { VERSION } from '../version';
-import { candidateMask, indexOfIds, recommendHistories } from './histories';
+import { candidateMask, indexOfIds, recommendHistories, resolveK } from './histories';
 import type { ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
 
 export class Popularity implements Recommender {
@@ -35,7 +35,7 @@ export class Popularity implements Recommender {
 
   async recommendRows(matrix: CsrMatrix, options: RecommendOptions = {}): Promise<TopK> {
     const { counts, order } = this.fitted();
-    const k = options.k ?? 10;
+    const k = resolveK(options, counts.length);
     validateCsr(matrix, 'recommend input', { allowEmptyRows: true, cols: counts.length });
     const exclude = options.excludeSeen ?? true;
     const ids = this.ids ?? Array.from({ length: counts.length }, (_, i) => i);

@@ -6,6 +6,7 @@
 // Unknown item ids are reported in the answer, not fatal; malformed bodies get 400 with the reason;
 // body size, history length and k are bounded; an optional bearer token; graceful shutdown.
 // Concurrent single-user requests are scored together (micro-batching, batcher.ts).
+import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -81,11 +82,13 @@ export function createRecommendServer(model: ServableModel, options: ServeOption
       req.on('error', reject);
     });
 
+  const expectedAuth = options.token ? crypto.createHash('sha256').update(`Bearer ${options.token}`).digest() : null;
   const handle = async (req: http.IncomingMessage): Promise<[number, unknown]> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (options.token) {
-      const auth = req.headers.authorization ?? '';
-      if (auth !== `Bearer ${options.token}`) throw new HttpError(401, 'missing or wrong bearer token');
+    if (expectedAuth) {
+      // Constant-time comparison (of SHA-256 digests, so the lengths match too): no timing oracle on the token.
+      const given = crypto.createHash('sha256').update(req.headers.authorization ?? '').digest();
+      if (!crypto.timingSafeEqual(given, expectedAuth)) throw new HttpError(401, 'missing or wrong bearer token');
     }
     if (url.pathname === '/health') {
       if (req.method !== 'GET') throw new HttpError(405, 'use GET /health');
