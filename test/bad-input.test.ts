@@ -168,3 +168,72 @@ test("a killed writer's temporary file is removed by the next save of the same n
   t.true(fs.existsSync(other), 'another name\'s temporary file stays');
   t.true(fs.existsSync(file));
 });
+
+test('the model file checksum covers the metadata: swapped item ids or a flipped header byte never load silently', async (t) => {
+  const data = twoGroups();
+  const itemIds = Array.from({ length: data.cols }, (_, i) => `item-${100 + i}`);
+  const model = await train({ train: data, itemIds }, { epochs: 1, batchSize: 50, architecture: { pDims: [4, 8] } });
+  const dir = tempDir();
+  const file = path.join(dir, 'm.safetensors');
+  await model.save(file);
+  model.dispose();
+  const bytes = fs.readFileSync(file);
+  const headerLen = Number(bytes.readBigUInt64LE(0));
+  const header = bytes.subarray(8, 8 + headerLen).toString('utf8');
+  // Every item id replaced by the first (the same number of bytes: the offsets stay valid).
+  const ids = /\\"itemIds\\":\[([^\]]*)\]/.exec(header);
+  t.truthy(ids, 'the header lists the item ids');
+  const first = ids![1].split(',')[0];
+  const same = ids![1].split(',').map((id) => first.padEnd(id.length, ' ')).join(',');
+  const swapped = Buffer.from(bytes);
+  swapped.write(header.replace(ids![1], same), 8, 'utf8');
+  fs.writeFileSync(path.join(dir, 'ids.safetensors'), swapped);
+  const e = await t.throwsAsync(loadModel(path.join(dir, 'ids.safetensors')));
+  t.regex(e!.message, /ids\.safetensors: the file does not match its checksum \(metadata, ids and weights are covered\)/);
+});
+
+test('seeded fuzz: 300 header bit flips, 100 truncations and 100 data bit flips of a model file each fail with a coded error naming the file', async (t) => {
+  const data = twoGroups();
+  const model = await train({ train: data }, { epochs: 1, batchSize: 50, architecture: { pDims: [4, 8] } });
+  const dir = tempDir();
+  const file = path.join(dir, 'm.safetensors');
+  await model.save(file);
+  model.dispose();
+  const bytes = fs.readFileSync(file);
+  const headerEnd = 8 + Number(bytes.readBigUInt64LE(0));
+  let seed = 12345;
+  const random = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const cases: Array<[string, Buffer]> = [];
+  for (let i = 0; i < 300; i++) {
+    const b = Buffer.from(bytes);
+    b[random(headerEnd)] ^= 1 << random(8);
+    cases.push([`header flip ${i}`, b]);
+  }
+  for (let i = 0; i < 100; i++) cases.push([`truncated ${i}`, bytes.subarray(0, random(bytes.length))]);
+  for (let i = 0; i < 100; i++) {
+    const b = Buffer.from(bytes);
+    b[headerEnd + random(bytes.length - headerEnd)] ^= 1 << random(8);
+    cases.push([`data flip ${i}`, b]);
+  }
+  const target = path.join(dir, 'fuzzed.safetensors');
+  let failedBadly = 0;
+  for (const [what, b] of cases) {
+    fs.writeFileSync(target, b);
+    try {
+      const m = await loadModel(target);
+      m.dispose();
+      failedBadly++;
+      t.log(`${what}: loaded`);
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      if (!e.message.includes(target) || !/^ERR_VAECF_/.test(e.code ?? '')) {
+        failedBadly++;
+        t.log(`${what}: ${e.name} ${e.code} ${e.message}`);
+      }
+    }
+  }
+  t.is(failedBadly, 0, `${failedBadly} of ${cases.length} damaged files loaded or failed without a coded error naming the file`);
+});

@@ -301,6 +301,7 @@ export abstract class VaeFamilyModel implements Recommender {
       throw new VaecfInputError(`${file}: holds a ${String(metadata.model)} model, not a ${this.kind}; use loadModel() for either`);
     const arch = metadata.architecture as NativeModelConfig & { layers: string[] };
     const nItems = metadata.nItems as number;
+    checkStoredArchitecture(file, arch, nItems, metadata.itemIds, tensors);
     const { device, addon } = resolveDevice(this.options.device);
     const { NativeModel: Ctor } = addon;
     this.dispose();
@@ -361,6 +362,36 @@ export abstract class VaeFamilyModel implements Recommender {
 }
 
 /** Mult-VAE: Gaussian code with an annealed KL weight (paper default p_dims [200, 600, n_items]). */
+// A model file's architecture checked against its own tensors before the engine allocates anything:
+// a crafted or damaged file must fail here, not by allocating what its numbers ask for.
+function checkStoredArchitecture(
+  file: string, arch: (NativeModelConfig & { layers: string[] }) | undefined, nItems: unknown, itemIds: unknown, tensors: ModelFile['tensors'],
+): void {
+  const bad = (what: string): VaecfInputError => new VaecfInputError(`${file}: ${what} (a damaged or hand-edited model file?)`);
+  const dims = (d: unknown): d is number[] => Array.isArray(d) && d.length >= 2 && d.every((x) => Number.isSafeInteger(x) && x > 0);
+  if (!arch || typeof arch !== 'object') throw bad('no architecture in the metadata');
+  if (!Number.isSafeInteger(nItems) || (nItems as number) < 1) throw bad(`nItems ${JSON.stringify(nItems)} is not a positive integer`);
+  if (!dims(arch.encoderDims) || !dims(arch.decoderDims)) throw bad('encoderDims / decoderDims are not lists of positive integers');
+  const { encoderDims: e, decoderDims: d } = arch;
+  if (e[0] !== nItems || d[d.length - 1] !== nItems) throw bad(`the architecture's item dimension does not match nItems ${nItems}`);
+  if (itemIds !== null && itemIds !== undefined && (!Array.isArray(itemIds) || itemIds.length !== nItems))
+    throw bad(`itemIds holds ${Array.isArray(itemIds) ? itemIds.length : 'no list of'} ids, nItems is ${nItems}`);
+  if (!Array.isArray(arch.layers)) throw bad('no layer names');
+  // The layers' shapes: encoder pairs, then decoder pairs (the latent layer of a VAE outputs 2 x latent).
+  const shapes: Array<[number, number]> = [];
+  for (let i = 0; i + 1 < e.length; i++) shapes.push([e[i], i + 2 === e.length && arch.variational ? 2 * e[i + 1] : e[i + 1]]);
+  for (let i = 0; i + 1 < d.length; i++) shapes.push([d[i], d[i + 1]]);
+  if (arch.layers.length !== shapes.length) throw bad(`${arch.layers.length} layer names for ${shapes.length} layers`);
+  arch.layers.forEach((name, k) => {
+    const [fanIn, fanOut] = shapes[k];
+    const w = tensors.get(`${name}.weight`);
+    const b = tensors.get(`${name}.bias`);
+    if (!w || !b) throw new VaecfInputError(`${file}: tensor ${name}.${w ? 'bias' : 'weight'} is missing`);
+    if (w.data.length !== fanIn * fanOut || b.data.length !== fanOut)
+      throw bad(`layer ${name} holds ${w.data.length} + ${b.data.length} values, the architecture needs ${fanIn} x ${fanOut} + ${fanOut}`);
+  });
+}
+
 export class MultVAE extends VaeFamilyModel {
   readonly kind = 'mult-vae' as const;
   protected get variational(): boolean {
