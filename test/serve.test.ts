@@ -118,3 +118,36 @@ test('a bounded load on loopback: concurrency 16, no errors, every answer right'
     t.is(wrong, 0);
   });
 });
+
+test('a slow client is cut off after the header timeout, and an aborted upload is counted, not logged', async (t) => {
+  const net = await import('node:net');
+  const logged: string[] = [];
+  await withServer({ headersTimeoutMs: 500, requestTimeoutMs: 1000, log: (l) => logged.push(l) }, async (url) => {
+    const port = Number(new URL(url).port);
+    // Slow-loris: half a request line, then nothing. The server must close the socket within seconds.
+    const closedAfter = await new Promise<number>((resolve) => {
+      const t0 = Date.now();
+      const socket = net.connect(port, '127.0.0.1', () => socket.write('POST /recommend HTTP/1.1\r\nHost: x\r\n'));
+      socket.resume(); // read what the server sends (its 408), or the end of the stream never comes
+      socket.on('close', () => resolve(Date.now() - t0));
+      socket.on('error', () => undefined);
+      socket.setTimeout(10_000, () => socket.destroy());
+    });
+    t.true(closedAfter < 5000, `the slow socket stayed open ${closedAfter} ms`);
+    // An upload that stops half-way: the client resets the connection.
+    await new Promise<void>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.write('POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"items": [');
+        setTimeout(() => {
+          socket.destroy();
+          resolve();
+        }, 100);
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const health = (await (await fetch(`${url}/health`)).json()) as { abortedRequests: number };
+    t.is(health.abortedRequests, 1);
+  });
+  t.deepEqual(logged, [], 'nothing logged for a client that went away');
+});

@@ -34,6 +34,12 @@ export interface ServeOptions {
   maxCoalescedUsers?: number;
   /** what GET /model answers */
   metadata?: Record<string, unknown>;
+  /** ms a client has to send the request headers (default 10 s; Node's own default is 60 s) */
+  headersTimeoutMs?: number;
+  /** ms a client has to send the whole request (default 30 s; Node's own is 300 s) */
+  requestTimeoutMs?: number;
+  /** ms an idle keep-alive connection stays open (default 5 s) */
+  keepAliveTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -42,6 +48,10 @@ class HttpError extends Error {
     super(message);
   }
 }
+
+// The client went away before its request arrived whole: nothing to answer, counted (not logged: an
+// unauthenticated client could otherwise fill the log).
+class ClientGone extends Error {}
 
 function isId(x: unknown): x is ItemId {
   return (typeof x === 'string' && x.length > 0 && x.length <= 256) || (typeof x === 'number' && Number.isFinite(x));
@@ -62,6 +72,7 @@ export function createRecommendServer(model: ServableModel, options: ServeOption
   const maxUsers = options.maxUsersPerRequest ?? 1000;
   const started = Date.now();
   let served = 0;
+  let aborted = 0;
   // Every scoring call goes through one queue: the model runs one call at a time.
   const batcher = new RecommendBatcher(model, options.coalesce !== false, options.maxCoalescedUsers ?? 64);
 
@@ -79,7 +90,8 @@ export function createRecommendServer(model: ServableModel, options: ServeOption
         } else chunks.push(c);
       });
       req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-      req.on('error', reject);
+      req.on('error', () => reject(new ClientGone()));
+      req.on('aborted', () => reject(new ClientGone()));
     });
 
   const expectedAuth = options.token ? crypto.createHash('sha256').update(`Bearer ${options.token}`).digest() : null;
@@ -93,7 +105,7 @@ export function createRecommendServer(model: ServableModel, options: ServeOption
     if (url.pathname === '/health') {
       if (req.method !== 'GET') throw new HttpError(405, 'use GET /health');
       return [200, {
-        status: 'ok', model: model.kind, uptimeSeconds: (Date.now() - started) / 1000, requests: served,
+        status: 'ok', model: model.kind, uptimeSeconds: (Date.now() - started) / 1000, requests: served, abortedRequests: aborted,
         scoring: { ...batcher.stats },
       }];
     }
@@ -129,17 +141,26 @@ export function createRecommendServer(model: ServableModel, options: ServeOption
     throw new HttpError(404, `no route ${req.method} ${url.pathname}; try POST /recommend, GET /health, GET /model`);
   };
 
-  const server = http.createServer((req, res) => {
+  // Node checks the header and request timeouts every connectionsCheckingInterval (30 s by default).
+  const server = http.createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
     handle(req).then(
       ([status, body]) => send(res, status, body),
       (err: Error) => {
+        if (err instanceof ClientGone) {
+          aborted++;
+          res.destroy();
+          return;
+        }
         const status = err instanceof HttpError ? err.status : 500;
         if (status === 500) options.log?.(`error: ${err.message}`);
         send(res, status, { error: err instanceof HttpError ? err.message : 'internal error' });
       },
     );
   });
-  server.keepAliveTimeout = 5000;
+  // Slow clients (slow-loris) hold a socket for seconds, not Node's minutes.
+  server.headersTimeout = options.headersTimeoutMs ?? 10_000;
+  server.requestTimeout = options.requestTimeoutMs ?? 30_000;
+  server.keepAliveTimeout = options.keepAliveTimeoutMs ?? 5000;
   return server;
 }
 
