@@ -127,3 +127,19 @@ test('a very long line is read in linear time, and one past the limit is an erro
   const e = await t.throwsAsync(forEachLine(file, () => undefined, undefined, 1024 * 1024));
   t.regex(e!.message, /long-line\.txt\.gz:2: the line is longer than 1048576 characters/);
 });
+
+test('a space-separated table of user item rating rows is not taken for one user per line: the reader asks', async (t) => {
+  const triples = write('triples.txt', '1 10 5\n1 11 4\n2 10 3\n3 12 5\n');
+  const e = await t.throwsAsync(readInteractions(triples));
+  t.regex(e!.message, /triples\.txt: every line holds 3 space-separated numbers: .* cannot be told apart; pass format: 'user-lines' .* format: 'delimited'/);
+  // Said explicitly, each line is a user and their items.
+  const asLines = await readInteractions(triples, { format: 'user-lines' });
+  t.is(asLines.length, 8);
+  // Lines of different lengths are one user's items per line, as before.
+  const gowalla = await readInteractions(write('lines.txt', '0 1 2 3\n1 2\n2 0 1 2 3 4\n'));
+  t.is(gowalla.source.format, 'user-lines');
+  t.is(gowalla.length, 3 + 1 + 5);
+  // The table with a header, read as delimited by spaces.
+  const table = await readInteractions(write('table.txt', 'userId itemId rating\n1 10 5\n1 11 4\n2 10 3\n'), { format: 'delimited', delimiter: ' ' });
+  t.deepEqual(rows(table), ['1 10 5', '1 11 4', '2 10 3']);
+});

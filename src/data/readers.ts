@@ -51,8 +51,13 @@ const ITEM_NAMES = ['movieid', 'itemid', 'item_id', 'item', 'artistid', 'asin', 
 const RATING_NAMES = ['rating', 'weight', 'overall', 'count', 'play_count', 'plays', 'score'];
 const TIME_NAMES = ['timestamp', 'time', 'unixreviewtime', 'date', 'ts'];
 
-/** Guess the format from the file name (and, for CSV/TSV, the first line). */
-export function detectFormat(file: string, firstLine: string): ReaderFormat {
+/**
+ * Guess the format from the file name and its first line; `sample` (the first lines of the file) lets
+ * it refuse what it cannot tell apart: a file whose every line holds the same number (three or more)
+ * of space-separated numbers is a table of `user item rating` rows as much as one user's items per
+ * line, so it asks for the format instead of guessing.
+ */
+export function detectFormat(file: string, firstLine: string, sample: string[] = []): ReaderFormat {
   const base = path.basename(file).replace(/\.gz$/, '').toLowerCase();
   if (base === 'u.data') return 'movielens-100k';
   if (/^combined_data_\d+\.txt$/.test(base)) return 'netflix';
@@ -60,7 +65,17 @@ export function detectFormat(file: string, firstLine: string): ReaderFormat {
   if (firstLine.includes('::')) return 'movielens-dat';
   if (base.includes('triplets')) return 'msd-triplets';
   if (base === 'ratings.csv' && /^userId,movieId/.test(firstLine)) return 'movielens-csv';
-  if (/^[^,\t ]+( [^, \t]+)+$/.test(firstLine.trim()) || /^\d+$/.test(firstLine.trim())) return 'user-lines';
+  if (/^[^,\t ]+( [^, \t]+)+$/.test(firstLine.trim()) || /^\d+$/.test(firstLine.trim())) {
+    const lines = sample.map((l) => l.trim()).filter((l) => l.length > 0);
+    const widths = new Set(lines.map((l) => l.split(/ +/).length));
+    const numeric = lines.every((l) => l.split(/ +/).every((f) => DECIMAL.test(f)));
+    if (lines.length >= 2 && widths.size === 1 && [...widths][0] >= 3 && numeric)
+      throw new VaecfInputError(
+        `${file}: every line holds ${[...widths][0]} space-separated numbers: that is a table (user item rating ...) as much as one user's items per line, and the two cannot be told apart; ` +
+          "pass format: 'user-lines' if each line is a user followed by their items, else give the table a header (userId itemId rating) and pass format: 'delimited' with delimiter ' '",
+      );
+    return 'user-lines';
+  }
   if (/[A-Za-z]/.test(firstLine) && (firstLine.includes('\t') || firstLine.includes(','))) {
     const cells = firstLine.split(firstLine.includes('\t') ? '\t' : ',').map((c) => c.trim().toLowerCase());
     if (cells.some((c) => USER_NAMES.includes(c))) return 'delimited';
@@ -175,6 +190,27 @@ export async function forEachLine(
   return lineNo;
 }
 
+// Up to the first 200 lines within the first 64 KiB (the last may be cut), for format detection.
+async function firstLinesOf(file: string): Promise<string[]> {
+  let text = '';
+  const stream = fs.createReadStream(file, { start: 0, end: 1 << 16 });
+  const input = file.endsWith('.gz') ? stream.pipe(zlib.createGunzip()) : stream;
+  const decoder = new TextDecoder('utf-8');
+  try {
+    for await (const chunk of input as AsyncIterable<Buffer>) {
+      text += decoder.decode(chunk, { stream: true });
+      if (text.length >= 1 << 16) break;
+    }
+  } catch {
+    /* a truncated gzip head still gives its first lines */
+  } finally {
+    stream.destroy();
+  }
+  const lines = text.split('\n').slice(0, 200);
+  if (lines.length > 1) lines.pop(); // possibly cut
+  return lines.map((l) => l.replace(/\r$/, ''));
+}
+
 async function firstLineOf(file: string): Promise<string> {
   let first: string | null = null;
   const stream = fs.createReadStream(file, { start: 0, end: 1 << 16 });
@@ -211,7 +247,7 @@ function num(file: string, lineNo: number, field: string, text: string | undefin
 export async function readInteractions(file: string, options: ReadOptions = {}): Promise<Interactions> {
   if (!fs.existsSync(file)) throw new VaecfInputError(`${file}: no such file`);
   const first = await firstLineOf(file);
-  const format = options.format ?? detectFormat(file, first);
+  const format = options.format ?? detectFormat(file, first, await firstLinesOf(file));
   const b = new InteractionsBuilder();
   const U = b.users;
   const I = b.items;
