@@ -53,3 +53,16 @@ test('train refuses to overwrite a run and names what is missing', async (t) => 
   const f = await t.throwsAsync(run(process.execPath, [CLI, 'train', '--resume', tempDir()]));
   t.regex((f as Error & { stderr: string }).stderr, /no config\.json here/);
 });
+
+test('--model dae without --p-dims gets the same default as MultDAE: the paper\'s I-200-I', async (t) => {
+  const dir = path.join(tempDir(), 'dae');
+  await run(process.execPath, [
+    CLI, 'train', '--dataset', sharedFile('ml-latest-small', 'ratings.csv'), '--held-out', '50', '--n-epochs', '1', '--batch-size', '100',
+    '--model', 'dae', '--threads', '1', '--run-dir', dir,
+  ], { maxBuffer: 1 << 24 });
+  const { readModelFile } = await import('../src/io/model-file');
+  const arch = readModelFile(path.join(dir, 'last.safetensors')).metadata.architecture as { encoderDims: number[]; decoderDims: number[] };
+  t.is(arch.encoderDims.length, 2);
+  t.is(arch.encoderDims[1], 200);
+  t.deepEqual(arch.decoderDims.slice(0, -1), [200]);
+});

@@ -19,7 +19,7 @@ usage:
       The main job end to end: prepare the data with the paper's protocol (no --data: a built-in
       generator of realistic clicks), train with validation, print the test metrics beside popularity,
       save the model in DIR (default vaecf-demo).
-  vaecf train --dataset FILE|DIR [data options] [--model vae|dae] [--p-dims 200,600] [--q-dims ...] [--dropout-enc 0.5,0]
+  vaecf train --dataset FILE|DIR [data options] [--model vae|dae] [--p-dims N,N (default: vae 200,600; dae 200)] [--q-dims ...] [--dropout-enc 0.5,0]
              [--dropout-dec 0,0] [--weight-decay X] [--optimizer adam|adamw] [--lr X] [--lr-scheduler none|plateau]
              [--lr-patience N] [--batch-size N] [--n-epochs N] [--anneal-cap X] [--total-anneal-steps N|epoch-relative]
              [--constant-anneal] [--early-stop-patience N] [--early-stop-score-fn metric|loss] [--eval-every N]

@@ -17,7 +17,8 @@ import { ProgressLine } from '../util/progress';
 export interface TrainConfig extends DataOptions {
   dataset: string;
   model: 'vae' | 'dae';
-  pDims: number[];
+  /** decoder widths; default: the model's own (Mult-VAE [200, 600], Mult-DAE the paper's [200]) */
+  pDims?: number[];
   qDims?: number[];
   dropoutEnc?: number[];
   dropoutDec?: number[];
@@ -48,7 +49,7 @@ export interface TrainConfig extends DataOptions {
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'dataset'> = {
-  model: 'vae', pDims: [200, 600], weightDecay: 0, optimizer: 'adam', lr: 1e-3, lrScheduler: 'none', lrPatience: 5, batchSize: 500,
+  model: 'vae', weightDecay: 0, optimizer: 'adam', lr: 1e-3, lrScheduler: 'none', lrPatience: 5, batchSize: 500,
   nEpochs: 200, annealCap: 0.2, totalAnnealSteps: 200_000, constantAnneal: false, earlyStopScoreFn: 'metric', evalEvery: 1,
   seed: 98765, device: 'auto', precision: 'auto',
 };
