@@ -80,3 +80,23 @@ test('EASE refuses, with the numbers, a size that will not fit', (t) => {
     message: /EASE on 20000 items needs at least 3\.0 GiB .* the budget is 0\.9 GiB/,
   });
 });
+
+test('a given split reports what it leaves out: test-only users and their clicks, unrankable test clicks, unevaluated users', async (t) => {
+  const { prepareGivenSplit, describe: describeData } = await import('../src/index');
+  const { tempDir } = await import('./helpers');
+  const dir = tempDir();
+  fs.writeFileSync(path.join(dir, 'train.txt'), '0 1 2 3 4 5\n1 1 2\n2 3 4 5 6 7\n4 1 3\n');
+  // user 3 has no training row; item 9 never appears in training; users 2 and 4 have no test clicks.
+  fs.writeFileSync(path.join(dir, 'test.txt'), '0 9 6\n1 2\n3 1 2 4\n');
+  const d = prepareGivenSplit(await readInteractions(path.join(dir, 'train.txt')), await readInteractions(path.join(dir, 'test.txt')), { validationUsers: 0 });
+  t.deepEqual(d.dropped, {
+    'test users without a training row (not evaluated)': 1,
+    'test clicks of those users': 3,
+    'test clicks on items never seen in training (unrankable, kept as targets)': 1,
+    'validation users with fewer than 5 clicks (not held out)': 0,
+    'training users without test clicks (not evaluated)': 2,
+  });
+  t.is(d.counts.testUsers, 2);
+  t.regex(describeData(d), /left out: 1 test users without a training row/);
+  t.regex(describeData(d), /left out: 3 test clicks of those users/);
+});

@@ -60,6 +60,7 @@ export async function loadOrPrepare(source: string, o: DataOptions, log: (s: str
 
 export function describe(d: PreparedDataset): string {
   const c = d.counts;
+  const dropped = Object.entries(d.dropped ?? {}).filter(([, n]) => n > 0).map(([why, n]) => `\n  left out: ${n} ${why}`).join('');
   return `${c.clicks} clicks, ${c.users} users, ${c.items} items; train ${c.trainUsers} users x ${c.trainItems} items ` +
-    `(${c.trainClicks} clicks), ${c.validationUsers} validation and ${c.testUsers} test users (${d.protocol.name})`;
+    `(${c.trainClicks} clicks), ${c.validationUsers} validation and ${c.testUsers} test users (${d.protocol.name})${dropped}`;
 }

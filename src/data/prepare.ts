@@ -51,6 +51,13 @@ export interface PreparedDataset {
     validationUsers: number;
     testUsers: number;
   };
+  /**
+   * What preparation left out or cannot evaluate, by reason, with counts (absent reasons are 0): nothing
+   * is dropped silently. Given splits report users and clicks of the test file without a training
+   * row, test clicks on items never seen in training, validation users too short to hold items out,
+   * and training users without test clicks.
+   */
+  dropped?: Record<string, number>;
 }
 
 function compareIds(a: string | number, b: string | number): number {
@@ -339,6 +346,25 @@ export function prepareGivenSplit(train: Interactions, test: Interactions, optio
   };
   const valOrder = valUsers.filter((u) => heldBack.has(u));
   const testOrder = users.filter((u) => (testRows.get(u)?.length ?? 0) > 0);
+  // Everything the split cannot use or evaluate, counted.
+  const inTraining = new Set<number>();
+  for (const r of trainRows.values()) for (const i of r) inTraining.add(i);
+  let testOnlyUsers = 0;
+  let testOnlyUserClicks = 0;
+  let unseenItemClicks = 0;
+  for (const [u, r] of testRows) {
+    if (!trainRows.has(u)) {
+      testOnlyUsers++;
+      testOnlyUserClicks += r.length;
+    } else for (const i of r) if (!inTraining.has(i)) unseenItemClicks++;
+  }
+  const dropped: Record<string, number> = {
+    'test users without a training row (not evaluated)': testOnlyUsers,
+    'test clicks of those users': testOnlyUserClicks,
+    'test clicks on items never seen in training (unrankable, kept as targets)': unseenItemClicks,
+    'validation users with fewer than 5 clicks (not held out)': valUsers.length - valOrder.length,
+    'training users without test clicks (not evaluated)': users.length - testOrder.length,
+  };
   const trainMatrix = csr(users, trainKept);
   let trainClicks = 0;
   for (const r of trainKept.values()) trainClicks += r.length;
@@ -359,5 +385,6 @@ export function prepareGivenSplit(train: Interactions, test: Interactions, optio
       inputRows: train.length + test.length, clicks, users: userIds.length, items: cols, trainUsers: users.length, trainItems: cols,
       trainClicks, validationUsers: valOrder.length, testUsers: testOrder.length,
     },
+    dropped,
   };
 }
