@@ -611,6 +611,16 @@ int main() {
   cpu::forceSimdTarget("");
   std::printf("     SIMD targets tested: %s; skipped (not run by this processor): %s; default here: %s\n", ran.c_str(),
               skipped.empty() ? "none" : skipped.c_str(), cpu::simdTarget().c_str());
+  run("users with no clicks score (no copy from a null pointer: the sanitizer build checks it)", [] {
+    ModelConfig cfg = smallConfig(true, 9);
+    cpu::MultVaeCpu<float> model(cfg);
+    model.initialize(2);
+    const int64_t indptr[3] = {0, 0, 0};
+    CsrView empty{2, 9, indptr, nullptr, nullptr};
+    model.loadBatch(empty, nullptr, 0, 2);
+    model.forwardEval();
+    for (int64_t i = 0; i < 2 * 9; ++i) CHECK(std::isfinite(model.logits()[i]), "logit %lld is not finite", (long long)i);
+  });
   run("row top-k equals a full sort (ties by the smaller index, -inf never chosen, k beyond the row)", [] {
     std::mt19937 gen(4);
     cpu::RowTopK<float> select;
