@@ -156,3 +156,37 @@ test('a zip bomb is refused before it is extracted', async (t) => {
   server2.close();
   t.regex(e2!.message, /more than 1048576 bytes \(maxExtractedBytes\)/);
 });
+
+test('seeded fuzz: 100 damaged zip archives each extract or fail with a coded fetch error, never a crash', async (t) => {
+  const good = await makeDeflatedZip({ 'ml-tiny/ratings.csv': Buffer.from(ratings), 'ml-tiny/README.txt': Buffer.from('fixture\n') });
+  let current = good;
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'Content-Length': current.length });
+    res.end(current);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/ml-tiny.zip`;
+  let seed = 4242;
+  const random = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  let failedBadly = 0;
+  for (let i = 0; i < 100; i++) {
+    const b = Buffer.from(good);
+    for (let e = 0; e < 1 + random(3); e++) b[random(b.length)] ^= 1 << random(8);
+    current = i % 10 === 9 ? b.subarray(0, random(b.length)) : b;
+    const source: DatasetSource = { url, file: 'ml-tiny.zip', checksum: null, extract: 'zip', data: 'ml-tiny/ratings.csv', description: 'fuzz' };
+    try {
+      await fetchDataset('ml-tiny', tempDir(), { sources: { 'ml-tiny': source } });
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      if (!/^ERR_VAECF_/.test(e.code ?? '') || !e.message.includes('ml-tiny.zip')) {
+        failedBadly++;
+        t.log(`case ${i}: ${e.name} ${e.code} ${e.message.slice(0, 200)}`);
+      }
+    }
+  }
+  server.close();
+  t.is(failedBadly, 0);
+});

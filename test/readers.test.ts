@@ -143,3 +143,38 @@ test('a space-separated table of user item rating rows is not taken for one user
   const table = await readInteractions(write('table.txt', 'userId itemId rating\n1 10 5\n1 11 4\n2 10 3\n'), { format: 'delimited', delimiter: ' ' });
   t.deepEqual(rows(table), ['1 10 5', '1 11 4', '2 10 3']);
 });
+
+test('seeded fuzz: 300 damaged rating files each read or fail with a coded error naming the file', async (t) => {
+  const base = Buffer.from('userId,movieId,rating,timestamp\n' + Array.from({ length: 60 }, (_, i) => `${i % 7},${(i * 13) % 29},${1 + (i % 5)}.0,${1000 + i}`).join('\n') + '\n');
+  let seed = 777;
+  const random = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  let failedBadly = 0;
+  for (let i = 0; i < 300; i++) {
+    let b = Buffer.from(base);
+    const edits = 1 + random(4);
+    for (let e = 0; e < edits; e++) {
+      const at = random(b.length);
+      const kind = random(4);
+      if (kind === 0) b[at] ^= 1 << random(8); // a bit flip
+      else if (kind === 1) b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + random(20))]); // bytes lost
+      else if (kind === 2) b = Buffer.concat([b.subarray(0, at), Buffer.from([random(256), random(256)]), b.subarray(at)]); // junk
+      else b = b.subarray(0, at); // truncated
+    }
+    const name = `fuzz-${i}.csv${i % 3 === 0 ? '.gz' : ''}`;
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, name.endsWith('.gz') ? (i % 2 ? zlib.gzipSync(b) : zlib.gzipSync(b).subarray(0, random(200) + 10)) : b);
+    try {
+      await readInteractions(file, i % 2 ? {} : { format: 'movielens-csv' });
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      if (!/^ERR_VAECF_/.test(e.code ?? '') || !e.message.includes(name)) {
+        failedBadly++;
+        t.log(`${name}: ${e.name} ${e.code} ${e.message.slice(0, 200)}`);
+      }
+    }
+  }
+  t.is(failedBadly, 0);
+});
