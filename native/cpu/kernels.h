@@ -20,7 +20,7 @@ struct SimdTarget {
 };
 // The targets this build has kernels for, best first.
 std::vector<SimdTarget> simdTargets();
-// The target the kernels run now, e.g. "AVX2" or "AVX-512 (bf16 dot products)".
+// The target the kernels run now, e.g. "AVX2", or "AVX-512+BF16" (AVX-512 with the vdpbf16ps panel kernel).
 std::string simdTarget();
 // Makes `name` (from simdTargets(), supported) the target of every later kernel call; "" returns to
 // the best supported one. Throws std::invalid_argument for an unknown or unsupported name. For tests

@@ -338,7 +338,7 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
   {
   PhaseTimer timer(profile_, Profile::Likelihood);
   if (fusedOutput()) {
-    // Fused (float): bias, logsumexp, likelihood and its gradient in one kernel per row (AVX-512 when present);
+    // Fused (float): bias, logsumexp, likelihood and its gradient in one kernel per row (the SIMD target's vector code);
     // in bf16 mode the gradient is written only as bf16, the input of the two backward matrix products.
     const float* bias = reinterpret_cast<const float*>(params_.data() + layout_.layers.back().biasOffset);
 #pragma omp parallel for schedule(static) num_threads(threads_)
