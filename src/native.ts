@@ -185,7 +185,7 @@ let cudaProbe: { ok: boolean; reason: string } | undefined;
 export function probeCuda(): { ok: boolean; reason: string } {
   if (cudaProbe) return cudaProbe;
   const file = cudaFlavourPath();
-  if (!file) return (cudaProbe = { ok: false, reason: `the CUDA flavour is not installed (npm install ${CUDA_PACKAGE}, or build it: npm run build:cuda)` });
+  if (!file) return (cudaProbe = { ok: false, reason: 'the CUDA flavour is not built here (with nvcc and cuBLAS: npm run build:cuda)' });
   const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
   const code = `const a = require(${JSON.stringify(file)}); process.stdout.write(JSON.stringify(a.cudaDevice()));`;
   const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 30_000 });

@@ -91,3 +91,10 @@ test('the HTML report renders its plots in headless Chromium', async (t) => {
   await run(chromium, [...flags, '--window-size=1200,1400', `--screenshot=${png}`, `file://${report}`]);
   t.true(fs.statSync(png).size > 20_000, 'a screenshot with content');
 });
+
+test('importing vaecf does not load the plotting packages (they load with the first plot)', async (t) => {
+  const { execFileSync } = await import('node:child_process');
+  const index = require.resolve('../src/index');
+  const loaded = execFileSync(process.execPath, ['-e', `require(${JSON.stringify(index)}); console.log(JSON.stringify(Object.keys(require.cache).filter((f) => /node_modules[\\\\/]vega/.test(f)).length))`], { encoding: 'utf8' });
+  t.is(Number(loaded.trim()), 0);
+});

@@ -30,9 +30,9 @@ std::string bf16MatmulDescription() {
   switch (dnnl::get_effective_cpu_isa()) {
     case dnnl::cpu_isa::avx512_core_amx: isa = "AMX"; break;
     case dnnl::cpu_isa::avx512_core_bf16: isa = "AVX512-BF16"; break;
-    default: isa = "no native bf16 (fp32 used)"; break;
+    default: isa = "no bf16 instructions on this CPU (AVX512-BF16 or AMX)"; break;
   }
-  return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + ", " + isa;
+  return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "; " + isa;
 }
 
 struct Bf16Matmul::Impl {

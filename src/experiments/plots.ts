@@ -1,13 +1,24 @@
 // Plots as SVG, rendered offline by Vega-Lite (no browser, no canvas): training curves, the beta study,
 // our numbers beside baselines and published ones.
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const vega = require('vega') as typeof import('vega');
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const vegaLite = require('vega-lite') as typeof import('vega-lite');
+// Vega and Vega-Lite are loaded on the first plot, not at `require('vaecf')` (they are most of its
+// import time, and only reports use them).
+let plotting: { vega: typeof import('vega'); vegaLite: typeof import('vega-lite') } | undefined;
+function loadPlotting(): NonNullable<typeof plotting> {
+  if (!plotting) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      plotting = { vega: require('vega') as typeof import('vega'), vegaLite: require('vega-lite') as typeof import('vega-lite') };
+    } catch (e) {
+      throw new Error(`plots need the packages vega and vega-lite (npm install vega vega-lite): ${(e as Error).message}`);
+    }
+  }
+  return plotting;
+}
 
 type Spec = Record<string, unknown>;
 
 export async function renderSvg(spec: Spec): Promise<string> {
+  const { vega, vegaLite } = loadPlotting();
   const compiled = vegaLite.compile({ $schema: 'https://vega.github.io/schema/vega-lite/v5.json', ...spec } as never).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
   const svg = await view.toSVG();

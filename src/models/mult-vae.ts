@@ -55,7 +55,7 @@ export function resolvePrecision(wanted: Precision | undefined, device: 'cpu' | 
   if (w === 'fp32') return { precision: 'fp32', note: `fp32, ${kernels}` };
   if (bf16Available) return { precision: 'bf16', note: `bf16 output layer (${bf16Description}), ${kernels}` };
   if (w === 'bf16') throw new VaecfInputError(`precision 'bf16' is not available on this machine (${bf16Description}); use 'fp32' or 'auto'`);
-  return { precision: 'fp32', note: `fp32, ${kernels} (bf16 not available: ${bf16Description})` };
+  return { precision: 'fp32', note: `fp32, ${kernels} (bf16: ${bf16Description})` };
 }
 
 export type ModelKind = 'mult-vae' | 'mult-dae';
