@@ -1,7 +1,7 @@
 // Quality against the published numbers: prepares a dataset with its protocol, trains / fits the models,
 // and prints ours beside the reference (mean ± standard error), with training time; writes JSON.
 // usage: node dist/bench/quality.js --dataset ml-1m|gowalla|FILE [--models vae,dae,ease,popularity]
-//          [--epochs N] [--held-out N] [--json OUT] [--threads N]
+//          [--epochs N] [--held-out N] [--json OUT] [--threads N] [--check: fail outside the quality bands]
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -22,6 +22,11 @@ export interface DatasetSpec {
   easeLambda: number | number[];
   /** published or reference numbers per model, metric -> value */
   reference: Record<string, Record<string, number | string>>;
+  /**
+   * Bands `--check` enforces (model label -> metric -> [min, max]), for the default epochs; `fp32Only`
+   * bands are skipped for a bf16 run.
+   */
+  bands?: Record<string, { metric: string; min: number; max?: number; fp32Only?: boolean }>;
 }
 
 function argv(name: string): string | undefined {
@@ -53,6 +58,8 @@ export interface QualityResult {
   metrics: string[];
   rows: QualityRow[];
   reference: Record<string, Record<string, number | string>>;
+  /** the bands checked (see DatasetSpec.bands) */
+  checks: Array<{ model: string; metric: string; value: number; min: number; max: number | null; ok: boolean }>;
   table: string;
 }
 
@@ -68,6 +75,12 @@ export const DATASETS: Record<string, () => DatasetSpec> = {
       vae: { 'ndcg@100': '0.397 to 0.404', source: 'plain reimplementation, same protocol (shared/data README)' },
       'dae-600': { 'ndcg@100': 0.411, source: 'plain reimplementation, I-600-200-600-I (shared/data README)' },
     },
+    bands: {
+      popularity: { metric: 'ndcg@100', min: 0.2153, max: 0.2163 },
+      'ease-300': { metric: 'ndcg@100', min: 0.4191, max: 0.4201 },
+      vae: { metric: 'ndcg@100', min: 0.395, fp32Only: true },
+      dae: { metric: 'ndcg@100', min: 0.42, fp32Only: true },
+    },
   }),
   gowalla: () => ({
     name: 'Gowalla (LightGCN split; validation carved from train; LightGCN metrics)',
@@ -81,6 +94,7 @@ export const DATASETS: Record<string, () => DatasetSpec> = {
       'ease-80': { 'recall-lightgcn@20': 0.1765, 'ndcg@20': 0.1467, source: 'BARS leaderboard' },
       vae: { 'recall-lightgcn@20': 0.1641, 'ndcg@20': 0.1335, source: 'BARS leaderboard' },
     },
+    bands: { 'ease-80': { metric: 'recall-lightgcn@20', min: 0.1755, max: 0.1775 } },
   }),
 };
 
@@ -140,7 +154,17 @@ export async function runQuality(o: QualityOptions): Promise<QualityResult> {
     const refText = ref ? spec.metrics.filter((m) => ref[m] !== undefined).map((m) => `${m} ${ref[m]}`).join(', ') + ` (${ref.source})` : '';
     lines.push(`${r.model.padEnd(14)}${spec.metrics.map((m) => `${r.summary[m].mean.toFixed(4)} ± ${r.summary[m].stderr.toFixed(4)}`.padStart(22)).join('')}${r.seconds.toFixed(1).padStart(10)}   ${refText}`);
   }
-  return { dataset: which, name: spec.name, counts: data.counts, metrics: spec.metrics, rows, reference: spec.reference, table: lines.join('\n') };
+  // The bands (`--check`): each model that has one and ran, against its test metric.
+  const checks: QualityResult['checks'] = [];
+  for (const r of rows) {
+    const band = spec.bands?.[r.model];
+    if (!band || (band.fp32Only && precision === 'bf16')) continue;
+    const value = r.summary[band.metric]?.mean;
+    const ok = value !== undefined && value >= band.min && (band.max === undefined || value <= band.max);
+    checks.push({ model: r.model, metric: band.metric, value: value ?? NaN, min: band.min, max: band.max ?? null, ok });
+    lines.push(`check ${ok ? 'PASS' : 'FAIL'}: ${r.model} ${band.metric} ${value?.toFixed(4)} in [${band.min}, ${band.max ?? 'inf'}]`);
+  }
+  return { dataset: which, name: spec.name, counts: data.counts, metrics: spec.metrics, rows, reference: spec.reference, checks, table: lines.join('\n') };
 }
 
 if (require.main === module) (async () => {
@@ -165,6 +189,11 @@ if (require.main === module) (async () => {
       console.log(`\n${r.table}`);
       const out = argv('json');
       if (out) fs.writeFileSync(out, JSON.stringify(r, null, 2));
+      // --check: a model outside its band fails the run (npm run test:slow).
+      if (process.argv.includes('--check') && r.checks.some((c) => !c.ok)) {
+        console.error(`quality check failed: ${r.checks.filter((c) => !c.ok).map((c) => `${c.model} ${c.metric} ${c.value.toFixed(4)}`).join(', ')}`);
+        process.exitCode = 1;
+      }
     },
     (e) => {
       console.error(e);
