@@ -9,18 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" != "--no-install" ]; then
-  need=()
-  for pkg in g++-aarch64-linux-gnu libopenblas-dev:arm64 libhwy-dev:arm64 qemu-user; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-  done
-  if [ ${#need[@]} -gt 0 ]; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    export DEBIAN_FRONTEND=noninteractive
-    dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq "${need[@]}" > /dev/null
-  fi
+  bash scripts/apt-install.sh g++-aarch64-linux-gnu libopenblas-dev:arm64 libhwy-dev:arm64 qemu-user
 fi
 
 cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DVAECF_BUILD_TESTS=ON -DVAECF_CUDA=OFF \

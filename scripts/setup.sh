@@ -5,17 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-for pkg in cmake g++ libopenblas-dev liblapacke-dev libdnnl-dev libhwy-dev; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq "${need[@]}"
-fi
+bash scripts/apt-install.sh cmake g++ libopenblas-dev liblapacke-dev libdnnl-dev libhwy-dev
 # onnxruntime-node (a dev dependency for the ONNX export test) ships its CPU binaries; skip its optional
 # CUDA download, which needs the internet.
 export ONNXRUNTIME_NODE_INSTALL=skip

@@ -7,7 +7,22 @@ import test from 'ava';
 
 import { csrFromRows, loadModel, MultVAE, train, type CsrMatrix } from '../src/index';
 import { loadNative } from '../src/native';
-import { tempDir, twoGroups } from './helpers';
+import { seededRandom, tempDir, twoGroups } from './helpers';
+
+// A Mult-VAE of one epoch on twoGroups(), I-4-8-I: the model the file and option tests poke at.
+const tinyModel = (data: CsrMatrix, itemIds?: string[]) =>
+  train({ train: data, itemIds }, { epochs: 1, batchSize: 50, architecture: { pDims: [4, 8] } });
+
+// A tiny model saved to a fresh folder (and released): the folder, the file and its bytes.
+async function savedTinyModel(itemIds?: (cols: number) => string[]): Promise<{ dir: string; file: string; bytes: Buffer }> {
+  const data = twoGroups();
+  const model = await tinyModel(data, itemIds?.(data.cols));
+  const dir = tempDir();
+  const file = path.join(dir, 'm.safetensors');
+  await model.save(file);
+  model.dispose();
+  return { dir, file, bytes: fs.readFileSync(file) };
+}
 
 test('non-finite click values are refused with the row', async (t) => {
   const m = csrFromRows([[0, 1], [2]], 3);
@@ -35,7 +50,7 @@ test('wrong shapes are refused', async (t) => {
   const e2 = await t.throwsAsync(train({ train: { ...m, indices: Array.from(m.indices) as unknown as Int32Array } }, { epochs: 1 }));
   t.regex(e2!.message, /indices: expected an Int32Array/);
   const data = twoGroups();
-  const model = await train({ train: data }, { epochs: 1, batchSize: 50, architecture: { pDims: [4, 8] } });
+  const model = await tinyModel(data);
   const e3 = await t.throwsAsync(model.recommendRows(csrFromRows([[1]], 21)));
   t.regex(e3!.message, /expected 20 item columns/);
   const e4 = await t.throwsAsync(train({ train: data, validation: { foldIn: csrFromRows([[1]], 20), targets: csrFromRows([[2], [3]], 20) } }, { epochs: 1 }));
@@ -81,7 +96,7 @@ test('the native layer turns its own errors into exceptions with a code', async 
 
 test('a truncated or tampered model file gives a clear error', async (t) => {
   const data = twoGroups();
-  const model = await train({ train: data }, { epochs: 1, batchSize: 50, architecture: { pDims: [4, 8] } });
+  const model = await tinyModel(data);
   const dir = tempDir();
   const file = path.join(dir, 'm.safetensors');
   await model.save(file);
@@ -104,7 +119,7 @@ test('a truncated or tampered model file gives a clear error', async (t) => {
 
 test('a failed save leaves nothing half-written and keeps the old file', async (t) => {
   const data = twoGroups();
-  const model = await train({ train: data }, { epochs: 1, batchSize: 50, architecture: { pDims: [4, 8] } });
+  const model = await tinyModel(data);
   const dir = tempDir();
   const file = path.join(dir, 'm.safetensors');
   await model.save(file);
@@ -139,7 +154,7 @@ test('a threads value far beyond the machine is refused with the limit, before O
 
 test('k beyond the number of items is clamped to it, not allocated', async (t) => {
   const data = twoGroups();
-  const model = await train({ train: data }, { epochs: 1, batchSize: 50, architecture: { pDims: [4, 8] } });
+  const model = await tinyModel(data);
   const top = await model.recommendRows(csrFromRows([[1]], data.cols), { k: 100_000_000, excludeSeen: false });
   t.is(top.k, data.cols);
   t.is(top.items.length, data.cols);
@@ -161,7 +176,7 @@ test("a killed writer's temporary file is removed by the next save of the same n
   const live = path.join(dir, `.model.safetensors.${process.ppid}.89abcdef.tmp`);
   const other = path.join(dir, `.other.safetensors.${deadPid}.0123abcd.tmp`);
   for (const f of [stale, live, other]) fs.writeFileSync(f, Buffer.alloc(1024));
-  const model = await train({ train: twoGroups() }, { epochs: 1, batchSize: 50, architecture: { pDims: [4, 8] } });
+  const model = await tinyModel(twoGroups());
   await model.save(file);
   t.false(fs.existsSync(stale), 'the dead writer\'s temporary file is gone');
   t.true(fs.existsSync(live), 'a live process\'s temporary file stays');
@@ -170,14 +185,7 @@ test("a killed writer's temporary file is removed by the next save of the same n
 });
 
 test('the model file checksum covers the metadata: swapped item ids or a flipped header byte never load silently', async (t) => {
-  const data = twoGroups();
-  const itemIds = Array.from({ length: data.cols }, (_, i) => `item-${100 + i}`);
-  const model = await train({ train: data, itemIds }, { epochs: 1, batchSize: 50, architecture: { pDims: [4, 8] } });
-  const dir = tempDir();
-  const file = path.join(dir, 'm.safetensors');
-  await model.save(file);
-  model.dispose();
-  const bytes = fs.readFileSync(file);
+  const { dir, bytes } = await savedTinyModel((cols) => Array.from({ length: cols }, (_, i) => `item-${100 + i}`));
   const headerLen = Number(bytes.readBigUInt64LE(0));
   const header = bytes.subarray(8, 8 + headerLen).toString('utf8');
   // Every item id replaced by the first (the same number of bytes: the offsets stay valid).
@@ -193,19 +201,9 @@ test('the model file checksum covers the metadata: swapped item ids or a flipped
 });
 
 test('seeded fuzz: 300 header bit flips, 100 truncations and 100 data bit flips of a model file each fail with a coded error naming the file', async (t) => {
-  const data = twoGroups();
-  const model = await train({ train: data }, { epochs: 1, batchSize: 50, architecture: { pDims: [4, 8] } });
-  const dir = tempDir();
-  const file = path.join(dir, 'm.safetensors');
-  await model.save(file);
-  model.dispose();
-  const bytes = fs.readFileSync(file);
+  const { dir, bytes } = await savedTinyModel();
   const headerEnd = 8 + Number(bytes.readBigUInt64LE(0));
-  let seed = 12345;
-  const random = (n: number): number => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return seed % n;
-  };
+  const random = seededRandom(12345);
   const cases: Array<[string, Buffer]> = [];
   for (let i = 0; i < 300; i++) {
     const b = Buffer.from(bytes);

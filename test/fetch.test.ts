@@ -10,7 +10,7 @@ import test from 'ava';
 import * as yazl from 'yazl';
 
 import { fetchDataset, type DatasetSource } from '../src/index';
-import { tempDir } from './helpers';
+import { seededRandom, tempDir } from './helpers';
 
 function makeZip(files: Record<string, string>): Promise<Buffer> {
   return new Promise((resolve) => {
@@ -166,11 +166,7 @@ test('seeded fuzz: 100 damaged zip archives each extract or fail with a coded fe
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/ml-tiny.zip`;
-  let seed = 4242;
-  const random = (n: number): number => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return seed % n;
-  };
+  const random = seededRandom(4242);
   let failedBadly = 0;
   for (let i = 0; i < 100; i++) {
     const b = Buffer.from(good);

@@ -49,3 +49,12 @@ export const BACKENDS = (['fp32', 'auto'] as const).map((precision) => {
   const skip = precision === 'auto' && resolved.precision === 'fp32' ? `'auto' resolves to fp32 here, ${resolved.note}` : undefined;
   return { name: precision === 'auto' ? `cpu auto=${resolved.precision}` : 'cpu fp32', precision, skip, device: 'cpu' as const };
 });
+
+/** A seeded integer stream for the fuzz tests: random(n) in [0, n), the same sequence for the same seed. */
+export function seededRandom(seed: number): (n: number) => number {
+  let state = seed;
+  return (n) => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state % n;
+  };
+}

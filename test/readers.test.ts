@@ -8,7 +8,7 @@ import test from 'ava';
 
 import { readInteractions, type Interactions } from '../src/index';
 import { sharedFile } from './data-root';
-import { tempDir } from './helpers';
+import { seededRandom, tempDir } from './helpers';
 
 const dir = tempDir('vaecf-readers-');
 function write(name: string, text: string): string {
@@ -146,11 +146,7 @@ test('a space-separated table of user item rating rows is not taken for one user
 
 test('seeded fuzz: 300 damaged rating files each read or fail with a coded error naming the file', async (t) => {
   const base = Buffer.from('userId,movieId,rating,timestamp\n' + Array.from({ length: 60 }, (_, i) => `${i % 7},${(i * 13) % 29},${1 + (i % 5)}.0,${1000 + i}`).join('\n') + '\n');
-  let seed = 777;
-  const random = (n: number): number => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return seed % n;
-  };
+  const random = seededRandom(777);
   let failedBadly = 0;
   for (let i = 0; i < 300; i++) {
     let b = Buffer.from(base);

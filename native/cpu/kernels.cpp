@@ -270,14 +270,35 @@ void SparseRow(float* HWY_RESTRICT row, const float* HWY_RESTRICT W, int64_t col
 // evicts the weights from the last-level cache between calls and takes 2.6 ms).
 constexpr int64_t kPrefetchBytes = 4096;
 
+// A block of up to four vectors of columns: how many of its `cols` columns each vector holds.
+struct BlockSplit {
+  size_t c[4];
+};
+HWY_INLINE BlockSplit SplitBlock(size_t N, int64_t cols) {
+  BlockSplit n;
+  size_t left = size_t(cols);
+  for (size_t& c : n.c) left -= (c = std::min(left, N));
+  return n;
+}
+// Stores a block's four accumulators, each vector's share of the columns only.
+template <class V>
+HWY_INLINE void StoreBlock(V a0, V a1, V a2, V a3, float* HWY_RESTRICT y, const BlockSplit& n) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  StoreCount(a0, d, y, n.c[0]);
+  if (n.c[1]) StoreCount(a1, d, y + N, n.c[1]);
+  if (n.c[2]) StoreCount(a2, d, y + 2 * N, n.c[2]);
+  if (n.c[3]) StoreCount(a3, d, y + 3 * N, n.c[3]);
+}
+
 // Four vectors of columns per block: the accumulators stay in registers while W streams through once.
 // (Named accumulators, not an array: SVE vectors are sizeless.)
 void RowBlockF32(const float* HWY_RESTRICT x, int64_t k, const float* HWY_RESTRICT W, int64_t stride,
                  const float* HWY_RESTRICT bias, float* HWY_RESTRICT y, int64_t cols) {
   const DF d;
   const size_t N = hn::Lanes(d);
-  const size_t c0 = std::min<size_t>(size_t(cols), N), c1 = std::min<size_t>(size_t(cols) - c0, N);
-  const size_t c2 = std::min<size_t>(size_t(cols) - c0 - c1, N), c3 = size_t(cols) - c0 - c1 - c2;
+  const BlockSplit n = SplitBlock(N, cols);
+  const size_t c0 = n.c[0], c1 = n.c[1], c2 = n.c[2], c3 = n.c[3];
   auto a0 = LoadCount(d, bias, c0), a1 = LoadCount(d, bias + N, c1), a2 = LoadCount(d, bias + 2 * N, c2), a3 = LoadCount(d, bias + 3 * N, c3);
   const bool full = size_t(cols) == 4 * N;
   const int64_t rowBytes = int64_t(4 * N * sizeof(float));
@@ -298,10 +319,7 @@ void RowBlockF32(const float* HWY_RESTRICT x, int64_t k, const float* HWY_RESTRI
       if (c3) a3 = hn::MulAdd(xi, LoadCount(d, w + 3 * N, c3), a3);
     }
   }
-  StoreCount(a0, d, y, c0);
-  if (c1) StoreCount(a1, d, y + N, c1);
-  if (c2) StoreCount(a2, d, y + 2 * N, c2);
-  if (c3) StoreCount(a3, d, y + 3 * N, c3);
+  StoreBlock(a0, a1, a2, a3, y, n);
 }
 
 // A bf16 panel: each 32-bit word holds rows 2q (low half) and 2q + 1 (high half) of one column; a bf16
@@ -311,9 +329,9 @@ void RowBlockBf16(const uint32_t* HWY_RESTRICT xPairs, int64_t pairs, const bf16
   const DF d;
   const DU du;
   const size_t N = hn::Lanes(d);
-  const size_t c0 = std::min<size_t>(size_t(cols), N), c1 = std::min<size_t>(size_t(cols) - c0, N);
-  const size_t c2 = std::min<size_t>(size_t(cols) - c0 - c1, N), c3 = size_t(cols) - c0 - c1 - c2;
-  auto a0 = LoadCount(d, bias, c0), a1 = LoadCount(d, bias + N, c1), a2 = LoadCount(d, bias + 2 * N, c2), a3 = LoadCount(d, bias + 3 * N, c3);
+  const BlockSplit n = SplitBlock(N, cols);
+  auto a0 = LoadCount(d, bias, n.c[0]), a1 = LoadCount(d, bias + N, n.c[1]), a2 = LoadCount(d, bias + 2 * N, n.c[2]),
+       a3 = LoadCount(d, bias + 3 * N, n.c[3]);
   const auto highMask = hn::Set(du, 0xffff0000u);
   const uint32_t* words = reinterpret_cast<const uint32_t*>(panel);
   const int64_t pairBytes = int64_t(4 * N * sizeof(uint32_t));
@@ -333,10 +351,7 @@ void RowBlockBf16(const uint32_t* HWY_RESTRICT xPairs, int64_t pairs, const bf16
     VAECF_PAIR(3, a3)
 #undef VAECF_PAIR
   }
-  StoreCount(a0, d, y, c0);
-  if (c1) StoreCount(a1, d, y + N, c1);
-  if (c2) StoreCount(a2, d, y + 2 * N, c2);
-  if (c3) StoreCount(a3, d, y + 3 * N, c3);
+  StoreBlock(a0, a1, a2, a3, y, n);
 }
 
 #if HWY_TARGET == HWY_AVX3

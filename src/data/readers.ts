@@ -190,7 +190,8 @@ export async function forEachLine(
   return lineNo;
 }
 
-// Up to the first 200 lines within the first 64 KiB (the last may be cut), for format detection.
+// Up to the first 200 lines within the first 64 KiB, for format detection (a line cut at 64 KiB is kept
+// only when it is the first).
 async function firstLinesOf(file: string): Promise<string[]> {
   let text = '';
   const stream = fs.createReadStream(file, { start: 0, end: 1 << 16 });
@@ -206,29 +207,10 @@ async function firstLinesOf(file: string): Promise<string[]> {
   } finally {
     stream.destroy();
   }
-  const lines = text.split('\n').slice(0, 200);
-  if (lines.length > 1) lines.pop(); // possibly cut
+  const lines = text.split('\n');
+  if (lines.length > 1 && !text.endsWith('\n')) lines.pop(); // cut by the 64 KiB window
+  lines.length = Math.min(lines.length, 200);
   return lines.map((l) => l.replace(/\r$/, ''));
-}
-
-async function firstLineOf(file: string): Promise<string> {
-  let first: string | null = null;
-  const stream = fs.createReadStream(file, { start: 0, end: 1 << 16 });
-  const input = file.endsWith('.gz') ? stream.pipe(zlib.createGunzip()) : stream;
-  const decoder = new TextDecoder('utf-8');  // streaming: a character split between chunks stays whole
-  try {
-    for await (const chunk of input as AsyncIterable<Buffer>) {
-      const s = decoder.decode(chunk, { stream: true });
-      const nl = s.indexOf('\n');
-      first = (first ?? '') + (nl >= 0 ? s.slice(0, nl) : s);
-      if (nl >= 0) break;
-    }
-  } catch {
-    /* a truncated gzip head still gives the first line */
-  } finally {
-    stream.destroy();
-  }
-  return (first ?? '').replace(/\r$/, '');
 }
 
 // A decimal number: digits with an optional sign, fraction and exponent. Number() alone would also take
@@ -246,8 +228,9 @@ function num(file: string, lineNo: number, field: string, text: string | undefin
 /** Read an interaction log into rows in file order. */
 export async function readInteractions(file: string, options: ReadOptions = {}): Promise<Interactions> {
   if (!fs.existsSync(file)) throw new VaecfInputError(`${file}: no such file`);
-  const first = await firstLineOf(file);
-  const format = options.format ?? detectFormat(file, first, await firstLinesOf(file));
+  const head = await firstLinesOf(file);
+  const first = head[0] ?? '';
+  const format = options.format ?? detectFormat(file, first, head);
   const b = new InteractionsBuilder();
   const U = b.users;
   const I = b.items;

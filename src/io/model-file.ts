@@ -33,7 +33,7 @@ const FORMAT = 'vaecf-model';
 const FORMAT_VERSION = 2;
 const DTYPE_BYTES: Record<string, number> = { F32: 4, I32: 4, F64: 8, BF16: 2 };
 
-interface TensorEntry {
+export interface TensorEntry {
   dtype: string;
   shape: number[];
   data_offsets: [number, number];
@@ -131,7 +131,14 @@ function tensorEntries(file: string, header: Record<string, unknown>, dataBytes:
 }
 
 /** Any safetensors file: its __metadata__ strings and its tensors (F32 as is; F64 and BF16 converted to F32). */
-export function readSafetensors(file: string): { metadata: Record<string, string>; tensors: Map<string, NamedTensor>; bytes: Buffer; dataStart: number } {
+export function readSafetensors(file: string): {
+  metadata: Record<string, string>;
+  tensors: Map<string, NamedTensor>;
+  /** the checked tensor entries, in header order */
+  entries: Array<[string, TensorEntry]>;
+  bytes: Buffer;
+  dataStart: number;
+} {
   let buf: Buffer;
   try {
     buf = fs.readFileSync(file);
@@ -173,11 +180,11 @@ export function readSafetensors(file: string): { metadata: Record<string, string
   const meta = header.__metadata__;
   if (meta !== undefined && (meta === null || typeof meta !== 'object' || Object.values(meta).some((v) => typeof v !== 'string')))
     throw new ModelFileError(file, '__metadata__ is not a map of strings: corrupted');
-  return { metadata: (header.__metadata__ as Record<string, string> | undefined) ?? {}, tensors, bytes: buf, dataStart };
+  return { metadata: (header.__metadata__ as Record<string, string> | undefined) ?? {}, tensors, entries, bytes: buf, dataStart };
 }
 
 export function readModelFile(file: string): ModelFile {
-  const { metadata: raw, tensors, bytes: buf, dataStart } = readSafetensors(file);
+  const { metadata: raw, tensors, entries, bytes: buf, dataStart } = readSafetensors(file);
   const metaRaw = raw.vaecf;
   if (typeof metaRaw !== 'string') throw new ModelFileError(file, 'no vaecf metadata: this safetensors file was not written by vaecf (a PyTorch state_dict? see importTorchStateDict)');
   let metadata: Record<string, unknown>;
@@ -191,9 +198,7 @@ export function readModelFile(file: string): ModelFile {
   if (metadata.format !== FORMAT) throw new ModelFileError(file, `unknown format ${String(metadata.format)}`);
   if (typeof metadata.formatVersion !== 'number' || metadata.formatVersion > FORMAT_VERSION)
     throw new ModelFileError(file, `format version ${String(metadata.formatVersion)} is newer than this vaecf reads (${FORMAT_VERSION}); upgrade vaecf`);
-  // Entries in header order (already validated by readSafetensors); they must tile the data exactly.
-  const header = JSON.parse(buf.subarray(8, dataStart).toString('utf8')) as Record<string, unknown>;
-  const entries = tensorEntries(file, header, buf.length - dataStart);
+  // The entries (in header order, validated by readSafetensors) must tile the data exactly.
   let expectedEnd = 0;
   for (const [name, e] of entries) {
     if (e.data_offsets[0] !== expectedEnd) throw new ModelFileError(file, `tensor ${name} has inconsistent offsets`);
