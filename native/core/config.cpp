@@ -41,4 +41,33 @@ void ModelConfig::validate() const {
     if (!(p >= 0.0 && p < 1.0)) throw InvalidArgument("decoderDropout: expected probabilities in [0, 1)");
 }
 
+void RecVaeConfig::validate() const {
+  const auto positive = [](int64_t v, const char* name) {
+    if (v <= 0) throw InvalidArgument(std::string(name) + ": expected a positive integer, got " + std::to_string(v));
+  };
+  positive(items, "items");
+  positive(hidden, "hidden");
+  positive(latent, "latent");
+  positive(layers, "layers");
+  if (!(layerNormEps > 0)) throw InvalidArgument("layerNormEps: expected a positive number");
+  if (!(inputDropout >= 0.0 && inputDropout < 1.0)) throw InvalidArgument("inputDropout: expected a probability in [0, 1)");
+  double total = 0;
+  for (double w : mixtureWeights) {
+    if (!(w > 0)) throw InvalidArgument("mixtureWeights: expected three positive weights");
+    total += w;
+  }
+  if (std::fabs(total - 1.0) > 1e-6) throw InvalidArgument("mixtureWeights: expected weights that sum to 1, got a sum of " + std::to_string(total));
+  if (!std::isfinite(wideLogVar)) throw InvalidArgument("wideLogVar: expected a finite number");
+}
+
+ModelConfig RecVaeConfig::summary() const {
+  ModelConfig c;
+  c.encoderDims = {items, hidden, latent};
+  c.decoderDims = {latent, items};
+  c.variational = true;
+  c.encoderDropout = {inputDropout, 0.0};
+  c.decoderDropout = {0.0};
+  return c;
+}
+
 }  // namespace vaecf

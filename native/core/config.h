@@ -28,4 +28,23 @@ struct ModelConfig {
   void validate() const;
 };
 
+// RecVAE (Shenbin et al., WSDM 2020): an encoder of `layers` densely connected layers of `hidden` units
+// (swish, then LayerNorm with eps `layerNormEps`, each layer's input the previous output plus the sum
+// of all earlier outputs) on the L2-normalised, dropped-out clicks; a Gaussian code of `latent`
+// dimensions; one linear decoder to the items; the composite prior (mixture weights, wide log-variance).
+struct RecVaeConfig {
+  int64_t items = 0;
+  int64_t hidden = 600;
+  int64_t latent = 200;
+  int64_t layers = 5;
+  double layerNormEps = 0.1;
+  double inputDropout = 0.5;
+  double mixtureWeights[3] = {3.0 / 20.0, 3.0 / 4.0, 1.0 / 10.0};
+  double wideLogVar = 10.0;
+  // Throws InvalidArgument naming the offending field.
+  void validate() const;
+  // The shape in Mult-VAE terms (items -> hidden -> latent -> items), for code that only asks for sizes.
+  ModelConfig summary() const;
+};
+
 }  // namespace vaecf

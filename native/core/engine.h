@@ -19,8 +19,13 @@ struct OptimizerOptions {
   bool decoupled = false;  // false: Adam with coupled L2 (g += wd * p); true: AdamW (p *= 1 - lr * wd)
 };
 
+// Which parameters a step trains (RecVAE alternates; Mult-VAE always trains everything).
+enum class Phase { Joint, Encoder, Decoder };
+
 struct StepOptions {
+  Phase phase = Phase::Joint;
   double beta = 0.0;        // KL weight for this update
+  double gamma = 0.0;       // > 0: each user's KL weight is gamma * (sum of the user's clicks) instead of beta (RecVAE)
   double l2 = 0.0;          // lam in lam * sum of squared weights (biases excluded)
   uint64_t seed = 0;        // run seed; with `step` it fixes dropout masks and eps
   uint64_t step = 0;        // global update index (noise counter)
@@ -76,6 +81,19 @@ class Engine {
   virtual void setOptimizerState(const float* m, const float* v, int64_t t) = 0;
   // The gradient of the last trainStep (for checks between backends).
   virtual void getGradients(float* out) const = 0;
+
+  // Models with parameter groups stepped separately (RecVAE: encoder, decoder) keep one Adam step count
+  // per group; empty for one group (getOptimizerState's t).
+  virtual std::vector<int64_t> optimizerGroupSteps() const { return {}; }
+  virtual void setOptimizerGroupSteps(const std::vector<int64_t>& steps) {
+    if (!steps.empty()) throw InvalidArgument("this model has one optimizer group");
+  }
+  // State that is not trained but must be saved (RecVAE: the previous epoch's encoder in its prior).
+  virtual int64_t numAuxiliary() const { return 0; }
+  virtual void getAuxiliary(float* /*out*/) const {}
+  virtual void setAuxiliary(const float* /*in*/) {}
+  // RecVAE: the prior's encoder becomes a copy of the current encoder (once per epoch).
+  virtual void updatePrior() { throw InvalidArgument("this model has no learned prior to update"); }
 
  protected:
   std::deque<StepResult> submitted_;

@@ -37,6 +37,8 @@ EpochStats trainEpoch(Engine& engine, const CsrView& data, const EpochOptions& o
   engine.beginEpoch(data);
   StepOptions step;
   step.l2 = options.l2;
+  step.phase = options.phase;
+  step.gamma = options.gamma;
   step.seed = options.seed;
   step.optimizer = options.optimizer;
   // Steps are submitted ahead of reading their results (pipelineDepth() in flight: 0 on the CPU,

@@ -26,6 +26,8 @@ struct EpochOptions {
   uint64_t epoch = 0;  // selects the shuffle
   bool shuffle = true;
   BetaSchedule beta;
+  Phase phase = Phase::Joint;
+  double gamma = 0.0;  // RecVAE's per-user KL weight gamma * |x_u| (0: the beta schedule)
   double l2 = 0.0;
   OptimizerOptions optimizer;
 };

@@ -31,6 +31,8 @@ struct KernelTable {
   void (*adam)(float*, const float*, float*, float*, int64_t, const AdamStep&, bf16*);
   void (*tanhInPlace)(float*, int64_t);
   void (*tanhBackward)(float*, const float*, int64_t);
+  void (*swishForward)(const float*, float*, int64_t);
+  void (*swishBackward)(float*, const float*, int64_t);
   void (*multiply)(const float*, const float*, float*, int64_t);
   void (*addScaled)(float*, const float*, float, int64_t);
   void (*addBf16)(float*, const bf16*, int64_t);
@@ -196,6 +198,34 @@ void TanhBackward(float* HWY_RESTRICT grad, const float* HWY_RESTRICT act, int64
   ForEachVector(n, [&](int64_t i, size_t c) {
     const auto t = LoadCount(d, act + i, c);
     StoreCount(hn::Mul(LoadCount(d, grad + i, c), hn::NegMulAdd(t, t, one)), d, grad + i, c);
+  });
+}
+
+// sigmoid(x) = 1 / (1 + exp(-x)); the exponent is capped at 80 (exp(80) is finite in float; the
+// sigmoid is then below 2e-35, where x * sigmoid(x) is 0 to float precision anyway).
+HWY_INLINE hn::Vec<DF> Sigmoid(hn::Vec<DF> x) {
+  const DF d;
+  const auto one = hn::Set(d, 1.0f);
+  return hn::Div(one, hn::Add(one, hn::Exp(d, hn::Min(hn::Neg(x), hn::Set(d, 80.0f)))));
+}
+
+void SwishForward(const float* HWY_RESTRICT x, float* HWY_RESTRICT out, int64_t n) {
+  const DF d;
+  ForEachVector(n, [&](int64_t i, size_t c) {
+    const auto v = LoadCount(d, x + i, c);
+    StoreCount(hn::Mul(v, Sigmoid(v)), d, out + i, c);
+  });
+}
+
+void SwishBackward(float* HWY_RESTRICT grad, const float* HWY_RESTRICT x, int64_t n) {
+  const DF d;
+  const auto one = hn::Set(d, 1.0f);
+  ForEachVector(n, [&](int64_t i, size_t c) {
+    const auto v = LoadCount(d, x + i, c);
+    const auto s = Sigmoid(v);
+    // d swish / dx = s + x s (1 - s) = s (1 + x (1 - s))
+    const auto slope = hn::Mul(s, hn::MulAdd(v, hn::Sub(one, s), one));
+    StoreCount(hn::Mul(LoadCount(d, grad + i, c), slope), d, grad + i, c);
   });
 }
 
@@ -379,7 +409,7 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16"))) void Ro
 #endif
 
 const KernelTable* Table() {
-  static const KernelTable table{&LikelihoodRow, &ToBf16,       &Adam,        &TanhInPlace,  &TanhBackward, &Multiply,
+  static const KernelTable table{&LikelihoodRow, &ToBf16,       &Adam,        &TanhInPlace,  &TanhBackward, &SwishForward, &SwishBackward, &Multiply,
                                  &AddScaled,     &AddBf16,      &Sum,         &SparseRow,   &RowBlockF32, &RowBlockBf16, int64_t(4 * hn::Lanes(DF()))};
   return &table;
 }
@@ -604,6 +634,8 @@ void adamUpdate(float* p, const float* g, float* m, float* v, int64_t n, const A
 }
 void tanhInPlace(float* a, int64_t n) { kernels().tanhInPlace(a, n); }
 void tanhBackward(float* grad, const float* act, int64_t n) { kernels().tanhBackward(grad, act, n); }
+void swishForward(const float* x, float* out, int64_t n) { kernels().swishForward(x, out, n); }
+void swishBackward(float* grad, const float* x, int64_t n) { kernels().swishBackward(grad, x, n); }
 void multiply(const float* a, const float* b, float* out, int64_t n) { kernels().multiply(a, b, out, n); }
 void addScaled(float* y, const float* x, float alpha, int64_t n) { kernels().addScaled(y, x, alpha, n); }
 void addBf16(float* y, const bf16* x, int64_t n) { kernels().addBf16(y, x, n); }

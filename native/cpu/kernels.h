@@ -50,6 +50,8 @@ void adamUpdate(float* p, const float* g, float* m, float* v, int64_t n, const A
 // Element-wise helpers of the training step (n floats each).
 void tanhInPlace(float* a, int64_t n);                                      // a = tanh(a)
 void tanhBackward(float* grad, const float* act, int64_t n);                // grad *= 1 - act^2
+void swishForward(const float* x, float* out, int64_t n);                   // out = x sigmoid(x) (swish, SiLU)
+void swishBackward(float* grad, const float* x, int64_t n);                 // grad *= s (1 + x (1 - s)), s = sigmoid(x)
 void multiply(const float* a, const float* b, float* out, int64_t n);       // out = a * b (out may alias a)
 void addScaled(float* y, const float* x, float alpha, int64_t n);           // y += alpha x
 void addBf16(float* y, const bf16* x, int64_t n);                           // y += float(x)

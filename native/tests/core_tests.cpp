@@ -14,7 +14,9 @@
 
 #include "core/trainer.h"
 #include "cpu/kernels.h"
+#include "cpu/layers.h"
 #include "cpu/mult_vae_cpu.h"
+#include "cpu/recvae_cpu.h"
 #include "cpu/topk.h"
 
 using namespace vaecf;
@@ -457,6 +459,21 @@ static void kernelsAgree() {
     cpu::tanhBackward(g.data(), t.data(), n);
     for (int64_t i = 0; i < n; ++i) ref[i] = double(b[i]) * (1 - double(t[i]) * double(t[i]));
     CHECK(normwiseError(g.data(), ref.data(), n) < 1e-6, "tanh backward: %g", normwiseError(g.data(), ref.data(), n));
+    // swish over a wide range (u is in [-1, 1); scaled to [-30, 30], plus the saturated ends).
+    std::vector<float> xs(n), sw(n), gs = b;
+    for (int64_t i = 0; i < n; ++i) xs[i] = i < 4 ? float(i % 2 ? 200 : -200) : 30.0f * a[i];
+    cpu::swishForward(xs.data(), sw.data(), n);
+    std::vector<double> slope(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const double x = xs[i], s = 1.0 / (1.0 + std::exp(-x));
+      ref[i] = x * s;
+      slope[i] = s * (1.0 + x * (1.0 - s));
+    }
+    for (int64_t i = 0; i < n; ++i)
+      CHECK(std::fabs(sw[i] - ref[i]) <= 1e-6 * std::fabs(ref[i]) + 1e-30, "swish(%g) = %g, double %g", xs[i], sw[i], ref[i]);
+    cpu::swishBackward(gs.data(), xs.data(), n);
+    for (int64_t i = 0; i < n; ++i) ref[i] = double(b[i]) * slope[i];
+    CHECK(normwiseError(gs.data(), ref.data(), n) < 1e-6, "swish backward: %g", normwiseError(gs.data(), ref.data(), n));
     std::vector<float> o(n);
     cpu::multiply(a.data(), b.data(), o.data(), n);
     for (int64_t i = 0; i < n; ++i) CHECK(o[i] == a[i] * b[i], "multiply at %lld", (long long)i);
@@ -560,6 +577,235 @@ static void floatEngineAgrees(bool variational) {
     }
 }
 
+// ---- Layers and RecVAE ----
+
+// Central finite differences of a scalar function of a vector against its analytic gradient.
+static double fdError(std::vector<double>& x, const std::function<double()>& f, const std::vector<double>& analytic, const char* what) {
+  double num2 = 0, diff2 = 0;
+  const double h = 1e-6;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double keep = x[i];
+    x[i] = keep + h;
+    const double up = f();
+    x[i] = keep - h;
+    const double down = f();
+    x[i] = keep;
+    const double fd = (up - down) / (2 * h);
+    num2 += fd * fd;
+    diff2 += (fd - analytic[i]) * (fd - analytic[i]);
+  }
+  const double rel = std::sqrt(diff2 / std::max(num2, 1e-300));
+  std::printf("     %s: %zu inputs, ||g - fd|| / ||fd|| = %.3g\n", what, x.size(), rel);
+  return rel;
+}
+
+// Each layer's backward pass against finite differences of L = sum(c * layer(x)) with random c (double).
+static void layerGradients() {
+  std::mt19937 gen(17);
+  std::uniform_real_distribution<double> u(-1, 1);
+  const int64_t m = 3, n = 7, D = 4;
+  auto randomVector = [&](size_t size, double scale) {
+    std::vector<double> v(size);
+    for (auto& x : v) x = scale * u(gen);
+    return v;
+  };
+  // swish
+  {
+    std::vector<double> x = randomVector(m * n, 4), c = randomVector(m * n, 1), y(m * n);
+    auto f = [&] {
+      cpu::swishOf(x.data(), y.data(), m * n, 1);
+      double s = 0;
+      for (int64_t i = 0; i < m * n; ++i) s += c[size_t(i)] * y[size_t(i)];
+      return s;
+    };
+    std::vector<double> g = c;
+    cpu::swishBackwardOf(g.data(), x.data(), m * n, 1);
+    CHECK(fdError(x, f, g, "swish") < 1e-8, "swish gradient");
+  }
+  // LayerNorm: gradients w.r.t. the input, the gain and the shift
+  {
+    std::vector<double> a = randomVector(m * n, 2), gain = randomVector(n, 1.5), shift = randomVector(n, 0.5), c = randomVector(m * n, 1);
+    std::vector<double> y(m * n), xhat(m * n), rstd(m);
+    auto f = [&] {
+      cpu::layerNormForward(a.data(), m, n, gain.data(), shift.data(), 0.1, y.data(), xhat.data(), rstd.data(), 1);
+      double s = 0;
+      for (int64_t i = 0; i < m * n; ++i) s += c[size_t(i)] * y[size_t(i)];
+      return s;
+    };
+    f();
+    std::vector<double> da(m * n), dgain(n), dshift(n);
+    cpu::layerNormBackward(c.data(), xhat.data(), rstd.data(), gain.data(), m, n, da.data(), dgain.data(), dshift.data(), 1);
+    CHECK(fdError(a, f, da, "LayerNorm input") < 1e-8, "LayerNorm input gradient");
+    CHECK(fdError(gain, f, dgain, "LayerNorm gain") < 1e-8, "LayerNorm gain gradient");
+    CHECK(fdError(shift, f, dshift, "LayerNorm shift") < 1e-8, "LayerNorm shift gradient");
+  }
+  // dense: input, weight and bias
+  {
+    const int64_t in = 5, out = 6;
+    std::vector<double> X = randomVector(m * in, 1), W = randomVector(in * out, 1), b = randomVector(out, 1), c = randomVector(m * out, 1);
+    std::vector<double> Y(m * out);
+    auto f = [&] {
+      cpu::denseForward(X.data(), m, in, W.data(), b.data(), out, Y.data(), false, 1);
+      double s = 0;
+      for (int64_t i = 0; i < m * out; ++i) s += c[size_t(i)] * Y[size_t(i)];
+      return s;
+    };
+    std::vector<double> dX(m * in), dW(in * out), db(out);
+    cpu::denseBackward(X.data(), c.data(), m, in, W.data(), out, dW.data(), db.data(), dX.data(), false, 1);
+    CHECK(fdError(X, f, dX, "dense input") < 1e-8, "dense input gradient");
+    CHECK(fdError(W, f, dW, "dense weight") < 1e-8, "dense weight gradient");
+    CHECK(fdError(b, f, db, "dense bias") < 1e-8, "dense bias gradient");
+  }
+  // Gaussian KL against N(0, I)
+  {
+    std::vector<double> enc = randomVector(m * 2 * D, 1);
+    auto f = [&] { return cpu::gaussianKl<double>(enc.data(), m, D, nullptr, 0.0); };
+    std::vector<double> g(m * 2 * D, 0.0);
+    cpu::gaussianKl<double>(enc.data(), m, D, g.data(), 1.0);
+    CHECK(fdError(enc, f, g, "KL to N(0, I)") < 1e-8, "Gaussian KL gradient");
+  }
+  // Composite prior: the total derivative through z = mu + eps exp(logvar / 2), as the model chains it
+  {
+    std::vector<double> enc = randomVector(m * 2 * D, 1), prior = randomVector(m * 2 * D, 1), eps = randomVector(m * D, 1.5);
+    const double w[3] = {0.5, 2.0, 0.01};
+    cpu::CompositePrior shape;
+    std::vector<double> z(m * D);
+    auto makeZ = [&] {
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t d = 0; d < D; ++d) z[size_t(r * D + d)] = enc[size_t(r * 2 * D + d)] + eps[size_t(r * D + d)] * std::exp(0.5 * enc[size_t(r * 2 * D + D + d)]);
+    };
+    auto f = [&] {
+      makeZ();
+      return cpu::compositePriorKl<double>(enc.data(), prior.data(), z.data(), m, D, w, shape, nullptr, nullptr, 1.0, 1);
+    };
+    makeZ();
+    std::vector<double> dz(m * D, 0.0), dEnc(m * 2 * D, 0.0);
+    cpu::compositePriorKl<double>(enc.data(), prior.data(), z.data(), m, D, w, shape, dz.data(), dEnc.data(), 1.0, 1);
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t d = 0; d < D; ++d) {
+        dEnc[size_t(r * 2 * D + d)] += dz[size_t(r * D + d)];
+        dEnc[size_t(r * 2 * D + D + d)] += dz[size_t(r * D + d)] * eps[size_t(r * D + d)] * 0.5 * std::exp(0.5 * enc[size_t(r * 2 * D + D + d)]);
+      }
+    CHECK(fdError(enc, f, dEnc, "composite-prior KL (Monte Carlo, through z)") < 1e-7, "composite prior gradient");
+    // and the prior's own mean shifts the loss (the old encoder's posterior is used)
+    const double before = f();
+    prior[0] += 0.5;
+    CHECK(std::fabs(f() - before) > 1e-6, "the old posterior does not enter the prior");
+  }
+}
+
+static cpu::RecVaeCpu<double> smallRecVae(int64_t items) {
+  RecVaeConfig cfg;
+  cfg.items = items;
+  cfg.hidden = 6;
+  cfg.latent = 3;
+  cfg.layers = 5;
+  return cpu::RecVaeCpu<double>(cfg);
+}
+
+// The whole RecVAE loss against finite differences in each phase (double): the parameters the phase
+// trains get exact gradients through the dense connections, the LayerNorms and the composite prior.
+static void recVaeGradientCheck(Phase phase, double gamma, bool withValues) {
+  const int64_t items = 13;
+  auto model = smallRecVae(items);
+  model.initialize(5);
+  for (int64_t i = 0; i < model.numParams(); ++i) model.parameters()[i] *= 2.0;  // away from the linear regime
+  Clicks clicks = randomClicks(5, items, 0.3, 8);
+  model.loadBatch(clicks.view(items, withValues), nullptr, 0, 5);
+  model.sampleNoise(3, 2, phase != Phase::Decoder);
+  const double beta = 0.4;
+  model.forwardBackward(phase, beta, gamma);
+  const int64_t first = phase == Phase::Decoder ? model.numEncoderParams() : 0;
+  const int64_t last = phase == Phase::Encoder ? model.numEncoderParams() : model.numParams();
+  std::vector<double> analytic(model.gradients() + first, model.gradients() + last);
+  std::vector<double> x(model.parameters() + first, model.parameters() + last);
+  auto f = [&] {
+    std::copy(x.begin(), x.end(), model.parameters() + first);
+    return model.forwardBackward(phase, beta, gamma).loss;
+  };
+  const char* names[] = {"joint", "encoder phase", "decoder phase"};
+  char what[96];
+  std::snprintf(what, sizeof what, "RecVAE %s%s%s", names[int(phase)], gamma > 0 ? ", gamma" : ", beta", withValues ? ", weighted clicks" : "");
+  CHECK(fdError(x, f, analytic, what) < 1e-6, "RecVAE gradient");
+}
+
+// The float RecVAE (SIMD kernels, OpenBLAS) against the double one on the same weights, batch and noise.
+static void recVaeFloatAgrees() {
+  const int64_t items = 301;
+  RecVaeConfig cfg;
+  cfg.items = items;
+  cfg.hidden = 48;
+  cfg.latent = 8;
+  cpu::RecVaeCpu<double> ref(cfg);
+  cpu::RecVaeCpu<float> fast(cfg);
+  ref.initialize(4);
+  for (int64_t i = 0; i < ref.numParams(); ++i) fast.parameters()[i] = float(ref.parameters()[i]);
+  for (int64_t i = 0; i < ref.numParams(); ++i) ref.parameters()[i] = double(fast.parameters()[i]);
+  for (int64_t i = 0; i < ref.numEncoderParams(); ++i) fast.priorParameters()[i] = float(ref.priorParameters()[i]);
+  for (int64_t i = 0; i < ref.numEncoderParams(); ++i) ref.priorParameters()[i] = double(fast.priorParameters()[i]);
+  fast.parametersChanged();
+  Clicks clicks = randomClicks(37, items, 0.05, 12);
+  CsrView data = clicks.view(items, false);
+  ref.loadBatch(data, nullptr, 0, data.rows);
+  fast.loadBatch(data, nullptr, 0, data.rows);
+  ref.sampleNoise(3, 1, true);
+  fast.sampleNoise(3, 1, true);
+  const StepResult rr = ref.forwardBackward(Phase::Joint, 0, 0.005), rf = fast.forwardBackward(Phase::Joint, 0, 0.005);
+  CHECK(std::fabs(rr.loss - rf.loss) <= 1e-5 * std::fabs(rr.loss), "loss %.9g vs double %.9g", rf.loss, rr.loss);
+  const double gerr = normwiseError(fast.gradients(), ref.gradients(), ref.numParams());
+  std::printf("     RecVAE: loss %.3g relative, gradients normwise %.3g\n", std::fabs(rr.loss - rf.loss) / std::fabs(rr.loss), gerr);
+  CHECK(gerr < 1e-5, "gradients vs double: normwise %g", gerr);
+  ref.forwardEval();
+  fast.forwardEval();
+  std::vector<double> logits(ref.logits(), ref.logits() + data.rows * items);
+  CHECK(normwiseError(fast.logits(), logits.data(), data.rows * items) < 1e-5, "batch logits");
+  for (int64_t count : {int64_t(1), int64_t(3)}) {
+    fast.loadBatch(data, nullptr, 3, count);
+    fast.forwardEval();
+    const double err = normwiseError(fast.logits(), logits.data() + 3 * items, count * items);
+    CHECK(err < 1e-5, "%lld-user logits: %g", (long long)count, err);
+  }
+}
+
+// Alternating training through the Engine: each phase changes only its own group, keeps its own Adam
+// step count, and updatePrior copies the encoder.
+static void recVaePhases() {
+  RecVaeConfig cfg;
+  cfg.items = 40;
+  cfg.hidden = 16;
+  cfg.latent = 4;
+  cpu::RecVaeEngine engine(cfg);
+  engine.initialize(1);
+  Clicks clicks = randomClicks(30, 40, 0.1, 2);
+  CsrView data = clicks.view(40);
+  const int64_t n = engine.numParams(), split = engine.model().numEncoderParams();
+  std::vector<float> before(static_cast<size_t>(n)), after(static_cast<size_t>(n));
+  engine.getParameters(before.data());
+  StepOptions opt;
+  opt.gamma = 0.005;
+  opt.phase = Phase::Encoder;
+  std::vector<int64_t> rows(30);
+  for (int64_t i = 0; i < 30; ++i) rows[size_t(i)] = i;
+  engine.trainStep(data, rows.data(), 30, opt);
+  engine.getParameters(after.data());
+  CHECK(std::equal(before.begin() + split, before.end(), after.begin() + split), "an encoder step changed the decoder");
+  CHECK(!std::equal(before.begin(), before.begin() + split, after.begin()), "an encoder step left the encoder unchanged");
+  opt.phase = Phase::Decoder;
+  engine.trainStep(data, rows.data(), 30, opt);
+  engine.trainStep(data, rows.data(), 30, opt);
+  std::vector<float> third(static_cast<size_t>(n));
+  engine.getParameters(third.data());
+  CHECK(std::equal(after.begin(), after.begin() + split, third.begin()), "a decoder step changed the encoder");
+  CHECK(engine.optimizerGroupSteps() == std::vector<int64_t>({1, 2}), "step counts %lld, %lld", (long long)engine.optimizerGroupSteps()[0],
+        (long long)engine.optimizerGroupSteps()[1]);
+  std::vector<float> prior(static_cast<size_t>(split));
+  engine.getAuxiliary(prior.data());
+  CHECK(!std::equal(prior.begin(), prior.end(), third.begin()), "the prior starts as its own encoder");
+  engine.updatePrior();
+  engine.getAuxiliary(prior.data());
+  CHECK(std::equal(prior.begin(), prior.end(), third.begin()), "updatePrior did not copy the encoder");
+}
+
 int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a line at a time, also into a pipe (CI, qemu)
   run("gradients of Mult-VAE match central finite differences (double)", [] { gradientCheck(true, false); });
@@ -567,6 +813,12 @@ int main() {
   run("gradients with weighted clicks match finite differences (double)", [] { gradientCheck(true, true); });
   run("sparse-batch forward equals the dense reference (Mult-VAE)", [] { denseReference(true); });
   run("sparse-batch forward equals the dense reference (Mult-DAE)", [] { denseReference(false); });
+  run("each layer's backward pass matches central finite differences (dense, swish, LayerNorm, KL, composite prior)", [] { layerGradients(); });
+  run("gradients of RecVAE (joint) match central finite differences (double)", [] { recVaeGradientCheck(Phase::Joint, 0.05, false); });
+  run("gradients of RecVAE's encoder phase match finite differences (double, gamma * |x_u|)", [] { recVaeGradientCheck(Phase::Encoder, 0.05, true); });
+  run("gradients of RecVAE's encoder phase match finite differences (double, fixed beta)", [] { recVaeGradientCheck(Phase::Encoder, 0, false); });
+  run("gradients of RecVAE's decoder phase match finite differences (double)", [] { recVaeGradientCheck(Phase::Decoder, 0.05, false); });
+  run("RecVAE phases train only their own group, with their own Adam step counts; updatePrior copies the encoder", [] { recVaePhases(); });
   run("Adam step matches the PyTorch formula", [] { adamMatchesFormula(false); });
   run("AdamW step matches the PyTorch formula", [] { adamMatchesFormula(true); });
   run("epoch order is a seeded permutation", [] {
@@ -606,6 +858,7 @@ int main() {
     run((target.name + " kernels agree with a double reference (1e-5) and the scalar code").c_str(), [] { kernelsAgree(); });
     run((target.name + " float engine agrees with the double engine (Mult-VAE)").c_str(), [] { floatEngineAgrees(true); });
     run((target.name + " float engine agrees with the double engine (Mult-DAE)").c_str(), [] { floatEngineAgrees(false); });
+    run((target.name + " float engine agrees with the double engine (RecVAE)").c_str(), [] { recVaeFloatAgrees(); });
     ran += (ran.empty() ? "" : ", ") + target.name;
   }
   cpu::forceSimdTarget("");

@@ -1,0 +1,437 @@
+#include "layers.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "../core/rng.h"
+#include "blas.h"
+#include "kernels.h"
+
+namespace vaecf::cpu {
+
+namespace {
+constexpr int64_t kElementChunk = 1 << 14;  // elements per task in element-wise loops
+constexpr int64_t kColumnBlock = 1024;      // columns per task in column sums
+constexpr double kLog2Pi = 1.8378770664093453;
+
+template <typename F>
+void forChunks(int64_t n, int threads, const F& f) {
+  const int64_t chunks = (n + kElementChunk - 1) / kElementChunk;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) f(c * kElementChunk, std::min(n, (c + 1) * kElementChunk));
+}
+template <typename T>
+constexpr bool isFloat() {
+  return std::is_same_v<T, float>;
+}
+}  // namespace
+
+// ---- SparseInput ----
+
+template <typename T>
+void SparseInput<T>::load(const CsrView& data, const int64_t* rows, int64_t first, int64_t m, int64_t numItems) {
+  if (data.cols != numItems)
+    throw InvalidArgument("the click matrix has " + std::to_string(data.cols) + " item columns but the model has " +
+                          std::to_string(numItems) + " items");
+  numItems_ = numItems;
+  m_ = m;
+  indptr_.resize(size_t(m + 1));
+  indptr_[0] = 0;
+  for (int64_t u = 0; u < m; ++u) {
+    const int64_t r = rows ? rows[u] : first + u;
+    if (r < 0 || r >= data.rows) throw InvalidArgument("row " + std::to_string(r) + " is out of range");
+    indptr_[u + 1] = indptr_[u] + (data.indptr[r + 1] - data.indptr[r]);
+  }
+  const int64_t nnz = indptr_[m];
+  indices_.resize(size_t(nnz));
+  raw_.resize(size_t(nnz));
+  input_.resize(size_t(nnz));
+  scale_.assign(size_t(nnz), T(1));
+  for (int64_t u = 0; u < m; ++u) {
+    const int64_t r = rows ? rows[u] : first + u;
+    const int64_t b = data.indptr[r], e = data.indptr[r + 1];
+    if (e > b) std::memcpy(indices_.data() + indptr_[u], data.indices + b, size_t(e - b) * sizeof(int32_t));  // never from null
+    for (int64_t k = b; k < e; ++k) raw_[size_t(indptr_[u] + (k - b))] = T(data.value(k));
+  }
+}
+
+template <typename T>
+void SparseInput<T>::sampleDropout(uint64_t seed, uint64_t step, double p, int threads) {
+  const int64_t nnz = this->nnz();
+  CounterRng rng(seed, uint32_t(Stream::InputDropout), step);
+  const T keep = T(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t k = 0; k < nnz; ++k) scale_[size_t(k)] = p > 0 ? (rng.uniform(uint64_t(k)) >= p ? keep : T(0)) : T(1);
+}
+
+template <typename T>
+void SparseInput<T>::normalise(bool withDropout, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t u = 0; u < m_; ++u) {
+    double sq = 0;
+    for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) sq += double(raw_[k]) * double(raw_[k]);
+    const T inv = sq > 0 ? T(1.0 / std::sqrt(sq)) : T(0);
+    for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) input_[k] = raw_[k] * inv * (withDropout ? scale_[k] : T(1));
+  }
+}
+
+template <typename T>
+double SparseInput<T>::clickSum(int64_t u) const {
+  double n = 0;
+  for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) n += double(raw_[k]);
+  return n;
+}
+
+template <typename T>
+void SparseInput<T>::forward(const T* W, const T* b, int64_t cols, T* out, int threads) const {
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads)
+  for (int64_t u = 0; u < m_; ++u) {
+    T* row = out + u * cols;
+    std::memcpy(row, b, size_t(cols) * sizeof(T));
+    if constexpr (isFloat<T>()) {
+      sparseRow(row, W, cols, indices_.data() + indptr_[u], input_.data() + indptr_[u], indptr_[u + 1] - indptr_[u]);
+    } else {
+      for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
+        const T v = input_[k];
+        if (v == T(0)) continue;
+        const T* w = W + int64_t(indices_[k]) * cols;
+        for (int64_t c = 0; c < cols; ++c) row[c] += v * w[c];
+      }
+    }
+  }
+}
+
+template <typename T>
+void SparseInput<T>::weightGradient(const T* dOut, int64_t cols, T* dW, int threads) {
+  // The batch's clicks by item: itemPtr_[i]..itemPtr_[i + 1] index itemUser_ (ascending) and itemValue_.
+  const int64_t nItems = numItems_, nnz = this->nnz();
+  itemPtr_.assign(size_t(nItems + 1), 0);
+  for (int64_t k = 0; k < nnz; ++k) ++itemPtr_[size_t(indices_[k]) + 1];
+  for (int64_t i = 0; i < nItems; ++i) itemPtr_[i + 1] += itemPtr_[i];
+  itemUser_.resize(size_t(nnz));
+  itemValue_.resize(size_t(nnz));
+  {
+    std::vector<int64_t> fill(itemPtr_.begin(), itemPtr_.end() - 1);
+    for (int64_t u = 0; u < m_; ++u)
+      for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
+        const int64_t at = fill[size_t(indices_[k])]++;
+        itemUser_[at] = int32_t(u);
+        itemValue_[at] = input_[k];
+      }
+  }
+#pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
+  for (int64_t i = 0; i < nItems; ++i) {
+    T* row = dW + i * cols;
+    std::memset(row, 0, size_t(cols) * sizeof(T));
+    const int64_t b0 = itemPtr_[i], count = itemPtr_[i + 1] - b0;
+    if (count == 0) continue;
+    if constexpr (isFloat<T>()) {
+      sparseRow(row, dOut, cols, itemUser_.data() + b0, itemValue_.data() + b0, count);
+    } else {
+      for (int64_t p = b0; p < b0 + count; ++p) {
+        const T v = itemValue_[p];
+        if (v == T(0)) continue;
+        const T* g = dOut + int64_t(itemUser_[p]) * cols;
+        for (int64_t c = 0; c < cols; ++c) row[c] += v * g[c];
+      }
+    }
+  }
+}
+
+// ---- dense ----
+
+template <typename T>
+void columnSums(const T* d, int64_t m, int64_t cols, T* db, int threads) {
+  const int64_t blocks = (cols + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for schedule(static) num_threads(threads) if (blocks > 1)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t c0 = blk * kColumnBlock, c1 = std::min(cols, c0 + kColumnBlock);
+    std::fill(db + c0, db + c1, T(0));
+    for (int64_t u = 0; u < m; ++u) {
+      if constexpr (isFloat<T>()) addScaled(db + c0, d + u * cols + c0, 1.0f, c1 - c0);
+      else for (int64_t c = c0; c < c1; ++c) db[c] += d[u * cols + c];
+    }
+  }
+}
+
+template <typename T>
+void denseForward(const T* X, int64_t m, int64_t in, const T* W, const T* b, int64_t out, T* Y, bool accumulate, int threads) {
+  if (b) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (m * out > kElementChunk)
+    for (int64_t u = 0; u < m; ++u) {
+      T* y = Y + u * out;
+      if (accumulate) {
+        if constexpr (isFloat<T>()) addScaled(y, b, 1.0f, out);
+        else for (int64_t c = 0; c < out; ++c) y[c] += b[c];
+      } else {
+        std::memcpy(y, b, size_t(out) * sizeof(T));
+      }
+    }
+  }
+  setBlasThreads(threads);
+  gemm(false, false, int(m), int(out), int(in), T(1), X, int(in), W, int(out), (b || accumulate) ? T(1) : T(0), Y, int(out));
+}
+
+template <typename T>
+void denseBackward(const T* X, const T* dY, int64_t m, int64_t in, const T* W, int64_t out, T* dW, T* db, T* dX, bool accumulateDX,
+                   int threads) {
+  setBlasThreads(threads);
+  // dW = X^T dY: [in x m] x [m x out].
+  if (dW) gemm(true, false, int(in), int(out), int(m), T(1), X, int(in), dY, int(out), T(0), dW, int(out));
+  if (db) columnSums(dY, m, out, db, threads);
+  // dX = dY W^T: [m x out] x [out x in].
+  if (dX) gemm(false, true, int(m), int(in), int(out), T(1), dY, int(out), W, int(out), accumulateDX ? T(1) : T(0), dX, int(in));
+}
+
+// ---- element-wise ----
+
+template <typename T>
+void tanhForward(T* a, int64_t n, int threads) {
+  forChunks(n, threads, [&](int64_t i0, int64_t i1) {
+    if constexpr (isFloat<T>()) tanhInPlace(a + i0, i1 - i0);
+    else for (int64_t i = i0; i < i1; ++i) a[i] = std::tanh(a[i]);
+  });
+}
+template <typename T>
+void tanhBackwardOf(T* grad, const T* act, int64_t n, int threads) {
+  forChunks(n, threads, [&](int64_t i0, int64_t i1) {
+    if constexpr (isFloat<T>()) tanhBackward(grad + i0, act + i0, i1 - i0);
+    else for (int64_t i = i0; i < i1; ++i) grad[i] *= T(1) - act[i] * act[i];
+  });
+}
+template <typename T>
+void swishOf(const T* x, T* out, int64_t n, int threads) {
+  forChunks(n, threads, [&](int64_t i0, int64_t i1) {
+    if constexpr (isFloat<T>()) swishForward(x + i0, out + i0, i1 - i0);
+    else for (int64_t i = i0; i < i1; ++i) out[i] = x[i] / (T(1) + std::exp(-x[i]));
+  });
+}
+template <typename T>
+void swishBackwardOf(T* grad, const T* x, int64_t n, int threads) {
+  forChunks(n, threads, [&](int64_t i0, int64_t i1) {
+    if constexpr (isFloat<T>()) {
+      swishBackward(grad + i0, x + i0, i1 - i0);
+    } else {
+      for (int64_t i = i0; i < i1; ++i) {
+        const T s = T(1) / (T(1) + std::exp(-x[i]));
+        grad[i] *= s * (T(1) + x[i] * (T(1) - s));
+      }
+    }
+  });
+}
+
+// ---- layer normalisation ----
+
+template <typename T>
+void layerNormForward(const T* a, int64_t m, int64_t n, const T* gamma, const T* beta, double eps, T* y, T* xhat, T* rstd, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (m * n > kElementChunk)
+  for (int64_t u = 0; u < m; ++u) {
+    const T* row = a + u * n;
+    double mean = 0;
+    for (int64_t i = 0; i < n; ++i) mean += double(row[i]);
+    mean /= double(n);
+    double var = 0;
+    for (int64_t i = 0; i < n; ++i) var += (double(row[i]) - mean) * (double(row[i]) - mean);
+    var /= double(n);
+    const T r = T(1.0 / std::sqrt(var + eps)), mu = T(mean);
+    rstd[u] = r;
+    T* xh = xhat + u * n;
+    T* out = y + u * n;
+    for (int64_t i = 0; i < n; ++i) {
+      xh[i] = (row[i] - mu) * r;
+      out[i] = gamma[i] * xh[i] + beta[i];
+    }
+  }
+}
+
+template <typename T>
+void layerNormBackward(const T* dy, const T* xhat, const T* rstd, const T* gamma, int64_t m, int64_t n, T* da, T* dgamma, T* dbeta,
+                       int threads) {
+  // dgamma = sum_u dy * xhat, dbeta = sum_u dy (column blocks: deterministic), before da may overwrite dy.
+  const int64_t blocks = (n + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for schedule(static) num_threads(threads) if (blocks > 1)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t c0 = blk * kColumnBlock, c1 = std::min(n, c0 + kColumnBlock);
+    for (int64_t c = c0; c < c1; ++c) dgamma[c] = dbeta[c] = T(0);
+    for (int64_t u = 0; u < m; ++u)
+      for (int64_t c = c0; c < c1; ++c) {
+        dgamma[c] += dy[u * n + c] * xhat[u * n + c];
+        dbeta[c] += dy[u * n + c];
+      }
+  }
+  // da = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma.
+#pragma omp parallel for schedule(static) num_threads(threads) if (m * n > kElementChunk)
+  for (int64_t u = 0; u < m; ++u) {
+    const T* d = dy + u * n;
+    const T* xh = xhat + u * n;
+    double s1 = 0, s2 = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double g = double(d[i]) * double(gamma[i]);
+      s1 += g;
+      s2 += g * double(xh[i]);
+    }
+    const T m1 = T(s1 / double(n)), m2 = T(s2 / double(n)), r = rstd[u];
+    T* out = da + u * n;
+    for (int64_t i = 0; i < n; ++i) out[i] = r * (d[i] * gamma[i] - m1 - xh[i] * m2);
+  }
+}
+
+// ---- likelihood and KL ----
+
+template <typename T>
+void multinomialLikelihood(T* logits, const T* bias, int64_t items, const SparseInput<T>& batch, double* rowNll, bf16* gradBf16,
+                           int threads) {
+  const int64_t m = batch.rows();
+  const int64_t* indptr = batch.indptr();
+  const int32_t* indices = batch.indices();
+  const T* raw = batch.raw();
+  const T invM = T(1.0 / double(m));
+  if constexpr (isFloat<T>()) {
+    // bias, logsumexp, likelihood and its gradient in one SIMD kernel per row.
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t u = 0; u < m; ++u) {
+      float* row = logits + u * items;
+      rowNll[u] = likelihoodRow(row, bias, items, indices + indptr[u], raw + indptr[u], indptr[u + 1] - indptr[u], invM,
+                                gradBf16 ? nullptr : row, gradBf16 ? gradBf16 + u * items : nullptr);
+    }
+  } else {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t u = 0; u < m; ++u) {
+      T* row = logits + u * items;
+      if (bias)
+        for (int64_t i = 0; i < items; ++i) row[i] += bias[i];
+      double n = 0, dot = 0;
+      for (int64_t k = indptr[u]; k < indptr[u + 1]; ++k) {
+        n += double(raw[k]);
+        dot += double(raw[k]) * double(row[indices[k]]);
+      }
+      T mx = row[0];
+      for (int64_t i = 1; i < items; ++i) mx = std::max(mx, row[i]);
+      double sum = 0;
+      for (int64_t i = 0; i < items; ++i) {
+        row[i] = std::exp(row[i] - mx);
+        sum += double(row[i]);
+      }
+      rowNll[u] = n * (double(mx) + std::log(sum)) - dot;
+      const T scale = T(n / sum) * invM;
+      for (int64_t i = 0; i < items; ++i) row[i] *= scale;
+      for (int64_t k = indptr[u]; k < indptr[u + 1]; ++k) row[indices[k]] -= raw[k] * invM;
+    }
+  }
+}
+
+template <typename T>
+double gaussianKl(const T* enc, int64_t m, int64_t D, T* dEnc, T weight) {
+  double kl = 0;
+  for (int64_t u = 0; u < m; ++u) {
+    const T* mu = enc + u * 2 * D;
+    const T* lv = mu + D;
+    double s = 0;
+    for (int64_t d = 0; d < D; ++d) s += 0.5 * (-double(lv[d]) + std::exp(double(lv[d])) + double(mu[d]) * double(mu[d]) - 1.0);
+    kl += s;
+    if (dEnc) {
+      T* dmu = dEnc + u * 2 * D;
+      T* dlv = dmu + D;
+      for (int64_t d = 0; d < D; ++d) {
+        dmu[d] += weight * mu[d];
+        dlv[d] += weight * T(0.5) * (std::exp(lv[d]) - T(1));
+      }
+    }
+  }
+  return kl;
+}
+
+template <typename T>
+double compositePriorKl(const T* enc, const T* prior, const T* z, int64_t m, int64_t D, const double* w, const CompositePrior& p,
+                        T* dz, T* dEnc, T scale, int threads) {
+  const double logW0 = std::log(p.weights[0]), logW1 = std::log(p.weights[1]), logW2 = std::log(p.weights[2]);
+  const double wideVar = std::exp(p.wideLogVar);
+  std::vector<double> perUser(size_t(m), 0.0);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t u = 0; u < m; ++u) {
+    const T* mu = enc + u * 2 * D;
+    const T* lv = mu + D;
+    const T* pmu = prior + u * 2 * D;
+    const T* plv = pmu + D;
+    const T* zu = z + u * D;
+    double s = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      const double zz = double(zu[d]), diff = zz - double(mu[d]), var = std::exp(double(lv[d]));
+      const double logq = -0.5 * (double(lv[d]) + kLog2Pi + diff * diff / var);
+      const double pvar = std::exp(double(plv[d])), pdiff = zz - double(pmu[d]);
+      const double c0 = logW0 - 0.5 * (kLog2Pi + zz * zz);
+      const double c1 = logW1 - 0.5 * (double(plv[d]) + kLog2Pi + pdiff * pdiff / pvar);
+      const double c2 = logW2 - 0.5 * (p.wideLogVar + kLog2Pi + zz * zz / wideVar);
+      const double mx = std::max(c0, std::max(c1, c2));
+      const double e0 = std::exp(c0 - mx), e1 = std::exp(c1 - mx), e2 = std::exp(c2 - mx), total = e0 + e1 + e2;
+      const double logp = mx + std::log(total);
+      s += logq - logp;
+      if (dz) {
+        // d log p / dz = -sum_k r_k (z - mu_k) / var_k with responsibilities r_k = e_k / total.
+        const double dlogp = -(e0 * zz + e1 * pdiff / pvar + e2 * zz / wideVar) / total;
+        const double g = double(scale) * w[u];
+        dz[u * D + d] += T(g * (-diff / var - dlogp));
+        dEnc[u * 2 * D + d] += T(g * (diff / var));
+        dEnc[u * 2 * D + D + d] += T(g * (-0.5 + 0.5 * diff * diff / var));
+      }
+    }
+    perUser[size_t(u)] = w[u] * s;
+  }
+  double kl = 0;
+  for (double v : perUser) kl += v;
+  return kl;
+}
+
+// ---- Adam ----
+
+template <typename T>
+void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& o, int64_t t, int threads) {
+  // PyTorch: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+  const double bc1 = 1.0 - std::pow(o.beta1, double(t));
+  const double bc2 = 1.0 - std::pow(o.beta2, double(t));
+  const bool decoupled = o.decoupled && o.weightDecay != 0, coupled = !o.decoupled && o.weightDecay != 0;
+  if constexpr (isFloat<T>()) {
+    const AdamStep st{float(o.learningRate / bc1), float(o.beta1), float(o.beta2), float(o.epsilon), float(std::sqrt(bc2)),
+                      float(o.weightDecay), float(1.0 - o.learningRate * o.weightDecay), coupled, decoupled};
+    forChunks(n, threads, [&](int64_t i0, int64_t i1) { adamUpdate(p + i0, g + i0, m + i0, v + i0, i1 - i0, st, nullptr); });
+  } else {
+    const T stepSize = T(o.learningRate / bc1), bc2Sqrt = T(std::sqrt(bc2)), b1 = T(o.beta1), b2 = T(o.beta2), eps = T(o.epsilon);
+    const T decay = T(o.weightDecay), shrink = T(1.0 - o.learningRate * o.weightDecay);
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < n; ++i) {
+      T gi = g[i];
+      if (coupled) gi += decay * p[i];
+      if (decoupled) p[i] *= shrink;
+      m[i] = b1 * m[i] + (T(1) - b1) * gi;
+      v[i] = b2 * v[i] + (T(1) - b2) * gi * gi;
+      p[i] -= stepSize * m[i] / (std::sqrt(v[i]) / bc2Sqrt + eps);
+    }
+  }
+}
+
+// ---- instantiations ----
+
+#define VAECF_LAYERS(T)                                                                                                            \
+  template class SparseInput<T>;                                                                                                   \
+  template void denseForward<T>(const T*, int64_t, int64_t, const T*, const T*, int64_t, T*, bool, int);                          \
+  template void denseBackward<T>(const T*, const T*, int64_t, int64_t, const T*, int64_t, T*, T*, T*, bool, int);                 \
+  template void columnSums<T>(const T*, int64_t, int64_t, T*, int);                                                                \
+  template void tanhForward<T>(T*, int64_t, int);                                                                                  \
+  template void tanhBackwardOf<T>(T*, const T*, int64_t, int);                                                                     \
+  template void swishOf<T>(const T*, T*, int64_t, int);                                                                            \
+  template void swishBackwardOf<T>(T*, const T*, int64_t, int);                                                                    \
+  template void layerNormForward<T>(const T*, int64_t, int64_t, const T*, const T*, double, T*, T*, T*, int);                      \
+  template void layerNormBackward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*, T*, int);                   \
+  template void multinomialLikelihood<T>(T*, const T*, int64_t, const SparseInput<T>&, double*, bf16*, int);                       \
+  template double gaussianKl<T>(const T*, int64_t, int64_t, T*, T);                                                                \
+  template double compositePriorKl<T>(const T*, const T*, const T*, int64_t, int64_t, const double*, const CompositePrior&, T*, T*, \
+                                      T, int);                                                                                     \
+  template void adamRange<T>(T*, const T*, T*, T*, int64_t, const OptimizerOptions&, int64_t, int);
+
+VAECF_LAYERS(float)
+VAECF_LAYERS(double)
+
+}  // namespace vaecf::cpu

@@ -1,0 +1,378 @@
+#include "recvae_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <type_traits>
+
+#include "../core/rng.h"
+#include "topk.h"
+
+namespace vaecf::cpu {
+
+RecVaeLayout::RecVaeLayout(const RecVaeConfig& c) {
+  c.validate();
+  auto dense = [this](int64_t in, int64_t out) {
+    Dense d{in, out, total, total + in * out};
+    total += in * out + out;
+    return d;
+  };
+  for (int64_t k = 0; k < c.layers; ++k) {
+    fc.push_back(dense(k == 0 ? c.items : c.hidden, c.hidden));
+    normGain.push_back(total);
+    total += c.hidden;
+    normShift.push_back(total);
+    total += c.hidden;
+  }
+  head = dense(c.hidden, 2 * c.latent);
+  encoderCount = total;
+  decoder = dense(c.latent, c.items);
+}
+
+template <typename T>
+RecVaeCpu<T>::RecVaeCpu(const RecVaeConfig& config) : config_(config), layout_(config) {
+  for (int k = 0; k < 3; ++k) priorShape_.weights[k] = config.mixtureWeights[k];
+  priorShape_.wideLogVar = config.wideLogVar;
+  params_.assign(size_t(layout_.total), T(0));
+  prior_.assign(size_t(layout_.encoderCount), T(0));
+}
+
+template <typename T>
+void RecVaeCpu<T>::initialize(uint64_t seed) {
+  // Tensor t of the encoder draws from stream (Initialisation, t); the prior's encoder from (.., t + 2^16).
+  auto fill = [&](T* base, uint64_t tensor0) {
+    uint64_t tensor = tensor0;
+    auto uniform = [&](int64_t offset, int64_t n, double bound) {
+      CounterRng rng(seed, uint32_t(Stream::Initialisation), tensor++);
+      T* p = base + offset;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+      for (int64_t i = 0; i < n; ++i) p[i] = T((2.0 * rng.uniformDouble(uint64_t(i)) - 1.0) * bound);
+    };
+    auto linear = [&](const RecVaeLayout::Dense& d) {
+      const double bound = 1.0 / std::sqrt(double(d.in));
+      uniform(d.weight, d.in * d.out, bound);
+      uniform(d.bias, d.out, bound);
+    };
+    for (size_t k = 0; k < layout_.fc.size(); ++k) {
+      linear(layout_.fc[k]);
+      std::fill(base + layout_.normGain[k], base + layout_.normGain[k] + config_.hidden, T(1));
+      std::fill(base + layout_.normShift[k], base + layout_.normShift[k] + config_.hidden, T(0));
+    }
+    linear(layout_.head);
+    return tensor;
+  };
+  const uint64_t next = fill(params_.data(), 0);
+  {
+    const double bound = 1.0 / std::sqrt(double(layout_.decoder.in));
+    for (int part = 0; part < 2; ++part) {
+      CounterRng rng(seed, uint32_t(Stream::Initialisation), next + uint64_t(part));
+      T* p = params_.data() + (part ? layout_.decoder.bias : layout_.decoder.weight);
+      const int64_t n = part ? layout_.decoder.out : layout_.decoder.in * layout_.decoder.out;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+      for (int64_t i = 0; i < n; ++i) p[i] = T((2.0 * rng.uniformDouble(uint64_t(i)) - 1.0) * bound);
+    }
+  }
+  fill(prior_.data(), uint64_t(1) << 16);
+  adamM_.clear();
+  adamV_.clear();
+  encoderSteps_ = decoderSteps_ = 0;
+  parametersChanged();
+}
+
+template <typename T>
+void RecVaeCpu<T>::updatePrior() {
+  std::memcpy(prior_.data(), params_.data(), size_t(layout_.encoderCount) * sizeof(T));
+}
+
+template <typename T>
+void RecVaeCpu<T>::reservePass(EncoderPass& pass, int64_t rows) {
+  const int64_t L = config_.layers, H = config_.hidden;
+  pass.pre.assign(size_t(L), std::vector<T>(size_t(rows * H)));
+  pass.h.assign(size_t(L), std::vector<T>(size_t(rows * H)));
+  pass.xhat.assign(size_t(L), std::vector<T>(size_t(rows * H)));
+  pass.rstd.assign(size_t(L), std::vector<T>(size_t(rows)));
+  pass.act.assign(size_t(rows * H), T(0));
+  pass.residual.assign(size_t(rows * H), T(0));
+  pass.head.assign(size_t(rows * 2 * config_.latent), T(0));
+}
+
+template <typename T>
+void RecVaeCpu<T>::reserve(int64_t rows) {
+  if (rows <= capacityRows_) return;
+  capacityRows_ = rows;
+  const int64_t H = config_.hidden, D = config_.latent;
+  reservePass(pass_, rows);
+  priorPass_ = EncoderPass();  // allocated by the first training step
+  z_.assign(size_t(rows * D), T(0));
+  eps_.assign(size_t(rows * D), T(0));
+  logits_.assign(size_t(rows * config_.items), T(0));
+  dEnc_.assign(size_t(rows * 2 * D), T(0));
+  dz_.assign(size_t(rows * D), T(0));
+  dh_.assign(size_t(rows * H), T(0));
+  dA_.assign(size_t(rows * H), T(0));
+  dResidual_.assign(size_t(rows * H), T(0));
+  rowNll_.assign(size_t(rows), 0.0);
+  klWeight_.assign(size_t(rows), 0.0);
+}
+
+template <typename T>
+void RecVaeCpu<T>::loadBatch(const CsrView& data, const int64_t* rows, int64_t first, int64_t m) {
+  input_.load(data, rows, first, m, config_.items);
+  reserve(m);
+}
+
+template <typename T>
+void RecVaeCpu<T>::sampleNoise(uint64_t seed, uint64_t step, bool dropout) {
+  input_.sampleDropout(seed, step, dropout ? config_.inputDropout : 0.0, threads_);
+  CounterRng rng(seed, uint32_t(Stream::Reparameterisation), step);
+  const int64_t n = input_.rows() * config_.latent;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+  for (int64_t i = 0; i < n; ++i) eps_[size_t(i)] = T(rng.normal(uint64_t(i)));
+}
+
+template <typename T>
+void RecVaeCpu<T>::encoderForward(const T* P, EncoderPass& pass, int threads) {
+  const int64_t m = input_.rows(), H = config_.hidden, L = config_.layers, D = config_.latent;
+  for (int64_t k = 0; k < L; ++k) {
+    const auto& fc = layout_.fc[size_t(k)];
+    T* pre = pass.pre[size_t(k)].data();
+    if (k == 0) {
+      input_.forward(P + fc.weight, P + fc.bias, H, pre, threads);  // sparse: only the clicked rows of W_0
+    } else {
+      // pre_k = h_{k-1} W_k + b_k + (h_0 + ... + h_{k-1})
+      std::memcpy(pre, pass.residual.data(), size_t(m * H) * sizeof(T));
+      denseForward(pass.h[size_t(k - 1)].data(), m, H, P + fc.weight, P + fc.bias, H, pre, true, threads);
+    }
+    swishOf(pre, pass.act.data(), m * H, threads);
+    T* h = pass.h[size_t(k)].data();
+    layerNormForward(pass.act.data(), m, H, P + layout_.normGain[size_t(k)], P + layout_.normShift[size_t(k)], config_.layerNormEps, h,
+                     pass.xhat[size_t(k)].data(), pass.rstd[size_t(k)].data(), threads);
+    if (k + 1 < L) {
+      if (k == 0) std::memcpy(pass.residual.data(), h, size_t(m * H) * sizeof(T));
+      else for (int64_t i = 0; i < m * H; ++i) pass.residual[size_t(i)] += h[i];
+    }
+  }
+  denseForward(pass.h[size_t(L - 1)].data(), m, H, P + layout_.head.weight, P + layout_.head.bias, 2 * D, pass.head.data(), false,
+               threads);
+}
+
+template <typename T>
+void RecVaeCpu<T>::encoderBackward(const EncoderPass& pass, T* dHead) {
+  const int64_t m = input_.rows(), H = config_.hidden, L = config_.layers, D = config_.latent;
+  const T* P = params_.data();
+  T* G = grads_.data();
+  // Head: dW, db, and dh_last = dHead W_head^T.
+  denseBackward(pass.h[size_t(L - 1)].data(), dHead, m, H, P + layout_.head.weight, 2 * D, G + layout_.head.weight, G + layout_.head.bias,
+                dh_.data(), false, threads_);
+  // dResidual = sum of dpre_j over the layers above: h_k feeds every later layer's residual sum.
+  std::fill(dResidual_.begin(), dResidual_.begin() + m * H, T(0));
+  for (int64_t k = L - 1; k >= 0; --k) {
+    if (k < L - 1)
+      for (int64_t i = 0; i < m * H; ++i) dh_[size_t(i)] += dResidual_[size_t(i)];
+    layerNormBackward(dh_.data(), pass.xhat[size_t(k)].data(), pass.rstd[size_t(k)].data(), P + layout_.normGain[size_t(k)], m, H,
+                      dA_.data(), G + layout_.normGain[size_t(k)], G + layout_.normShift[size_t(k)], threads_);
+    swishBackwardOf(dA_.data(), pass.pre[size_t(k)].data(), m * H, threads_);  // dA is now dpre_k
+    const auto& fc = layout_.fc[size_t(k)];
+    if (k == 0) {
+      input_.weightGradient(dA_.data(), H, G + fc.weight, threads_);
+      columnSums(dA_.data(), m, H, G + fc.bias, threads_);
+      break;
+    }
+    denseBackward(pass.h[size_t(k - 1)].data(), dA_.data(), m, H, P + fc.weight, H, G + fc.weight, G + fc.bias, dh_.data(), false,
+                  threads_);
+    for (int64_t i = 0; i < m * H; ++i) dResidual_[size_t(i)] += dA_[size_t(i)];
+  }
+}
+
+template <typename T>
+void RecVaeCpu<T>::decoderForward(const T* z, bool withBias, bool fewRows) {
+  const int64_t m = input_.rows();
+  const auto& dec = layout_.decoder;
+  const T* P = params_.data();
+  if constexpr (std::is_same_v<T, float>) {
+    if (fewRows) {
+      // One or a few users: one pass over the decoder's weights packed in contiguous panels.
+      if (scoringPanelsStale_ || scoringPanels_.width != panelWidth()) {
+        packPanels(P + dec.weight, dec.in, dec.out, false, scoringPanels_, threads_);
+        scoringPanelsStale_ = false;
+      }
+      panelRowsProduct(z, m, scoringPanels_, withBias ? P + dec.bias : nullptr, logits_.data(), threads_);
+      return;
+    }
+  }
+  denseForward(z, m, dec.in, P + dec.weight, withBias ? P + dec.bias : nullptr, dec.out, logits_.data(), false, threads_);
+}
+
+template <typename T>
+StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma) {
+  const int64_t m = input_.rows(), D = config_.latent, I = config_.items;
+  const bool encoder = phase != Phase::Decoder, decoder = phase != Phase::Encoder;
+  if (grads_.size() != size_t(layout_.total)) grads_.assign(size_t(layout_.total), T(0));
+  StepResult r;
+  if (encoder) {
+    // The prior's encoder sees the clicks without dropout (the authors' encoder_old(x, dropout 0)).
+    if (priorPass_.head.size() < size_t(m * 2 * D)) reservePass(priorPass_, capacityRows_);
+    input_.normalise(false, threads_);
+    encoderForward(prior_.data(), priorPass_, threads_);
+  }
+  input_.normalise(encoder, threads_);
+  encoderForward(params_.data(), pass_, threads_);
+  // z = mu + eps * exp(logvar / 2)
+  const T* enc = pass_.head.data();
+#pragma omp parallel for schedule(static) num_threads(threads_)
+  for (int64_t u = 0; u < m; ++u)
+    for (int64_t d = 0; d < D; ++d)
+      z_[size_t(u * D + d)] = enc[u * 2 * D + d] + eps_[size_t(u * D + d)] * std::exp(T(0.5) * enc[u * 2 * D + D + d]);
+  // Logits without the bias; the likelihood adds it and leaves d(mean nll)/d logits in logits_.
+  decoderForward(z_.data(), false, false);
+  const auto& dec = layout_.decoder;
+  multinomialLikelihood(logits_.data(), params_.data() + dec.bias, I, input_, rowNll_.data(), nullptr, threads_);
+  for (int64_t u = 0; u < m; ++u) r.nll += rowNll_[size_t(u)];
+  r.nll /= double(m);
+  T* G = grads_.data();
+  if (decoder) denseBackward<T>(z_.data(), logits_.data(), m, D, params_.data() + dec.weight, I, G + dec.weight, G + dec.bias, nullptr, false, threads_);
+  if (encoder) {
+    for (int64_t u = 0; u < m; ++u) klWeight_[size_t(u)] = gamma > 0 ? gamma * input_.clickSum(u) : beta;
+    std::fill(dz_.begin(), dz_.begin() + m * D, T(0));
+    std::fill(dEnc_.begin(), dEnc_.begin() + m * 2 * D, T(0));
+    const T invM = T(1.0 / double(m));
+    r.kl = compositePriorKl(enc, priorPass_.head.data(), z_.data(), m, D, klWeight_.data(), priorShape_, dz_.data(), dEnc_.data(), invM,
+                            threads_) / double(m);
+    // dz += dlogits W_dec^T, then through z = mu + eps exp(logvar / 2).
+    denseBackward<T>(z_.data(), logits_.data(), m, D, params_.data() + dec.weight, I, nullptr, nullptr, dz_.data(), true, threads_);
+#pragma omp parallel for schedule(static) num_threads(threads_)
+    for (int64_t u = 0; u < m; ++u)
+      for (int64_t d = 0; d < D; ++d) {
+        const T g = dz_[size_t(u * D + d)];
+        dEnc_[size_t(u * 2 * D + d)] += g;
+        dEnc_[size_t(u * 2 * D + D + d)] += g * eps_[size_t(u * D + d)] * T(0.5) * std::exp(T(0.5) * enc[u * 2 * D + D + d]);
+      }
+    encoderBackward(pass_, dEnc_.data());
+  }
+  r.loss = r.nll + r.kl;
+  return r;
+}
+
+template <typename T>
+void RecVaeCpu<T>::forwardEval() {
+  const int64_t m = input_.rows(), D = config_.latent;
+  // Scoring one or a few users: the small layers run on this thread (waking OpenMP threads costs more).
+  const bool fewRows = std::is_same_v<T, float> && m <= 4;
+  input_.normalise(false, fewRows ? 1 : threads_);
+  encoderForward(params_.data(), pass_, fewRows ? 1 : threads_);
+  for (int64_t u = 0; u < m; ++u) std::memcpy(z_.data() + u * D, pass_.head.data() + u * 2 * D, size_t(D) * sizeof(T));  // z = mu
+  decoderForward(z_.data(), true, fewRows);
+}
+
+template <typename T>
+void RecVaeCpu<T>::ensureOptimizerState() {
+  if (grads_.size() != size_t(layout_.total)) grads_.assign(size_t(layout_.total), T(0));
+  if (adamM_.size() != size_t(layout_.total)) adamM_.assign(size_t(layout_.total), T(0));
+  if (adamV_.size() != size_t(layout_.total)) adamV_.assign(size_t(layout_.total), T(0));
+}
+
+template <typename T>
+void RecVaeCpu<T>::optimizerStep(Phase phase, const OptimizerOptions& options) {
+  ensureOptimizerState();
+  scoringPanelsStale_ = true;
+  const int64_t split = layout_.encoderCount;
+  if (phase != Phase::Decoder)
+    adamRange(params_.data(), grads_.data(), adamM_.data(), adamV_.data(), split, options, ++encoderSteps_, threads_);
+  if (phase != Phase::Encoder)
+    adamRange(params_.data() + split, grads_.data() + split, adamM_.data() + split, adamV_.data() + split, layout_.total - split, options,
+              ++decoderSteps_, threads_);
+}
+
+template <typename T>
+void RecVaeCpu<T>::topK(int64_t k, bool excludeSeen, const uint8_t* candidates, int32_t* outItems, float* outScores) {
+  const int64_t m = input_.rows(), nItems = config_.items;
+  const int64_t* indptr = input_.indptr();
+  const int32_t* indices = input_.indices();
+#pragma omp parallel num_threads(int(std::max<int64_t>(1, std::min<int64_t>(threads_, m))))
+  {
+    RowTopK<T> select;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t u = 0; u < m; ++u) {
+      T* row = logits_.data() + u * nItems;
+      if (excludeSeen)
+        for (int64_t j = indptr[u]; j < indptr[u + 1]; ++j) row[indices[j]] = -std::numeric_limits<T>::infinity();
+      if (candidates)
+        for (int64_t i = 0; i < nItems; ++i)
+          if (!candidates[i]) row[i] = -std::numeric_limits<T>::infinity();
+      select(row, nItems, k, outItems + u * k, outScores + u * k);
+    }
+  }
+}
+
+template class RecVaeCpu<float>;
+template class RecVaeCpu<double>;
+
+// ---- RecVaeEngine ----
+
+StepResult RecVaeEngine::trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
+  model_.loadBatch(data, rows, 0, m);
+  model_.sampleNoise(opt.seed, opt.step, opt.phase != Phase::Decoder);
+  StepResult r = model_.forwardBackward(opt.phase, opt.beta, opt.gamma);
+  if (!std::isfinite(r.loss))
+    throw std::runtime_error("the loss became non-finite at step " + std::to_string(opt.step) + " (nll " + std::to_string(r.nll) +
+                             ", kl " + std::to_string(r.kl) + "); try a smaller learning rate");
+  if (opt.update) model_.optimizerStep(opt.phase, opt.optimizer);
+  return r;
+}
+
+void RecVaeEngine::recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, const uint8_t* candidates,
+                             int32_t* outItems, float* outScores) {
+  model_.loadBatch(data, nullptr, first, m);
+  model_.forwardEval();
+  model_.topK(k, excludeSeen, candidates, outItems, outScores);
+}
+
+void RecVaeEngine::scores(const CsrView& data, int64_t first, int64_t m, float* out) {
+  model_.loadBatch(data, nullptr, first, m);
+  model_.forwardEval();
+  std::memcpy(out, model_.logits(), size_t(m * model_.config().items) * sizeof(float));
+}
+
+void RecVaeEngine::getParameters(float* out) const {
+  std::memcpy(out, model_.parameters(), size_t(model_.numParams()) * sizeof(float));
+}
+void RecVaeEngine::setParameters(const float* in) {
+  std::memcpy(model_.parameters(), in, size_t(model_.numParams()) * sizeof(float));
+  model_.parametersChanged();
+}
+void RecVaeEngine::getOptimizerState(float* m, float* v, int64_t* t) const {
+  auto& self = const_cast<RecVaeCpu<float>&>(model_);
+  self.ensureOptimizerState();
+  std::memcpy(m, self.adamM().data(), size_t(model_.numParams()) * sizeof(float));
+  std::memcpy(v, self.adamV().data(), size_t(model_.numParams()) * sizeof(float));
+  *t = self.encoderSteps() + self.decoderSteps();
+}
+void RecVaeEngine::setOptimizerState(const float* m, const float* v, int64_t /*t: see setOptimizerGroupSteps*/) {
+  model_.ensureOptimizerState();
+  std::memcpy(model_.adamM().data(), m, size_t(model_.numParams()) * sizeof(float));
+  std::memcpy(model_.adamV().data(), v, size_t(model_.numParams()) * sizeof(float));
+}
+void RecVaeEngine::getGradients(float* out) const {
+  auto& self = const_cast<RecVaeCpu<float>&>(model_);
+  self.ensureOptimizerState();
+  std::memcpy(out, self.gradients(), size_t(model_.numParams()) * sizeof(float));
+}
+std::vector<int64_t> RecVaeEngine::optimizerGroupSteps() const {
+  auto& self = const_cast<RecVaeCpu<float>&>(model_);
+  return {self.encoderSteps(), self.decoderSteps()};
+}
+void RecVaeEngine::setOptimizerGroupSteps(const std::vector<int64_t>& steps) {
+  if (steps.size() != 2 || steps[0] < 0 || steps[1] < 0)
+    throw InvalidArgument("RecVAE keeps two optimizer step counts (encoder, decoder), each >= 0");
+  model_.encoderSteps() = steps[0];
+  model_.decoderSteps() = steps[1];
+}
+void RecVaeEngine::getAuxiliary(float* out) const {
+  std::memcpy(out, model_.priorParameters(), size_t(model_.numEncoderParams()) * sizeof(float));
+}
+void RecVaeEngine::setAuxiliary(const float* in) {
+  std::memcpy(model_.priorParameters(), in, size_t(model_.numEncoderParams()) * sizeof(float));
+}
+
+}  // namespace vaecf::cpu

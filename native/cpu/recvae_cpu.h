@@ -1,0 +1,152 @@
+// RecVAE (Shenbin, Alekseev, Tutubalina, Malykh, Nikolenko: "RecVAE: a New Variational Autoencoder for
+// Top-N Recommendations with Implicit Feedback", WSDM 2020) on the CPU, composed of the layers in
+// layers.h. T = float for training; T = double is the reference of the gradient checks.
+//
+// Encoder (x_u / ||x_u||, dropout p on the clicks):
+//   h_0 = LN_0(swish(x W_0 + b_0))
+//   h_k = LN_k(swish(h_{k-1} W_k + b_k + h_0 + ... + h_{k-1})),   k = 1 .. layers - 1
+//   (mu, logvar) = h_last W_head + b_head                       [m x 2D]
+// Decoder: logits = z W_dec + b_dec with z = mu + eps exp(logvar / 2) in training, z = mu in evaluation.
+// Loss per batch (the authors' negative ELBO):
+//   mean_u nll_u + mean_u w_u sum_d (log q(z_d | x_u) - log p(z_d | x_u))
+// with the composite prior p (layers.h: compositePriorKl), whose second component is the posterior
+// of the previous epoch's encoder (a frozen copy, `prior parameters`), and w_u = gamma * sum_i x_ui
+// (or a fixed beta). Training alternates encoder phases (dropout on the input; only the encoder
+// learns) and decoder phases (no dropout; only the decoder learns), each with its own Adam.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "../core/config.h"
+#include "../core/engine.h"
+#include "kernels.h"
+#include "layers.h"
+
+namespace vaecf::cpu {
+
+// Offsets of every tensor in the flat parameter vector: encoder layers (W, b, LayerNorm gain and
+// shift), the head (W [hidden x 2D], b: mu columns first), then the decoder (W [D x items], b).
+struct RecVaeLayout {
+  struct Dense {
+    int64_t in, out, weight, bias;
+  };
+  std::vector<Dense> fc;                       // layers
+  std::vector<int64_t> normGain, normShift;    // [hidden] each, per layer
+  Dense head{}, decoder{};
+  int64_t encoderCount = 0;                    // parameters before the decoder (the encoder group)
+  int64_t total = 0;
+  explicit RecVaeLayout(const RecVaeConfig& c);
+};
+
+template <typename T>
+class RecVaeCpu {
+ public:
+  explicit RecVaeCpu(const RecVaeConfig& config);
+
+  const RecVaeConfig& config() const { return config_; }
+  const RecVaeLayout& layout() const { return layout_; }
+  int64_t numParams() const { return layout_.total; }
+  int64_t numEncoderParams() const { return layout_.encoderCount; }
+  T* parameters() { return params_.data(); }
+  const T* parameters() const { return params_.data(); }
+  // The prior's encoder: numEncoderParams() values laid out as the encoder part of parameters().
+  T* priorParameters() { return prior_.data(); }
+  const T* priorParameters() const { return prior_.data(); }
+  T* gradients() { return grads_.data(); }
+  void setThreads(int threads) { threads_ = threads < 1 ? 1 : threads; }
+  int threads() const { return threads_; }
+
+  // PyTorch's default initialisation of nn.Linear, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
+  // biases, LayerNorm gain 1 and shift 0, for the encoder and (independently) the prior's encoder.
+  void initialize(uint64_t seed);
+  void parametersChanged() { scoringPanelsStale_ = true; }
+  // prior <- encoder (the authors' update_prior, once per epoch after the encoder phases).
+  void updatePrior();
+
+  void loadBatch(const CsrView& data, const int64_t* rows, int64_t first, int64_t m);
+  int64_t batchRows() const { return input_.rows(); }
+  // Input dropout (when `dropout`) and the reparameterisation noise for (seed, step); tests may
+  // overwrite them afterwards.
+  void sampleNoise(uint64_t seed, uint64_t step, bool dropout);
+  T* inputDropoutScale() { return input_.dropoutScale(); }
+  T* epsilon() { return eps_.data(); }
+
+  // Training forward and backward on the loaded batch with the current noise. Encoder phase: input
+  // dropout, gradients of the encoder; decoder phase: no dropout, gradients of the decoder, and the
+  // loss reported is the likelihood alone (the KL term does not depend on the decoder); joint: both.
+  // KL weight per user: gamma * clicks when gamma > 0, else beta.
+  StepResult forwardBackward(Phase phase, double beta, double gamma);
+  // Evaluation: no dropout, z = mu; logits() then holds [m x items].
+  void forwardEval();
+  const T* logits() const { return logits_.data(); }
+
+  // Adam on the phase's group(s), each with its own step count.
+  void optimizerStep(Phase phase, const OptimizerOptions& options);
+  void ensureOptimizerState();
+  std::vector<T>& adamM() { return adamM_; }
+  std::vector<T>& adamV() { return adamV_; }
+  int64_t& encoderSteps() { return encoderSteps_; }
+  int64_t& decoderSteps() { return decoderSteps_; }
+
+  void topK(int64_t k, bool excludeSeen, const uint8_t* candidates, int32_t* outItems, float* outScores);
+
+ private:
+  // Activations of one encoder pass, kept for its backward pass.
+  struct EncoderPass {
+    std::vector<std::vector<T>> pre, h, xhat, rstd;  // per layer: [m x H], [m x H], [m x H], [m]
+    std::vector<T> act, residual, head;              // swish output (scratch), running sum of h, [m x 2D]
+  };
+  void reserve(int64_t rows);
+  void reservePass(EncoderPass& pass, int64_t rows);
+  void encoderForward(const T* P, EncoderPass& pass, int threads);
+  void encoderBackward(const EncoderPass& pass, T* dHead);
+  void decoderForward(const T* z, bool withBias, bool fewRows);
+
+  RecVaeConfig config_;
+  RecVaeLayout layout_;
+  CompositePrior priorShape_;
+  int threads_ = 1;
+  std::vector<T> params_, prior_, grads_, adamM_, adamV_;
+  int64_t encoderSteps_ = 0, decoderSteps_ = 0;
+
+  SparseInput<T> input_;
+  int64_t capacityRows_ = 0;
+  EncoderPass pass_, priorPass_;
+  std::vector<T> z_, eps_, logits_, dEnc_, dz_, dh_, dA_, dResidual_;
+  std::vector<double> rowNll_, klWeight_;
+  PackedPanels scoringPanels_;
+  bool scoringPanelsStale_ = true;
+};
+
+// The float RecVAE behind the Engine interface.
+class RecVaeEngine final : public Engine {
+ public:
+  explicit RecVaeEngine(const RecVaeConfig& config) : model_(config), summary_(config.summary()) {}
+  const ModelConfig& config() const override { return summary_; }
+  std::string backendName() const override { return "cpu"; }
+  int64_t numParams() const override { return model_.numParams(); }
+  void setThreads(int threads) override { model_.setThreads(threads); }
+  void initialize(uint64_t seed) override { model_.initialize(seed); }
+  StepResult trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) override;
+  void recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, const uint8_t* candidates,
+                 int32_t* outItems, float* outScores) override;
+  void scores(const CsrView& data, int64_t first, int64_t m, float* out) override;
+  void getParameters(float* out) const override;
+  void setParameters(const float* in) override;
+  void getOptimizerState(float* m, float* v, int64_t* t) const override;
+  void setOptimizerState(const float* m, const float* v, int64_t t) override;
+  void getGradients(float* out) const override;
+  std::vector<int64_t> optimizerGroupSteps() const override;
+  void setOptimizerGroupSteps(const std::vector<int64_t>& steps) override;
+  int64_t numAuxiliary() const override { return model_.numEncoderParams(); }
+  void getAuxiliary(float* out) const override;
+  void setAuxiliary(const float* in) override;
+  void updatePrior() override { model_.updatePrior(); }
+  RecVaeCpu<float>& model() { return model_; }
+
+ private:
+  RecVaeCpu<float> model_;
+  ModelConfig summary_;
+};
+
+}  // namespace vaecf::cpu
