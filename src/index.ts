@@ -9,7 +9,11 @@ export type { Interactions } from './data/interactions';
 export { fetchDataset, DATASETS, type DatasetSource, type FetchOptions, type FetchResult } from './data/fetch';
 export { NumpyRandomState } from './data/numpy-random';
 export { rankingMetrics, summarize, parseMetric, type MetricReport, type MetricSummary, type MetricName } from './metrics/ranking';
-export { MultVAE, MultDAE, loadModel, VaeFamilyModel, resolvePrecision, type ArchitectureOptions, type ModelKind, type Precision } from './models/mult-vae';
+export {
+  MultVAE, MultDAE, MultFamilyModel, VaeFamilyModel, resolvePrecision, type ArchitectureOptions, type EngineOptions, type LayerShape, type ModelKind, type Precision,
+} from './models/mult-vae';
+export { RecVAE, type RecVaeOptions } from './models/recvae';
+export { loadModel } from './models/load-model';
 export { Popularity } from './models/popularity';
 export { EASE, type EaseOptions, type EaseFitReport } from './models/ease';
 export type { ItemId, Recommender, Recommendation, RecommendOptions, TopK, TrainingData, HeldOutData } from './models/types';

@@ -24,6 +24,20 @@ export interface NativeModelConfig {
   precision?: 'fp32' | 'bf16' | 'tf32';
   /** 'cuda' needs the CUDA flavour of the addon */
   device?: 'cpu' | 'cuda';
+  /** RecVAE instead of Mult-VAE / Mult-DAE (encoderDims / decoderDims then only summarise the shape) */
+  recvae?: NativeRecVaeConfig;
+}
+
+/** RecVAE's architecture (Shenbin et al. 2020; native/cpu/recvae_cpu.h). */
+export interface NativeRecVaeConfig {
+  items: number;
+  hidden: number;
+  latent: number;
+  layers: number;
+  layerNormEps: number;
+  inputDropout: number;
+  mixtureWeights: [number, number, number];
+  wideLogVar: number;
 }
 
 export interface NativeEpochOptions {
@@ -41,6 +55,10 @@ export interface NativeEpochOptions {
   decoupledWeightDecay: boolean;
   step: number;
   annealCount: number;
+  /** RecVAE: which parameters this epoch trains (default 'joint': all) */
+  phase?: 'joint' | 'encoder' | 'decoder';
+  /** RecVAE: each user's KL weight is gamma * (the user's clicks) when > 0 */
+  gamma?: number;
 }
 
 export interface NativeBatchStats {
@@ -81,8 +99,14 @@ export interface NativeModel {
   scores(data: NativeCsr, first: number, count: number): Float32Array;
   getParameters(): Float32Array;
   setParameters(p: Float32Array): void;
-  getOptimizerState(): { m: Float32Array; v: Float32Array; t: number };
-  setOptimizerState(s: { m: Float32Array; v: Float32Array; t: number }): void;
+  /** groupSteps: one Adam step count per parameter group, for models with several (RecVAE: encoder, decoder) */
+  getOptimizerState(): { m: Float32Array; v: Float32Array; t: number; groupSteps?: number[] };
+  setOptimizerState(s: { m: Float32Array; v: Float32Array; t: number; groupSteps?: number[] }): void;
+  /** State saved with the model but not trained (RecVAE: the prior's encoder); empty otherwise. */
+  getAuxiliary(): Float32Array;
+  setAuxiliary(a: Float32Array): void;
+  /** RecVAE: the prior's encoder becomes a copy of the current encoder. */
+  updatePrior(): void;
   setThreads(n: number): void;
   cancel(): void;
   dispose(): void;

@@ -4,15 +4,17 @@ import * as path from 'node:path';
 
 import test, { type ImplementationFn } from 'ava';
 
-import { MultDAE, MultVAE, loadModel, selectRows, train, type VaeFamilyModel } from '../src/index';
+import { MultDAE, MultVAE, RecVAE, loadModel, selectRows, train, type VaeFamilyModel } from '../src/index';
 import { BACKENDS, MODELS, smallSplit, tempDir, twoGroups } from './helpers';
 
 for (const backend of BACKENDS) {
   for (const { name, kind } of MODELS) {
     const { precision, device } = backend;
-    const make = (): VaeFamilyModel =>
-      kind === 'mult-vae' ? new MultVAE({ pDims: [8, 32], threads: 2, precision, device }) : new MultDAE({ pDims: [16], threads: 2, precision, device });
-    const small = { pDims: kind === 'mult-vae' ? [32, 64] : [64], precision, device };
+    const make = (): VaeFamilyModel<object> =>
+      kind === 'mult-vae' ? new MultVAE({ pDims: [8, 32], threads: 2, precision, device })
+      : kind === 'mult-dae' ? new MultDAE({ pDims: [16], threads: 2, precision, device })
+      : new RecVAE({ hidden: 32, latent: 8, layers: 3, threads: 2, precision, device });
+    const small = kind === 'recvae' ? { hidden: 64, latent: 32, precision, device } : { pDims: kind === 'mult-vae' ? [32, 64] : [64], precision, device };
     // A backend that cannot run here is declared skipped, with the reason in its title.
     const declare = (title: string, body: ImplementationFn<[]>): void => {
       if (backend.skip) test.skip(`${title} (skipped: ${backend.skip})`, body);

@@ -36,6 +36,7 @@ export function smallSplit(seed = 3, users = 3000, items = 1500): PreparedDatase
 export const MODELS = [
   { name: 'Mult-VAE', kind: 'mult-vae' as const },
   { name: 'Mult-DAE', kind: 'mult-dae' as const },
+  { name: 'RecVAE', kind: 'recvae' as const },
 ];
 
 /**

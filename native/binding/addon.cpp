@@ -14,6 +14,7 @@
 #include "cpu/ease_cpu.h"
 #include "cpu/kernels.h"
 #include "cpu/mult_vae_cpu.h"
+#include "cpu/recvae_cpu.h"
 #ifdef VAECF_HAVE_CUDA
 #include "cuda/mult_vae_cuda.h"
 #endif
@@ -131,6 +132,9 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod("setParameters", &Model::SetParameters),
                         InstanceMethod("getOptimizerState", &Model::GetOptimizerState),
                         InstanceMethod("setOptimizerState", &Model::SetOptimizerState),
+                        InstanceMethod("getAuxiliary", &Model::GetAuxiliary),
+                        InstanceMethod("setAuxiliary", &Model::SetAuxiliary),
+                        InstanceMethod("updatePrior", &Model::UpdatePrior),
                         InstanceMethod("setThreads", &Model::SetThreads),
                         InstanceMethod("cancel", &Model::Cancel),
                         InstanceMethod("dispose", &Model::Dispose),
@@ -142,6 +146,10 @@ class Model : public Napi::ObjectWrap<Model> {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsObject()) throwTypeError(env, "NativeModel: expected a config object");
     Napi::Object o = info[0].As<Napi::Object>();
+    if (o.Get("recvae").IsObject()) {
+      constructRecVae(env, o);
+      return;
+    }
     ModelConfig cfg;
     cfg.encoderDims = getIntArray(o, "encoderDims");
     cfg.decoderDims = getIntArray(o, "decoderDims");
@@ -179,6 +187,36 @@ class Model : public Napi::ObjectWrap<Model> {
   }
 
   ~Model() override { release(); }
+
+  // RecVAE ({recvae: {items, hidden, latent, layers, layerNormEps, inputDropout, mixtureWeights, wideLogVar}}).
+  void constructRecVae(Napi::Env env, const Napi::Object& o) {
+    Napi::Object r = o.Get("recvae").As<Napi::Object>();
+    RecVaeConfig cfg;
+    cfg.items = int64_t(getNumber(r, "items", 0));
+    cfg.hidden = int64_t(getNumber(r, "hidden", 600));
+    cfg.latent = int64_t(getNumber(r, "latent", 200));
+    cfg.layers = int64_t(getNumber(r, "layers", 5));
+    cfg.layerNormEps = getNumber(r, "layerNormEps", 0.1);
+    cfg.inputDropout = getNumber(r, "inputDropout", 0.5);
+    cfg.wideLogVar = getNumber(r, "wideLogVar", 10);
+    if (!r.Get("mixtureWeights").IsUndefined()) {
+      const std::vector<double> w = getDoubleArray(r, "mixtureWeights");
+      if (w.size() != 3) throwTypeError(env, "recvae.mixtureWeights: expected three weights");
+      for (int k = 0; k < 3; ++k) cfg.mixtureWeights[k] = w[size_t(k)];
+    }
+    const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
+    const std::string precision = o.Get("precision").IsString() ? o.Get("precision").As<Napi::String>().Utf8Value() : "fp32";
+    try {
+      if (device != "cpu") throw InvalidArgument("RecVAE runs on the CPU engine only in this version (device 'cpu')");
+      if (precision != "fp32") throw InvalidArgument("RecVAE runs in fp32 only in this version (precision 'fp32')");
+      engine_ = std::make_unique<cpu::RecVaeEngine>(cfg);
+    } catch (const std::exception& e) {
+      throw makeError(env, classify(e));
+    }
+    engine_->setThreads(int(getNumber(o, "threads", 1)));
+    externalBytes_ = (engine_->numParams() + engine_->numAuxiliary()) * 4;
+    Napi::MemoryManagement::AdjustExternalMemory(env, externalBytes_);
+  }
 
   Engine& engine(Napi::Env env) {
     if (!engine_) {
@@ -284,6 +322,12 @@ class Model : public Napi::ObjectWrap<Model> {
     o.Set("m", m);
     o.Set("v", v);
     o.Set("t", Napi::Number::New(env, double(t)));
+    const std::vector<int64_t> groups = e.optimizerGroupSteps();
+    if (!groups.empty()) {
+      Napi::Array a = Napi::Array::New(env, groups.size());
+      for (size_t i = 0; i < groups.size(); ++i) a.Set(uint32_t(i), Napi::Number::New(env, double(groups[i])));
+      o.Set("groupSteps", a);
+    }
     return o;
   }
   Napi::Value SetOptimizerState(const Napi::CallbackInfo& info) {
@@ -294,7 +338,40 @@ class Model : public Napi::ObjectWrap<Model> {
     auto v = o.Get("v").As<Napi::Float32Array>();
     if (int64_t(m.ElementLength()) != e.numParams() || int64_t(v.ElementLength()) != e.numParams())
       throwTypeError(env, "setOptimizerState: expected moments of " + std::to_string(e.numParams()) + " values");
-    e.setOptimizerState(m.Data(), v.Data(), int64_t(getNumber(o, "t", 0)));
+    try {
+      e.setOptimizerState(m.Data(), v.Data(), int64_t(getNumber(o, "t", 0)));
+      if (!o.Get("groupSteps").IsUndefined()) e.setOptimizerGroupSteps(getIntArray(o, "groupSteps"));
+    } catch (const std::exception& ex) {
+      throw makeError(env, classify(ex));
+    }
+    return env.Undefined();
+  }
+  // Untrained state saved with the model (RecVAE: the prior's encoder); an empty array for Mult-VAE.
+  Napi::Value GetAuxiliary(const Napi::CallbackInfo& info) {
+    Engine& e = engine(info.Env());
+    auto out = Napi::Float32Array::New(info.Env(), size_t(e.numAuxiliary()));
+    e.getAuxiliary(out.Data());
+    return out;
+  }
+  Napi::Value SetAuxiliary(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throwTypeError(env, "setAuxiliary: expected a Float32Array");
+    auto a = info[0].As<Napi::Float32Array>();
+    if (int64_t(a.ElementLength()) != e.numAuxiliary())
+      throwTypeError(env, "setAuxiliary: expected " + std::to_string(e.numAuxiliary()) + " values, got " + std::to_string(a.ElementLength()));
+    e.setAuxiliary(a.Data());
+    return env.Undefined();
+  }
+  Napi::Value UpdatePrior(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = engine(env);
+    try {
+      e.updatePrior();
+    } catch (const std::exception& ex) {
+      throw makeError(env, classify(ex));
+    }
     return env.Undefined();
   }
 
@@ -441,6 +518,11 @@ Napi::Value Model::TrainEpoch(const Napi::CallbackInfo& info) {
   eo.epoch = uint64_t(getNumber(o, "epoch", 0));
   eo.shuffle = o.Get("shuffle").IsUndefined() ? true : o.Get("shuffle").ToBoolean().Value();
   eo.l2 = getNumber(o, "l2", 0);
+  const std::string phase = o.Get("phase").IsString() ? o.Get("phase").As<Napi::String>().Utf8Value() : "joint";
+  if (phase != "joint" && phase != "encoder" && phase != "decoder")
+    throwTypeError(env, "trainEpoch: phase must be 'joint', 'encoder' or 'decoder', got '" + phase + "'");
+  eo.phase = phase == "encoder" ? Phase::Encoder : phase == "decoder" ? Phase::Decoder : Phase::Joint;
+  eo.gamma = getNumber(o, "gamma", 0);
   const std::string betaKind = o.Get("betaKind").IsString() ? o.Get("betaKind").As<Napi::String>().Utf8Value() : "linear";
   eo.beta.kind = betaKind == "constant" ? BetaSchedule::Kind::Constant : BetaSchedule::Kind::Linear;
   eo.beta.cap = getNumber(o, "betaCap", 0.2);

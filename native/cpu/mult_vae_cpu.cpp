@@ -650,6 +650,8 @@ template class MultVaeCpu<double>;
 // ---- CpuEngine ----
 
 StepResult CpuEngine::trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
+  if (opt.phase != Phase::Joint || opt.gamma != 0)
+    throw InvalidArgument("Mult-VAE / Mult-DAE train every parameter in each step with one KL weight (no phases, no gamma)");
   model_.loadBatch(data, rows, 0, m);
   model_.sampleNoise(opt.seed, opt.step);
   StepResult r = model_.forwardBackward(opt.beta, opt.l2);

@@ -1060,6 +1060,8 @@ void CudaEngine::beginEpoch(const CsrView& data) { impl_->registerMatrix(data); 
 bool CudaEngine::streaming() const { return !impl_->resident; }
 
 void CudaEngine::submitStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
+  if (opt.phase != Phase::Joint || opt.gamma != 0)
+    throw InvalidArgument("Mult-VAE / Mult-DAE train every parameter in each step with one KL weight (no phases, no gamma)");
   impl_->gather(data, rows, 0, m, true);
   impl_->forward(true, opt.seed, opt.step);
   impl_->backward(opt.beta, opt.l2);

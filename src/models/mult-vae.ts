@@ -10,7 +10,17 @@ import { candidateMask, indexOfIds, recommendHistories, resolveK } from './histo
 import { ScoringQueue } from './scoring-queue';
 import type { HeldOutData, ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
 
-export interface ArchitectureOptions {
+/** Where and how the native engine runs: options every neural model takes. */
+export interface EngineOptions {
+  /** Native threads (default: the machine's available parallelism). */
+  threads?: number;
+  /** Matrix-product precision (see ArchitectureOptions.precision). */
+  precision?: Precision;
+  /** 'auto' (default; VAECF_DEVICE overrides): CUDA when its flavour is built and a GPU answers, else the CPU engine */
+  device?: 'auto' | 'cpu' | 'cuda';
+}
+
+export interface ArchitectureOptions extends EngineOptions {
   /**
    * Decoder sizes without the item layer: [latent, hidden...]; the paper's Mult-VAE uses [200, 600]
    * (p_dims = [200, 600, n_items]); Mult-DAE defaults to [200] (I-200-I). RecoTour's DAE: [200, 600].
@@ -58,7 +68,14 @@ export function resolvePrecision(wanted: Precision | undefined, device: 'cpu' | 
   return { precision: 'fp32', note: `fp32, ${kernels} (bf16: ${bf16Description})` };
 }
 
-export type ModelKind = 'mult-vae' | 'mult-dae';
+export type ModelKind = 'mult-vae' | 'mult-dae' | 'recvae';
+
+/** One layer's tensors in the flat parameter vector, in order: `${name}.weight` then `${name}.bias`. */
+export interface LayerShape {
+  name: string;
+  weight: number[];
+  bias: number[];
+}
 
 /** Requests of at most this many users are scored on the calling thread (see recommendRows). */
 export const SYNC_MAX_USERS = 4;
@@ -82,19 +99,34 @@ function checkDims(name: string, dims: unknown): number[] {
   return dims as number[];
 }
 
-export abstract class VaeFamilyModel implements Recommender {
+/**
+ * The base of the models that run on the native engine (Mult-VAE, Mult-DAE, RecVAE): the learned state,
+ * recommend, evaluate, save and load. A subclass gives its architecture and the names and shapes of its
+ * tensors.
+ */
+export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptions> implements Recommender {
   abstract readonly kind: ModelKind;
-  readonly options: Readonly<ArchitectureOptions>;
+  readonly options: Readonly<O>;
   protected state: LearnedState | null = null;
   private idIndex: Map<ItemId, number> | null = null;
   private readonly scoringQueue = new ScoringQueue();
 
-  constructor(options: ArchitectureOptions = {}) {
-    this.options = Object.freeze({ ...options });
+  constructor(options?: O) {
+    this.options = Object.freeze({ ...(options ?? ({} as O)) });
   }
 
-  protected abstract get variational(): boolean;
-  protected abstract get defaultPDims(): number[];
+  /** The native architecture this model builds for `nItems` items. */
+  abstract architecture(nItems: number): NativeModelConfig;
+  /** The tensors of the flat parameter vector of `config`, in order. */
+  abstract layerShapes(config: NativeModelConfig): LayerShape[];
+  /** @internal the architecture stored in a model file, checked, as a native config (threads and device given). */
+  protected abstract storedConfig(file: string, arch: Record<string, unknown>, nItems: number, threads: number, device: 'cpu' | 'cuda'): NativeModelConfig;
+  /** @internal the device and addon a loaded model runs on. */
+  protected resolveEngine(): ReturnType<typeof resolveDevice> {
+    return resolveDevice(this.options.device);
+  }
+  /** @internal the architecture written to a model file (JSON). */
+  protected abstract describeArchitecture(config: NativeModelConfig): Record<string, unknown>;
 
   get isFitted(): boolean {
     return this.state !== null;
@@ -119,31 +151,6 @@ export abstract class VaeFamilyModel implements Recommender {
   /** Training state after fit or load (epoch, step, annealing counter, history). */
   get trainingState(): TrainingState | null {
     return this.state?.training ?? null;
-  }
-
-  /** The native architecture this model builds for `nItems` items. */
-  architecture(nItems: number): NativeModelConfig {
-    const o = this.options;
-    const pDims = checkDims('pDims', o.pDims ?? this.defaultPDims);
-    const qDims = checkDims('qDims', o.qDims ?? [...pDims].reverse());
-    if (qDims[qDims.length - 1] !== pDims[0])
-      throw new VaecfInputError(`qDims must end with the latent size pDims[0] = ${pDims[0]}, got ${JSON.stringify(qDims)}`);
-    const encoderDims = [nItems, ...qDims];
-    const decoderDims = [...pDims, nItems];
-    const dropout = o.dropout ?? 0.5;
-    const encoderDropout = o.encoderDropout ?? [dropout, ...new Array(qDims.length - 1).fill(0)];
-    const decoderDropout = o.decoderDropout ?? new Array(pDims.length).fill(0);
-    for (const [name, list, n] of [
-      ['encoderDropout', encoderDropout, encoderDims.length - 1],
-      ['decoderDropout', decoderDropout, decoderDims.length - 1],
-    ] as const) {
-      if (!Array.isArray(list) || list.length !== n || !list.every((p) => typeof p === 'number' && p >= 0 && p < 1))
-        throw new VaecfInputError(`${name}: expected ${n} probabilities in [0, 1) (one per layer), got ${JSON.stringify(list)}`);
-    }
-    const threads = checkThreads(o.threads);
-    const { device } = resolveDevice(o.device);
-    const { precision } = resolvePrecision(o.precision, device);
-    return { encoderDims, decoderDims, variational: this.variational, encoderDropout, decoderDropout, threads, precision, device };
   }
 
   /** @internal */
@@ -242,20 +249,15 @@ export abstract class VaeFamilyModel implements Recommender {
     const s = this.learned();
     const params = s.native.getParameters();
     const tensors: NamedTensor[] = [];
-    const { encoderDims, decoderDims } = s.config;
-    let offset = 0;
     const layerNames: string[] = [];
-    const nEnc = encoderDims.length - 1;
-    for (let k = 0; k < nEnc + decoderDims.length - 1; k++) {
-      const isEnc = k < nEnc;
-      const inDim = isEnc ? encoderDims[k] : decoderDims[k - nEnc];
-      const outDim = isEnc ? encoderDims[k + 1] * (k === nEnc - 1 && s.config.variational ? 2 : 1) : decoderDims[k - nEnc + 1];
-      const name = isEnc ? `encoder.${k}` : `decoder.${k - nEnc}`;
-      layerNames.push(name);
-      tensors.push({ name: `${name}.weight`, shape: [inDim, outDim], data: params.subarray(offset, offset + inDim * outDim) });
-      offset += inDim * outDim;
-      tensors.push({ name: `${name}.bias`, shape: [outDim], data: params.subarray(offset, offset + outDim) });
-      offset += outDim;
+    let offset = 0;
+    for (const layer of this.layerShapes(s.config)) {
+      layerNames.push(layer.name);
+      for (const [part, shape] of [['weight', layer.weight], ['bias', layer.bias]] as const) {
+        const n = shape.reduce((a, b) => a * b, 1);
+        tensors.push({ name: `${layer.name}.${part}`, shape: [...shape], data: params.subarray(offset, offset + n) });
+        offset += n;
+      }
     }
     const includeState = !options.weightsOnly && s.training !== null;
     const opt = includeState ? s.native.getOptimizerState() : null;
@@ -263,16 +265,15 @@ export abstract class VaeFamilyModel implements Recommender {
       tensors.push({ name: 'optimizer.m', shape: [opt.m.length], data: opt.m });
       tensors.push({ name: 'optimizer.v', shape: [opt.v.length], data: opt.v });
       if (s.bestParameters) tensors.push({ name: 'best.parameters', shape: [s.bestParameters.length], data: s.bestParameters });
+      // State that is not trained but needed to continue training (RecVAE: the prior's encoder).
+      const auxiliary = s.native.getAuxiliary();
+      if (auxiliary.length) tensors.push({ name: 'prior.parameters', shape: [auxiliary.length], data: auxiliary });
     }
     writeModelFile(file, {
       library: { name: 'vaecf', version: VERSION, node: process.versions.node, backend: s.native.backend },
       model: this.kind,
       architecture: {
-        encoderDims: s.config.encoderDims,
-        decoderDims: s.config.decoderDims,
-        variational: s.config.variational,
-        encoderDropout: s.config.encoderDropout,
-        decoderDropout: s.config.decoderDropout,
+        ...this.describeArchitecture(s.config),
         layers: layerNames,
         precision: s.config.precision ?? 'fp32',
         weightLayout: 'W[in x out] row-major: y = x W + b',
@@ -281,7 +282,9 @@ export abstract class VaeFamilyModel implements Recommender {
       protocol: s.protocol,
       itemIds: s.itemIds,
       nItems: s.nItems,
-      training: includeState ? { ...s.training, optimizerStep: opt?.t ?? 0 } : s.training ? { ...s.training, weightsOnly: true } : null,
+      training: includeState
+        ? { ...s.training, optimizerStep: opt?.t ?? 0, ...(opt?.groupSteps ? { optimizerGroupSteps: opt.groupSteps } : {}) }
+        : s.training ? { ...s.training, weightsOnly: true } : null,
       savedAt: new Date().toISOString(),
     }, tensors);
   }
@@ -299,31 +302,40 @@ export abstract class VaeFamilyModel implements Recommender {
     const { metadata, tensors } = contents;
     if (metadata.model !== this.kind)
       throw new VaecfInputError(`${file}: holds a ${String(metadata.model)} model, not a ${this.kind}; use loadModel() for either`);
-    const arch = metadata.architecture as NativeModelConfig & { layers: string[] };
+    const arch = metadata.architecture as Record<string, unknown> | undefined;
     const nItems = metadata.nItems as number;
-    checkStoredArchitecture(file, arch, nItems, metadata.itemIds, tensors);
-    const { device, addon } = resolveDevice(this.options.device);
+    const bad = (what: string): VaecfInputError => new VaecfInputError(`${file}: ${what} (a damaged or hand-edited model file?)`);
+    if (!arch || typeof arch !== 'object') throw bad('no architecture in the metadata');
+    if (!Number.isSafeInteger(nItems) || nItems < 1) throw bad(`nItems ${JSON.stringify(nItems)} is not a positive integer`);
+    const itemIds = metadata.itemIds;
+    if (itemIds !== null && itemIds !== undefined && (!Array.isArray(itemIds) || itemIds.length !== nItems))
+      throw bad(`itemIds holds ${Array.isArray(itemIds) ? itemIds.length : 'no list of'} ids, nItems is ${nItems}`);
+    const { device, addon } = this.resolveEngine();
+    const config = this.storedConfig(file, arch, nItems, checkThreads(threads ?? this.options.threads), device);
+    // Every tensor checked against the architecture before the engine allocates anything: a crafted or
+    // damaged file must fail here, not by allocating what its numbers ask for.
+    const shapes = this.layerShapes(config);
+    if (!Array.isArray(arch.layers) || arch.layers.length !== shapes.length || shapes.some((l, i) => (arch.layers as unknown[])[i] !== l.name))
+      throw bad(`the layer names ${JSON.stringify(arch.layers)} do not match the architecture's ${shapes.length} layers`);
+    const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
+    for (const layer of shapes) {
+      const w = tensors.get(`${layer.name}.weight`);
+      const b = tensors.get(`${layer.name}.bias`);
+      if (!w || !b) throw new VaecfInputError(`${file}: tensor ${layer.name}.${w ? 'bias' : 'weight'} is missing`);
+      if (w.data.length !== size(layer.weight) || b.data.length !== size(layer.bias))
+        throw bad(`layer ${layer.name} holds ${w.data.length} + ${b.data.length} values, the architecture needs ${layer.weight.join(' x ')} + ${layer.bias.join(' x ')}`);
+    }
     const { NativeModel: Ctor } = addon;
     this.dispose();
-    const config: NativeModelConfig = {
-      encoderDims: arch.encoderDims,
-      decoderDims: arch.decoderDims,
-      variational: arch.variational,
-      encoderDropout: arch.encoderDropout,
-      decoderDropout: arch.decoderDropout,
-      threads: checkThreads(threads ?? this.options.threads),
-      precision: resolvePrecision(this.options.precision, device).precision,
-      device,
-    };
     const native = new Ctor(config);
     const params = new Float32Array(native.numParams);
     let offset = 0;
-    for (const name of arch.layers) {
+    for (const layer of shapes) {
       for (const part of ['weight', 'bias']) {
-        const t = tensors.get(`${name}.${part}`);
+        const t = tensors.get(`${layer.name}.${part}`);
         if (!t || !(t.data instanceof Float32Array)) {
           native.dispose();
-          throw new VaecfInputError(`${file}: tensor ${name}.${part} is missing`);
+          throw new VaecfInputError(`${file}: tensor ${layer.name}.${part} is missing or not float32`);
         }
         params.set(t.data, offset);
         offset += t.data.length;
@@ -334,10 +346,22 @@ export abstract class VaeFamilyModel implements Recommender {
       throw new VaecfInputError(`${file}: the tensors hold ${offset} parameters, the architecture needs ${params.length}`);
     }
     native.setParameters(params);
-    const training = (metadata.training as (TrainingState & { optimizerStep?: number; weightsOnly?: boolean }) | null) ?? null;
+    const training =
+      (metadata.training as (TrainingState & { optimizerStep?: number; optimizerGroupSteps?: number[]; weightsOnly?: boolean }) | null) ?? null;
     const m = tensors.get('optimizer.m');
     const v = tensors.get('optimizer.v');
-    if (m && v && training) native.setOptimizerState({ m: m.data as Float32Array, v: v.data as Float32Array, t: training.optimizerStep ?? 0 });
+    try {
+      if (m && v && training)
+        native.setOptimizerState({
+          m: m.data as Float32Array, v: v.data as Float32Array, t: training.optimizerStep ?? 0,
+          ...(training.optimizerGroupSteps ? { groupSteps: training.optimizerGroupSteps } : {}),
+        });
+      const prior = tensors.get('prior.parameters');
+      if (prior && training && !training.weightsOnly) native.setAuxiliary(prior.data as Float32Array);
+    } catch (err) {
+      native.dispose();
+      throw new VaecfInputError(`${file}: the training state does not fit the model (${err instanceof Error ? err.message : String(err)})`);
+    }
     const best = tensors.get('best.parameters');
     this.state = {
       native,
@@ -361,38 +385,73 @@ export abstract class VaeFamilyModel implements Recommender {
   }
 }
 
-/** Mult-VAE: Gaussian code with an annealed KL weight (paper default p_dims [200, 600, n_items]). */
-// A model file's architecture checked against its own tensors before the engine allocates anything:
-// a crafted or damaged file must fail here, not by allocating what its numbers ask for.
-function checkStoredArchitecture(
-  file: string, arch: (NativeModelConfig & { layers: string[] }) | undefined, nItems: unknown, itemIds: unknown, tensors: ModelFile['tensors'],
-): void {
-  const bad = (what: string): VaecfInputError => new VaecfInputError(`${file}: ${what} (a damaged or hand-edited model file?)`);
-  const dims = (d: unknown): d is number[] => Array.isArray(d) && d.length >= 2 && d.every((x) => Number.isSafeInteger(x) && x > 0);
-  if (!arch || typeof arch !== 'object') throw bad('no architecture in the metadata');
-  if (!Number.isSafeInteger(nItems) || (nItems as number) < 1) throw bad(`nItems ${JSON.stringify(nItems)} is not a positive integer`);
-  if (!dims(arch.encoderDims) || !dims(arch.decoderDims)) throw bad('encoderDims / decoderDims are not lists of positive integers');
-  const { encoderDims: e, decoderDims: d } = arch;
-  if (e[0] !== nItems || d[d.length - 1] !== nItems) throw bad(`the architecture's item dimension does not match nItems ${nItems}`);
-  if (itemIds !== null && itemIds !== undefined && (!Array.isArray(itemIds) || itemIds.length !== nItems))
-    throw bad(`itemIds holds ${Array.isArray(itemIds) ? itemIds.length : 'no list of'} ids, nItems is ${nItems}`);
-  if (!Array.isArray(arch.layers)) throw bad('no layer names');
-  // The layers' shapes: encoder pairs, then decoder pairs (the latent layer of a VAE outputs 2 x latent).
-  const shapes: Array<[number, number]> = [];
-  for (let i = 0; i + 1 < e.length; i++) shapes.push([e[i], i + 2 === e.length && arch.variational ? 2 * e[i + 1] : e[i + 1]]);
-  for (let i = 0; i + 1 < d.length; i++) shapes.push([d[i], d[i + 1]]);
-  if (arch.layers.length !== shapes.length) throw bad(`${arch.layers.length} layer names for ${shapes.length} layers`);
-  arch.layers.forEach((name, k) => {
-    const [fanIn, fanOut] = shapes[k];
-    const w = tensors.get(`${name}.weight`);
-    const b = tensors.get(`${name}.bias`);
-    if (!w || !b) throw new VaecfInputError(`${file}: tensor ${name}.${w ? 'bias' : 'weight'} is missing`);
-    if (w.data.length !== fanIn * fanOut || b.data.length !== fanOut)
-      throw bad(`layer ${name} holds ${w.data.length} + ${b.data.length} values, the architecture needs ${fanIn} x ${fanOut} + ${fanOut}`);
-  });
+/** Mult-VAE and Mult-DAE: an MLP encoder and decoder given by q_dims / p_dims (Liang et al. 2018). */
+export abstract class MultFamilyModel extends VaeFamilyModel<ArchitectureOptions> {
+  protected abstract get variational(): boolean;
+  protected abstract get defaultPDims(): number[];
+
+  /** The native architecture this model builds for `nItems` items. */
+  architecture(nItems: number): NativeModelConfig {
+    const o = this.options;
+    const pDims = checkDims('pDims', o.pDims ?? this.defaultPDims);
+    const qDims = checkDims('qDims', o.qDims ?? [...pDims].reverse());
+    if (qDims[qDims.length - 1] !== pDims[0])
+      throw new VaecfInputError(`qDims must end with the latent size pDims[0] = ${pDims[0]}, got ${JSON.stringify(qDims)}`);
+    const encoderDims = [nItems, ...qDims];
+    const decoderDims = [...pDims, nItems];
+    const dropout = o.dropout ?? 0.5;
+    const encoderDropout = o.encoderDropout ?? [dropout, ...new Array(qDims.length - 1).fill(0)];
+    const decoderDropout = o.decoderDropout ?? new Array(pDims.length).fill(0);
+    for (const [name, list, n] of [
+      ['encoderDropout', encoderDropout, encoderDims.length - 1],
+      ['decoderDropout', decoderDropout, decoderDims.length - 1],
+    ] as const) {
+      if (!Array.isArray(list) || list.length !== n || !list.every((p) => typeof p === 'number' && p >= 0 && p < 1))
+        throw new VaecfInputError(`${name}: expected ${n} probabilities in [0, 1) (one per layer), got ${JSON.stringify(list)}`);
+    }
+    const threads = checkThreads(o.threads);
+    const { device } = resolveDevice(o.device);
+    const { precision } = resolvePrecision(o.precision, device);
+    return { encoderDims, decoderDims, variational: this.variational, encoderDropout, decoderDropout, threads, precision, device };
+  }
+
+  /** Encoder layers then decoder layers; the latent layer of a VAE outputs 2 x latent values (mu, logvar). */
+  layerShapes(config: NativeModelConfig): LayerShape[] {
+    const { encoderDims: e, decoderDims: d } = config;
+    const shapes: LayerShape[] = [];
+    for (let i = 0; i + 1 < e.length; i++) {
+      const out = i + 2 === e.length && config.variational ? 2 * e[i + 1] : e[i + 1];
+      shapes.push({ name: `encoder.${i}`, weight: [e[i], out], bias: [out] });
+    }
+    for (let i = 0; i + 1 < d.length; i++) shapes.push({ name: `decoder.${i}`, weight: [d[i], d[i + 1]], bias: [d[i + 1]] });
+    return shapes;
+  }
+
+  protected describeArchitecture(config: NativeModelConfig): Record<string, unknown> {
+    return {
+      encoderDims: config.encoderDims, decoderDims: config.decoderDims, variational: config.variational,
+      encoderDropout: config.encoderDropout, decoderDropout: config.decoderDropout,
+    };
+  }
+
+  protected storedConfig(file: string, arch: Record<string, unknown>, nItems: number, threads: number, device: 'cpu' | 'cuda'): NativeModelConfig {
+    const bad = (what: string): VaecfInputError => new VaecfInputError(`${file}: ${what} (a damaged or hand-edited model file?)`);
+    const dims = (x: unknown): x is number[] => Array.isArray(x) && x.length >= 2 && x.every((v) => Number.isSafeInteger(v) && v > 0);
+    const probabilities = (x: unknown): x is number[] => Array.isArray(x) && x.every((p) => typeof p === 'number' && p >= 0 && p < 1);
+    const { encoderDims: e, decoderDims: d } = arch;
+    if (!dims(e) || !dims(d)) throw bad('encoderDims / decoderDims are not lists of positive integers');
+    if (e[0] !== nItems || d[d.length - 1] !== nItems) throw bad(`the architecture's item dimension does not match nItems ${nItems}`);
+    if (!probabilities(arch.encoderDropout) || !probabilities(arch.decoderDropout)) throw bad('encoderDropout / decoderDropout are not lists of probabilities');
+    return {
+      encoderDims: e, decoderDims: d, variational: Boolean(arch.variational),
+      encoderDropout: arch.encoderDropout, decoderDropout: arch.decoderDropout,
+      threads, precision: resolvePrecision(this.options.precision, device).precision, device,
+    };
+  }
 }
 
-export class MultVAE extends VaeFamilyModel {
+/** Mult-VAE: Gaussian code with an annealed KL weight (paper default p_dims [200, 600, n_items]). */
+export class MultVAE extends MultFamilyModel {
   readonly kind = 'mult-vae' as const;
   protected get variational(): boolean {
     return true;
@@ -409,7 +468,7 @@ export class MultVAE extends VaeFamilyModel {
 }
 
 /** Mult-DAE: deterministic code, tanh on every hidden layer, no KL (paper default I-200-I). */
-export class MultDAE extends VaeFamilyModel {
+export class MultDAE extends MultFamilyModel {
   readonly kind = 'mult-dae' as const;
   protected get variational(): boolean {
     return false;
@@ -422,12 +481,4 @@ export class MultDAE extends VaeFamilyModel {
     await m.restoreFromFile(file, options.threads);
     return m;
   }
-}
-
-/** Load a saved model of either kind. */
-export async function loadModel(file: string, options: ArchitectureOptions = {}): Promise<MultVAE | MultDAE> {
-  const contents = readModelFile(file);
-  const m = contents.metadata.model === 'mult-dae' ? new MultDAE(options) : new MultVAE(options);
-  await m.restoreFromFile(file, options.threads, contents);
-  return m;
 }

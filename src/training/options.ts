@@ -85,6 +85,17 @@ export interface TrainOptions {
   checkpointEvery?: number;
   /** continue the run saved in this checkpoint (same data and options) */
   resumeFrom?: string;
+  /**
+   * RecVAE only: each user's KL weight is gamma * (the user's clicks) (default 0.005, the authors'
+   * default); 0 uses `beta` instead (give a constant beta).
+   */
+  gamma?: number;
+  /** RecVAE only: encoder epochs per epoch (default 3; the authors' n_enc_epochs) */
+  encoderEpochs?: number;
+  /** RecVAE only: decoder epochs per epoch (default 1; n_dec_epochs) */
+  decoderEpochs?: number;
+  /** RecVAE only: alternate encoder and decoder epochs (default true); false trains both at once with dropout */
+  alternating?: boolean;
 }
 
 export interface TrainingState {

@@ -6,6 +6,8 @@ import { performance } from 'node:perf_hooks';
 import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
 import { parseMetric } from '../metrics/ranking';
 import { MultDAE, MultVAE, type ArchitectureOptions, type VaeFamilyModel } from '../models/mult-vae';
+import { RecVAE, type RecVaeOptions } from '../models/recvae';
+import type { NativeEpochOptions, NativeEpochStats, NativeModel } from '../native';
 import type { TrainingData } from '../models/types';
 import { evaluateHeldOut } from './evaluate';
 import type { TrainOptions, TrainingHistory, TrainingState, EpochReport } from './options';
@@ -16,24 +18,31 @@ type Resolved = Required<
   beta: { kind: 'linear' | 'constant'; cap: number; totalSteps: number; value: number; described: TrainOptions['beta'] };
   earlyStopping: TrainOptions['earlyStopping'] | null;
   plateau: Required<NonNullable<TrainOptions['reduceLearningRateOnPlateau']>> | null;
+  /** RecVAE's alternating schedule (null for Mult-VAE / Mult-DAE) */
+  recvae: { gamma: number; encoderEpochs: number; decoderEpochs: number; alternating: boolean } | null;
 };
 
-const TRAJECTORY_KEYS = ['batchSize', 'learningRate', 'optimizer', 'weightDecay', 'l2', 'beta', 'seed', 'evaluateEvery', 'metric', 'earlyStopping', 'plateau'] as const;
+const TRAJECTORY_KEYS = ['batchSize', 'learningRate', 'optimizer', 'weightDecay', 'l2', 'beta', 'seed', 'evaluateEvery', 'metric', 'earlyStopping', 'plateau', 'recvae'] as const;
 
 function expect(cond: boolean, field: string, expected: string, got: unknown): void {
   if (!cond) throw new VaecfInputError(`${field}: expected ${expected}, got ${JSON.stringify(got)}`);
 }
 
-function resolveOptions(o: TrainOptions, model: VaeFamilyModel, trainRows: number): Resolved {
+function resolveOptions(o: TrainOptions, model: VaeFamilyModel<object>, trainRows: number): Resolved {
   const known = new Set([
     'epochs', 'batchSize', 'learningRate', 'optimizer', 'weightDecay', 'l2', 'beta', 'seed', 'evaluateEvery', 'metric',
     'earlyStopping', 'reduceLearningRateOnPlateau', 'restoreBestWeights', 'signal', 'onEpoch', 'onBatch',
-    'checkpointPath', 'checkpointEvery', 'resumeFrom', 'model', 'architecture',
+    'checkpointPath', 'checkpointEvery', 'resumeFrom', 'model', 'architecture', 'gamma', 'encoderEpochs', 'decoderEpochs', 'alternating',
   ]);
   for (const key of Object.keys(o)) if (!known.has(key)) throw new VaecfInputError(`unknown training option "${key}"`);
-  const epochs = o.epochs ?? 200;
+  const isRecVae = model.kind === 'recvae';
+  if (!isRecVae)
+    for (const key of ['gamma', 'encoderEpochs', 'decoderEpochs', 'alternating'] as const)
+      if (o[key] !== undefined) throw new VaecfInputError(`${key}: a RecVAE option (model 'recvae'); this model is a ${model.kind}`);
+  // RecVAE's defaults are the authors' (50 epochs, Adam lr 5e-4); Mult-VAE's the paper's (200 epochs, lr 1e-3).
+  const epochs = o.epochs ?? (isRecVae ? 50 : 200);
   const batchSize = o.batchSize ?? 500;
-  const learningRate = o.learningRate ?? 1e-3;
+  const learningRate = o.learningRate ?? (isRecVae ? 5e-4 : 1e-3);
   const optimizer = o.optimizer ?? 'adam';
   const weightDecay = o.weightDecay ?? 0;
   const l2 = o.l2 ?? (model.kind === 'mult-dae' ? 0.01 / batchSize : 0);
@@ -90,7 +99,22 @@ function resolveOptions(o: TrainOptions, model: VaeFamilyModel, trainRows: numbe
     expect(plateau.factor > 0 && plateau.factor < 1, 'reduceLearningRateOnPlateau.factor', 'a number in (0, 1)', plateau.factor);
     expect(Number.isInteger(plateau.patience) && plateau.patience >= 0, 'reduceLearningRateOnPlateau.patience', 'an integer >= 0', plateau.patience);
   }
-  return { epochs, batchSize, learningRate, optimizer, weightDecay, l2, seed, evaluateEvery, metric, checkpointEvery, beta, earlyStopping, plateau };
+  let recvae: Resolved['recvae'] = null;
+  if (isRecVae) {
+    // gamma * |x_u| unless a beta is given instead (the authors: gamma wins when both are set; here that is an error).
+    if (o.gamma !== undefined && o.beta !== undefined && o.gamma > 0)
+      throw new VaecfInputError('gamma and beta: RecVAE weighs the KL term by gamma * |x_u| or by a fixed beta; give one of them');
+    const gamma = o.gamma ?? (o.beta !== undefined ? 0 : 0.005);
+    const encoderEpochs = o.encoderEpochs ?? 3;
+    const decoderEpochs = o.decoderEpochs ?? 1;
+    const alternating = o.alternating ?? true;
+    expect(Number.isFinite(gamma) && gamma >= 0, 'gamma', 'a number >= 0', gamma);
+    expect(Number.isInteger(encoderEpochs) && encoderEpochs >= 1, 'encoderEpochs', 'a positive integer', encoderEpochs);
+    expect(Number.isInteger(decoderEpochs) && decoderEpochs >= 1, 'decoderEpochs', 'a positive integer', decoderEpochs);
+    expect(typeof alternating === 'boolean', 'alternating', 'true or false', alternating);
+    recvae = { gamma, encoderEpochs, decoderEpochs, alternating };
+  }
+  return { epochs, batchSize, learningRate, optimizer, weightDecay, l2, seed, evaluateEvery, metric, checkpointEvery, beta, earlyStopping, plateau, recvae };
 }
 
 /** A short fingerprint of the training matrix, so that a resume on other data is refused. */
@@ -114,11 +138,53 @@ function serializable(r: Resolved): Record<string, unknown> {
   return {
     epochs: r.epochs, batchSize: r.batchSize, learningRate: r.learningRate, optimizer: r.optimizer, weightDecay: r.weightDecay,
     l2: r.l2, beta: r.beta.described, seed: r.seed, evaluateEvery: r.evaluateEvery, metric: r.metric,
-    earlyStopping: r.earlyStopping, plateau: r.plateau,
+    earlyStopping: r.earlyStopping, plateau: r.plateau, ...(r.recvae ? { recvae: r.recvae } : {}),
   };
 }
 
-export async function runTraining(model: VaeFamilyModel, data: TrainingData, options: TrainOptions): Promise<TrainingHistory> {
+/**
+ * The native epochs of one training epoch. Mult-VAE / Mult-DAE: one epoch on every parameter. RecVAE
+ * (the authors' run.py): encoderEpochs epochs of the encoder (input dropout), the prior's encoder
+ * refreshed, then decoderEpochs epochs of the decoder (no dropout); or one joint epoch when not
+ * alternating. The reported loss is that of the encoder (or joint) epochs, whose loss includes the KL
+ * term. Sub-epoch j of epoch e shuffles with epoch id e * (encoderEpochs + decoderEpochs) + j.
+ */
+async function runEpoch(
+  native: NativeModel, train: CsrMatrix, base: NativeEpochOptions, o: Resolved, epoch: number,
+  onBatch: ((b: Parameters<NonNullable<Parameters<NativeModel['trainEpoch']>[2]>>[0]) => void) | undefined,
+): Promise<NativeEpochStats> {
+  const r = o.recvae;
+  if (!r) return native.trainEpoch(train, base, onBatch);
+  const plan: Array<'encoder' | 'decoder' | 'joint' | 'prior'> = r.alternating
+    ? [...new Array<'encoder'>(r.encoderEpochs).fill('encoder'), 'prior', ...new Array<'decoder'>(r.decoderEpochs).fill('decoder')]
+    : ['joint'];
+  const perEpoch = r.alternating ? r.encoderEpochs + r.decoderEpochs : 1;
+  let step = base.step;
+  let annealCount = base.annealCount;
+  let sub = 0;
+  const reported: NativeEpochStats[] = [];
+  let last: NativeEpochStats | null = null;
+  for (const phase of plan) {
+    if (phase === 'prior') {
+      native.updatePrior();
+      continue;
+    }
+    const stats = await native.trainEpoch(
+      train,
+      { ...base, epoch: epoch * perEpoch + sub, step, annealCount, phase, gamma: r.gamma },
+      onBatch,
+    );
+    sub++;
+    step = stats.step;
+    annealCount = stats.annealCount;
+    if (phase !== 'decoder') reported.push(stats);
+    last = stats;
+  }
+  const mean = (key: 'loss' | 'nll' | 'kl'): number => reported.reduce((a, s) => a + s[key], 0) / reported.length;
+  return { loss: mean('loss'), nll: mean('nll'), kl: mean('kl'), beta: reported[reported.length - 1].beta, batches: (last as NativeEpochStats).batches * perEpoch, step, annealCount };
+}
+
+export async function runTraining(model: VaeFamilyModel<object>, data: TrainingData, options: TrainOptions): Promise<TrainingHistory> {
   if (!data || typeof data !== 'object') throw new VaecfInputError('data: expected {train, validation?, itemIds?}');
   validateCsr(data.train, 'data.train');
   if (data.validation) {
@@ -172,13 +238,16 @@ export async function runTraining(model: VaeFamilyModel, data: TrainingData, opt
     let stats;
     let delivered = 0;
     try {
-      stats = await native.trainEpoch(
+      stats = await runEpoch(
+        native,
         data.train,
         {
           batchSize: o.batchSize, seed: o.seed, epoch, l2: o.l2, betaKind: o.beta.kind, betaCap: o.beta.cap,
           betaTotalSteps: o.beta.totalSteps, betaValue: o.beta.value, learningRate: state.learningRate,
           weightDecay: o.weightDecay, decoupledWeightDecay: o.optimizer === 'adamw', step: state.step, annealCount: state.annealCount,
         },
+        o,
+        epoch,
         options.onBatch
           ? (b) => {
               delivered++;
@@ -257,16 +326,20 @@ export async function runTraining(model: VaeFamilyModel, data: TrainingData, opt
 
 export interface TrainFunctionOptions extends TrainOptions {
   /** which model (default Mult-VAE) */
-  model?: 'mult-vae' | 'mult-dae' | 'vae' | 'dae';
-  architecture?: ArchitectureOptions;
+  model?: 'mult-vae' | 'mult-dae' | 'vae' | 'dae' | 'recvae';
+  /** the model's constructor options (ArchitectureOptions for Mult-VAE / Mult-DAE, RecVaeOptions for RecVAE) */
+  architecture?: ArchitectureOptions | RecVaeOptions;
 }
 
-/** Train a Mult-VAE (default) or Mult-DAE on `data` and return the trained model. */
-export async function train(data: TrainingData, options: TrainFunctionOptions = {}): Promise<MultVAE | MultDAE> {
+/** Train a Mult-VAE (default), Mult-DAE or RecVAE on `data` and return the trained model. */
+export async function train(data: TrainingData, options: TrainFunctionOptions = {}): Promise<MultVAE | MultDAE | RecVAE> {
   const kind = options.model ?? 'mult-vae';
-  if (!['mult-vae', 'mult-dae', 'vae', 'dae'].includes(kind))
-    throw new VaecfInputError(`model: expected 'mult-vae' or 'mult-dae', got ${JSON.stringify(kind)}`);
-  const model = kind === 'mult-dae' || kind === 'dae' ? new MultDAE(options.architecture) : new MultVAE(options.architecture);
+  if (!['mult-vae', 'mult-dae', 'vae', 'dae', 'recvae'].includes(kind))
+    throw new VaecfInputError(`model: expected 'mult-vae', 'mult-dae' or 'recvae', got ${JSON.stringify(kind)}`);
+  const model =
+    kind === 'recvae' ? new RecVAE(options.architecture as RecVaeOptions)
+    : kind === 'mult-dae' || kind === 'dae' ? new MultDAE(options.architecture as ArchitectureOptions)
+    : new MultVAE(options.architecture as ArchitectureOptions);
   const { model: _m, architecture: _a, ...trainOptions } = options;
   try {
     await model.fit(data, trainOptions);
