@@ -27,7 +27,7 @@ export { importTorchStateDict, type TorchImportOptions } from './io/torch-import
 export { exportOnnx, type OnnxExportOptions } from './io/onnx-export';
 export { createRecommendServer, listen, shutdown, type ServeOptions, type ServableModel } from './serve/server';
 export { loadOrPrepare, describe, type DataOptions } from './data/load';
-export { runTrain, TRAIN_DEFAULTS, type TrainConfig, type TrainResults } from './experiments/run';
+export { runTrain, TRAIN_DEFAULTS, RECVAE_DEFAULTS, type TrainConfig, type TrainResults } from './experiments/run';
 export { ProgressLine } from './util/progress';
 export { writeReport, type ReportResult } from './experiments/report';
 export { runBetaStudy, type BetaStudyResult } from './experiments/beta-study';

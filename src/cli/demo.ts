@@ -14,7 +14,7 @@ import { ProgressLine } from '../index';
 
 export interface DemoOptions extends DataOptions {
   data?: string;
-  model: 'mult-vae' | 'mult-dae';
+  model: 'mult-vae' | 'mult-dae' | 'recvae';
   epochs?: number;
   threads?: number;
   out: string;
@@ -43,10 +43,15 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   log(`${c.clicks} clicks, ${c.users} users, ${c.items} items; train ${c.trainUsers} users x ${c.trainItems} items (${c.trainClicks} clicks), ` +
     `${c.validationUsers} validation and ${c.testUsers} test users`);
 
-  const epochs = o.epochs ?? (o.data ? 200 : 30);
-  log(`\nengine: ${resolveDevice(undefined).note}, ${resolvePrecision(undefined).note}, ${o.threads ?? os.availableParallelism()} threads`);
-  log(`training ${o.model} [I-600-200-600-I${o.model === 'mult-dae' ? '' : ', beta annealed to 0.2 over 85% of the epochs'}], ` +
-    `${epochs} epochs, batch 500, Adam lr 1e-3, validation NDCG@100 every epoch`);
+  const recvae = o.model === 'recvae';
+  const epochs = o.epochs ?? (recvae ? (o.data ? 50 : 10) : o.data ? 200 : 30);
+  log(`\nengine: ${recvae ? 'cpu' : resolveDevice(undefined).note}, ${recvae ? 'fp32' : resolvePrecision(undefined).note}, ${o.threads ?? os.availableParallelism()} threads`);
+  if (recvae)
+    log(`training recvae [5 dense layers of 600, latent 200, composite prior, KL weight 0.005 * |x_u|], ${epochs} epochs ` +
+      `(3 encoder + 1 decoder passes each), batch 500, Adam lr 5e-4, validation NDCG@100 every epoch`);
+  else
+    log(`training ${o.model} [I-600-200-600-I${o.model === 'mult-dae' ? '' : ', beta annealed to 0.2 over 85% of the epochs'}], ` +
+      `${epochs} epochs, batch 500, Adam lr 1e-3, validation NDCG@100 every epoch`);
   const controller = new AbortController();
   const onSigint = (): void => {
     log('\ninterrupted: stopping after the current batch');
@@ -59,10 +64,10 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     { train: data.train, validation: data.validation, itemIds: data.itemIds, protocol: data.protocol },
     {
       model: o.model,
-      architecture: { pDims: [200, 600], threads: o.threads },
+      architecture: recvae ? { threads: o.threads } : { pDims: [200, 600], threads: o.threads },
       epochs,
       seed: o.seed ?? 98765,
-      beta: { schedule: 'epoch-relative', cap: 0.2 },
+      ...(recvae ? {} : { beta: { schedule: 'epoch-relative' as const, cap: 0.2 } }),
       signal: controller.signal,
       checkpointPath: path.join(o.out, 'checkpoint.safetensors'),
       checkpointEvery: 10,
@@ -70,7 +75,8 @@ export async function runDemo(o: DemoOptions): Promise<void> {
       onEpoch: (r) => {
         bar.clear();
         const v = r.validation ? ` ndcg@100 ${r.validation['ndcg@100'].toFixed(4)}${r.best ? ' *' : ''}` : '';
-        log(`epoch ${String(r.epoch).padStart(3)}  loss ${r.loss.toFixed(2)}  nll ${r.nll.toFixed(2)}  kl ${r.kl.toFixed(2)}  beta ${r.beta.toFixed(3)}${v}  ${r.seconds.toFixed(1)} s`);
+        const weight = recvae ? '' : `  beta ${r.beta.toFixed(3)}`;
+        log(`epoch ${String(r.epoch).padStart(3)}  loss ${r.loss.toFixed(2)}  nll ${r.nll.toFixed(2)}  kl ${r.kl.toFixed(2)}${weight}${v}  ${r.seconds.toFixed(1)} s`);
       },
     },
   );

@@ -10,12 +10,12 @@ import { runEvaluate } from './evaluate-command';
 import { runFetch } from './fetch-command';
 import { runPrepare } from './prepare-command';
 import { runServe } from './serve-command';
-import { RECIPES, recipeConfig, runBetaStudy, runSweep, runTrain, TRAIN_DEFAULTS, writeReport, type SweepSpec, type TrainConfig } from '../index';
+import { RECIPES, recipeConfig, runBetaStudy, runSweep, runTrain, TRAIN_DEFAULTS, RECVAE_DEFAULTS, writeReport, type SweepSpec, type TrainConfig } from '../index';
 
-const HELP = `vaecf: Mult-VAE / Mult-DAE collaborative filtering (Liang et al. 2018) with a native engine
+const HELP = `vaecf: Mult-VAE / Mult-DAE (Liang et al. 2018) and RecVAE (Shenbin et al. 2020) collaborative filtering with a native engine
 
 usage:
-  vaecf demo [--data FILE|DIR] [--model vae|dae] [--epochs N] [--threads N] [--out DIR] [data options]
+  vaecf demo [--data FILE|DIR] [--model vae|dae|recvae] [--epochs N] [--threads N] [--out DIR] [data options]
       The main job end to end: prepare the data with the paper's protocol (no --data: a built-in
       generator of realistic clicks), train with validation, print the test metrics beside popularity,
       save the model in DIR (default vaecf-demo).
@@ -24,6 +24,10 @@ usage:
              [--lr-patience N] [--batch-size N] [--n-epochs N] [--anneal-cap X] [--total-anneal-steps N|epoch-relative]
              [--constant-anneal] [--early-stop-patience N] [--early-stop-score-fn metric|loss] [--eval-every N]
              [--seed N] [--device auto|cpu|cuda] [--threads N] [--precision auto|fp32|bf16|tf32] [--config FILE.json] [--run-dir DIR]
+  vaecf train --model recvae --dataset FILE|DIR [data options] [--hidden-dim 600] [--latent-dim 200] [--gamma 0.005 | --beta X]
+             [--n-enc-epochs 3] [--n-dec-epochs 1] [--not-alternating] [--dropout-enc 0.5] [--lr 5e-4] [--n-epochs 50]
+             [--batch-size 500] [training options above]
+      RecVAE with the authors' run.py options and defaults (CPU engine, fp32).
   vaecf train --resume RUN_DIR
       Train with the reference scripts' options; RUN_DIR gets config.json, metrics.jsonl, last.safetensors
       (a checkpoint every epoch: Ctrl-C leaves it resumable), best.safetensors and results.json.
@@ -61,6 +65,8 @@ const TRAIN_FLAGS = {
   'constant-anneal': { type: 'boolean' }, 'early-stop-patience': { type: 'string' }, 'early-stop-score-fn': { type: 'string' },
   'eval-every': { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, precision: { type: 'string' },
   config: { type: 'string' }, 'run-dir': { type: 'string' }, resume: { type: 'string' },
+  'hidden-dim': { type: 'string' }, 'latent-dim': { type: 'string' }, gamma: { type: 'string' }, beta: { type: 'string' },
+  'n-enc-epochs': { type: 'string' }, 'n-dec-epochs': { type: 'string' }, 'not-alternating': { type: 'boolean' },
 } as const;
 
 /** Training options from the command line over a --config file over the defaults. */
@@ -87,12 +93,18 @@ function trainConfigFrom(values: Record<string, string | boolean | undefined>, w
     earlyStopScoreFn: str('early-stop-score-fn') as TrainConfig['earlyStopScoreFn'] | undefined, evalEvery: num('eval-every'),
     device: str('device') as TrainConfig['device'] | undefined, threads: num('threads'),
     precision: str('precision') as TrainConfig['precision'] | undefined,
+    hiddenDim: num('hidden-dim'), latentDim: num('latent-dim'), gamma: num('gamma'), beta: num('beta'),
+    nEncEpochs: num('n-enc-epochs'), nDecEpochs: num('n-dec-epochs'), notAlternating: values['not-alternating'] as boolean | undefined,
   };
   const defined = Object.fromEntries(Object.entries(cli).filter(([, v]) => v !== undefined));
   if (!withDefaults) return { ...fromFile, ...defined } as TrainConfig;
-  const config = { ...TRAIN_DEFAULTS, ...fromFile, ...defined } as TrainConfig;
+  const modelName = (defined.model ?? fromFile.model ?? TRAIN_DEFAULTS.model) as string;
+  const config = { ...TRAIN_DEFAULTS, ...(modelName === 'recvae' ? RECVAE_DEFAULTS : {}), ...fromFile, ...defined } as TrainConfig;
   if (!config.dataset) throw new Error('--dataset FILE|DIR is required (or --resume RUN_DIR)');
-  if (!['vae', 'dae'].includes(config.model)) throw new Error(`--model: expected vae or dae, got "${config.model}"`);
+  if (!['vae', 'dae', 'recvae'].includes(config.model)) throw new Error(`--model: expected vae, dae or recvae, got "${config.model}"`);
+  const recvaeOnly = ['hiddenDim', 'latentDim', 'gamma', 'beta', 'nEncEpochs', 'nDecEpochs', 'notAlternating'] as const;
+  if (config.model !== 'recvae')
+    for (const key of recvaeOnly) if (config[key] !== undefined) throw new Error(`${key}: a RecVAE option (--model recvae)`);
   return config;
 }
 
@@ -115,7 +127,7 @@ async function main(argv: string[]): Promise<number> {
       await runDemo({
         ...dataOptionsFrom(values),
         data: values.data,
-        model: values.model === 'dae' ? 'mult-dae' : 'mult-vae',
+        model: values.model === 'dae' ? 'mult-dae' : values.model === 'recvae' ? 'recvae' : values.model === 'vae' ? 'mult-vae' : (() => { throw new Error(`--model: expected vae, dae or recvae, got "${String(values.model)}"`); })(),
         epochs: numberFlag('epochs', values.epochs),
         threads: numberFlag('threads', values.threads),
         out: values.out as string,

@@ -8,6 +8,7 @@ import { VaecfInputError } from '../data/csr';
 import { describe, loadOrPrepare, type DataOptions } from '../data/load';
 import { readModelFile } from '../io/model-file';
 import { MultDAE, MultVAE, resolvePrecision } from '../models/mult-vae';
+import { RecVAE } from '../models/recvae';
 import { resolveDevice } from '../native';
 import { Popularity } from '../models/popularity';
 import { evaluateHeldOut } from '../training/evaluate';
@@ -16,7 +17,16 @@ import { ProgressLine } from '../util/progress';
 
 export interface TrainConfig extends DataOptions {
   dataset: string;
-  model: 'vae' | 'dae';
+  model: 'vae' | 'dae' | 'recvae';
+  /** RecVAE (the authors' run.py options): encoder width (600), latent size (200), gamma (0.005) or a fixed beta,
+   * encoder and decoder epochs per epoch (3, 1), joint training instead of alternating */
+  hiddenDim?: number;
+  latentDim?: number;
+  gamma?: number;
+  beta?: number;
+  nEncEpochs?: number;
+  nDecEpochs?: number;
+  notAlternating?: boolean;
   /** decoder widths; default: the model's own (Mult-VAE [200, 600], Mult-DAE the paper's [200]) */
   pDims?: number[];
   qDims?: number[];
@@ -54,7 +64,20 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'dataset'> = {
   seed: 98765, device: 'auto', precision: 'auto',
 };
 
+/** RecVAE's defaults where they differ (the authors' run.py: 50 epochs, lr 5e-4). */
+export const RECVAE_DEFAULTS: Partial<TrainConfig> = { lr: 5e-4, nEpochs: 50 };
+
 function trainOptionsOf(c: TrainConfig): TrainOptions {
+  if (c.model === 'recvae') {
+    return {
+      epochs: c.nEpochs, batchSize: c.batchSize, learningRate: c.lr, optimizer: c.optimizer, weightDecay: c.weightDecay, seed: c.seed,
+      evaluateEvery: c.evalEvery, metric: c.validationMetric ?? 'ndcg@100',
+      ...(c.beta !== undefined ? { beta: { schedule: 'constant' as const, value: c.beta }, gamma: c.gamma ?? 0 } : { gamma: c.gamma ?? 0.005 }),
+      encoderEpochs: c.nEncEpochs ?? 3, decoderEpochs: c.nDecEpochs ?? 1, alternating: !c.notAlternating,
+      earlyStopping: c.earlyStopPatience ? { patience: c.earlyStopPatience, monitor: c.earlyStopScoreFn } : undefined,
+      reduceLearningRateOnPlateau: c.lrScheduler === 'plateau' ? { patience: c.lrPatience } : undefined,
+    };
+  }
   return {
     epochs: c.nEpochs,
     batchSize: c.batchSize,
@@ -105,7 +128,10 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
     pDims: config.pDims, qDims: config.qDims, encoderDropout: config.dropoutEnc, decoderDropout: config.dropoutDec,
     threads: config.threads, precision: config.precision, device: config.device,
   };
-  const model = config.model === 'dae' ? new MultDAE(arch) : new MultVAE(arch);
+  const model =
+    config.model === 'recvae'
+      ? new RecVAE({ hidden: config.hiddenDim, latent: config.latentDim, dropout: config.dropoutEnc?.[0], threads: config.threads, precision: config.precision, device: config.device === 'cuda' ? 'cuda' : 'cpu' })
+      : config.model === 'dae' ? new MultDAE(arch) : new MultVAE(arch);
   const options = trainOptionsOf(config);
   let startEpoch = 0;
   if (resume) {
@@ -119,8 +145,8 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
     }
     log(`resuming ${runDir} after epoch ${startEpoch}`);
   }
-  const engine = resolveDevice(config.device);
-  log(`engine: ${engine.note}, ${resolvePrecision(config.precision, engine.device).note}`);
+  const engine = resolveDevice(config.model === 'recvae' ? 'cpu' : config.device);
+  log(`engine: ${engine.note}, ${config.model === 'recvae' ? 'fp32 (RecVAE runs in fp32 on the CPU engine)' : resolvePrecision(config.precision, engine.device).note}`);
   const controller = new AbortController();
   const onSigint = (): void => {
     log('\ninterrupted: stopping after the current batch; the last checkpoint stays resumable');
@@ -139,7 +165,8 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
         fs.appendFileSync(metricsFile, `${JSON.stringify(r)}\n`);
         if (r.best) void model.save(best, { weightsOnly: true });
         const v = r.validation ? ` ${Object.entries(r.validation).map(([k, x]) => `${k} ${x.toFixed(4)}`).join(' ')}${r.best ? ' *' : ''}` : '';
-        log(`epoch ${String(r.epoch).padStart(3)}  loss ${r.loss.toFixed(2)}  kl ${r.kl.toFixed(2)}  beta ${r.beta.toFixed(3)}  lr ${r.learningRate.toExponential(1)}${v}  ${r.seconds.toFixed(1)} s`);
+        const weight = config.model === 'recvae' && !(config.beta !== undefined) ? `gamma ${(config.gamma ?? 0.005).toFixed(4)}` : `beta ${r.beta.toFixed(3)}`;
+        log(`epoch ${String(r.epoch).padStart(3)}  loss ${r.loss.toFixed(2)}  kl ${r.kl.toFixed(2)}  ${weight}  lr ${r.learningRate.toExponential(1)}${v}  ${r.seconds.toFixed(1)} s`);
       },
     });
   } catch (err) {
