@@ -24,6 +24,7 @@
 #include "cpu/kernels.h"
 #include "core/trainer.h"
 #include "cpu/mult_vae_cpu.h"
+#include "cpu/recvae_cpu.h"
 #ifdef VAECF_HAVE_CUDA
 #include "cuda/mult_vae_cuda.h"
 #endif
@@ -110,6 +111,57 @@ static int step(const std::string& dir) {
   o.weightDecay = cfgFile["weight_decay"].at(0);
   o.decoupled = cfgFile["decoupled"].at(0) != 0;
   model.optimizerStep(o);
+  writeBinary(dir + "/params_after.f32", model.parameters(), size_t(model.numParams()));
+  FILE* f = std::fopen((dir + "/result.txt").c_str(), "w");
+  std::fprintf(f, "%.9g %.9g %.9g\n", r.loss, r.nll, r.kl);
+  std::fclose(f);
+  return 0;
+}
+
+// One RecVAE step on given weights, prior weights, batch, dropout scale and eps (bench/torch_recvae_check.py):
+// config.txt holds items, hidden, latent, layers, layer_norm_eps, phase (0 joint, 1 encoder, 2 decoder),
+// gamma, beta, lr, threads.
+static int recvaeStep(const std::string& dir) {
+  auto c = readConfig(dir + "/config.txt");
+  RecVaeConfig cfg;
+  cfg.items = int64_t(c["items"].at(0));
+  cfg.hidden = int64_t(c["hidden"].at(0));
+  cfg.latent = int64_t(c["latent"].at(0));
+  cfg.layers = int64_t(c["layers"].at(0));
+  cfg.layerNormEps = c["layer_norm_eps"].at(0);
+  cpu::RecVaeCpu<float> model(cfg);
+  model.setThreads(int(c["threads"].empty() ? 1 : c["threads"][0]));
+  auto params = readBinary<float>(dir + "/params.f32");
+  auto prior = readBinary<float>(dir + "/prior.f32");
+  if (int64_t(params.size()) != model.numParams() || int64_t(prior.size()) != model.numEncoderParams())
+    throw std::runtime_error("params.f32 / prior.f32: expected " + std::to_string(model.numParams()) + " / " +
+                             std::to_string(model.numEncoderParams()) + " values");
+  std::copy(params.begin(), params.end(), model.parameters());
+  std::copy(prior.begin(), prior.end(), model.priorParameters());
+  model.parametersChanged();
+  auto indptr = readBinary<int64_t>(dir + "/indptr.i64");
+  auto indices = readBinary<int32_t>(dir + "/indices.i32");
+  auto values = readBinary<float>(dir + "/values.f32");
+  CsrView data;
+  data.rows = int64_t(indptr.size()) - 1;
+  data.cols = cfg.items;
+  data.indptr = indptr.data();
+  data.indices = indices.data();
+  data.values = values.data();
+  validateCsr(data, "harness batch", false);
+  model.loadBatch(data, nullptr, 0, data.rows);
+  const int phaseCode = int(c["phase"].at(0));
+  const Phase phase = phaseCode == 1 ? Phase::Encoder : phaseCode == 2 ? Phase::Decoder : Phase::Joint;
+  model.sampleNoise(0, 0, phase != Phase::Decoder);
+  auto scale = readBinary<float>(dir + "/input_scale.f32");
+  std::copy(scale.begin(), scale.end(), model.inputDropoutScale());
+  auto eps = readBinary<float>(dir + "/eps.f32");
+  std::copy(eps.begin(), eps.end(), model.epsilon());
+  const StepResult r = model.forwardBackward(phase, c["beta"].at(0), c["gamma"].at(0));
+  writeBinary(dir + "/grads.f32", model.gradients(), size_t(model.numParams()));
+  OptimizerOptions o;
+  o.learningRate = c["lr"].at(0);
+  model.optimizerStep(phase, o);
   writeBinary(dir + "/params_after.f32", model.parameters(), size_t(model.numParams()));
   FILE* f = std::fopen((dir + "/result.txt").c_str(), "w");
   std::fprintf(f, "%.9g %.9g %.9g\n", r.loss, r.nll, r.kl);
@@ -1091,6 +1143,7 @@ static int gpuCheck(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     if (argc == 3 && std::string(argv[1]) == "step") return step(argv[2]);
+    if (argc == 3 && std::string(argv[1]) == "recvae-step") return recvaeStep(argv[2]);
     if (argc >= 2 && std::string(argv[1]) == "profile") return profile(argc, argv);
     if (argc >= 2 && std::string(argv[1]) == "gemm") return gemmRate(argc, argv);
     if (argc >= 2 && std::string(argv[1]) == "latency") return latency(argc, argv);
@@ -1099,7 +1152,7 @@ int main(int argc, char** argv) {
     if (argc >= 2 && std::string(argv[1]) == "gpu-check") return gpuCheck(argc, argv);
 #endif
     std::fprintf(stderr,
-                 "usage: vaecf_harness step DIR | profile [--users N --items N --clicks N --batches N --threads N] | gemm | latency [--history N --k N --bf16 0|1] | stream [--bytes N --threads N]"
+                 "usage: vaecf_harness step DIR | recvae-step DIR | profile [--users N --items N --clicks N --batches N --threads N] | gemm | latency [--history N --k N --bf16 0|1] | stream [--bytes N --threads N]"
 #ifdef VAECF_HAVE_CUDA
                  " | gpu-check [--checks-only] [--json FILE] [--write-csr DIR] [--commit SHA] [--users N] [--profile-steps N] [--full-epochs N --full-seconds S --full-precision fp32|tf32|bf16]"
 #endif
