@@ -35,14 +35,15 @@ test('a file without q_layers / p_layers is refused with what was found', async 
   t.regex(e!.message, /not a safetensors model|header length is out of range/);
 });
 
-test('the ONNX export gives the same scores and top-k in onnxruntime-node', async (t) => {
+test('the ONNX export gives the same scores and top-k in onnxruntime-node (Mult-VAE, Mult-DAE, RecVAE)', async (t) => {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
   const { train } = await import('../src/index');
   const { exportOnnx } = await import('../src/index');
   const { twoGroups } = await import('./helpers');
-  for (const kind of ['mult-vae', 'mult-dae'] as const) {
-    const model = await train({ train: twoGroups() }, { model: kind, epochs: 10, batchSize: 20, seed: 2, architecture: { pDims: kind === 'mult-vae' ? [8, 32] : [16], threads: 1, precision: 'fp32' } });
+  for (const kind of ['mult-vae', 'mult-dae', 'recvae'] as const) {
+    const architecture = kind === 'recvae' ? { hidden: 24, latent: 8, layers: 3, threads: 1 } : { pDims: kind === 'mult-vae' ? [8, 32] : [16], threads: 1, precision: 'fp32' as const };
+    const model = await train({ train: twoGroups() }, { model: kind, epochs: 10, batchSize: 20, seed: 2, architecture });
     const file = path.join(tempDir(), `${kind}.onnx`);
     exportOnnx(model, file, { k: 5 });
     const histories = [[0, 1, 2], [12, 15], [3]];

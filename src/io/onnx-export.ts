@@ -1,4 +1,4 @@
-// Export the scoring path of a Mult-VAE / Mult-DAE to ONNX (opset 17), for runtimes without vaecf
+// Export the scoring path of a Mult-VAE / Mult-DAE / RecVAE to ONNX (opset 17; RecVAE's LayerNormalization is an opset-17 op), for runtimes without vaecf
 // (onnxruntime, in Node or elsewhere). The graph takes a dense click matrix `clicks` [N, n_items] and
 // returns `scores` [N, n_items] (evaluation mode: L2-normalised input, no dropout, z = mu) and the top-k
 // among unclicked items: `top_scores` [N, k] and `top_items` [N, k] (int64 item indices).
@@ -54,8 +54,8 @@ export interface OnnxExportOptions {
 }
 
 /** Write the model's scoring graph as an ONNX file; returns the bytes written. */
-export function exportOnnx(model: VaeFamilyModel, file: string, options: OnnxExportOptions = {}): number {
-  const config = model.architecture(model.numItems);
+export function exportOnnx(model: VaeFamilyModel<object>, file: string, options: OnnxExportOptions = {}): number {
+  const config = model.learned().config;
   const params = model.getParameters();
   const items = model.numItems;
   const k = Math.min(options.k ?? 100, items);
@@ -80,7 +80,46 @@ export function exportOnnx(model: VaeFamilyModel, file: string, options: OnnxExp
   nodes.push(node('Div', ['clicks', 'safe_norm'], ['h0'], 'normalise'));
   let h = 'h0';
   let offset = 0;
-  for (let l = 0; l < nLayers; l++) {
+  const take = (n: number): Float32Array => {
+    const out = params.subarray(offset, offset + n);
+    offset += n;
+    return out;
+  };
+  const r = config.recvae;
+  if (r) {
+    // RecVAE: h_k = LayerNorm(swish(h_{k-1} W_k + b_k + h_0 + ... + h_{k-1})), mu = the head's first half, scores = mu W_dec + b_dec.
+    let residual: string | null = null;
+    for (let k = 0; k < r.layers; k++) {
+      const fanIn = k === 0 ? r.items : r.hidden;
+      inits.push(tensor(`fc${k}_W`, [fanIn, r.hidden], FLOAT, take(fanIn * r.hidden)), tensor(`fc${k}_b`, [r.hidden], FLOAT, take(r.hidden)));
+      inits.push(tensor(`ln${k}_gain`, [r.hidden], FLOAT, take(r.hidden)), tensor(`ln${k}_shift`, [r.hidden], FLOAT, take(r.hidden)));
+      nodes.push(node('Gemm', [h, `fc${k}_W`, `fc${k}_b`], [`pre${k}`], `fc${k}`));
+      let pre = `pre${k}`;
+      if (residual) {
+        nodes.push(node('Add', [pre, residual], [`dense${k}`], `dense${k}`));
+        pre = `dense${k}`;
+      }
+      nodes.push(node('Sigmoid', [pre], [`sig${k}`], `sigmoid${k}`));
+      nodes.push(node('Mul', [pre, `sig${k}`], [`swish${k}`], `swish${k}`));
+      nodes.push(node('LayerNormalization', [`swish${k}`, `ln${k}_gain`, `ln${k}_shift`], [`h${k + 1}`], `layernorm${k}`,
+        [attribute('axis', { i: -1 }), attribute('epsilon', { f: r.layerNormEps })]));
+      h = `h${k + 1}`;
+      if (k + 1 < r.layers) {
+        if (residual) {
+          nodes.push(node('Add', [residual, h], [`sum${k}`], `sum${k}`));
+          residual = `sum${k}`;
+        } else {
+          residual = h;
+        }
+      }
+    }
+    inits.push(tensor('head_W', [r.hidden, 2 * r.latent], FLOAT, take(r.hidden * 2 * r.latent)), tensor('head_b', [2 * r.latent], FLOAT, take(2 * r.latent)));
+    nodes.push(node('Gemm', [h, 'head_W', 'head_b'], ['head'], 'head'));
+    nodes.push(node('Slice', ['head', ints('mu_start', [0]), ints('mu_end', [r.latent]), ints('mu_axis', [1])], ['mu'], 'mu'));
+    inits.push(tensor('dec_W', [r.latent, r.items], FLOAT, take(r.latent * r.items)), tensor('dec_b', [r.items], FLOAT, take(r.items)));
+    nodes.push(node('Gemm', ['mu', 'dec_W', 'dec_b'], ['scores'], 'decoder'));
+  }
+  for (let l = 0; !r && l < nLayers; l++) {
     const isEnc = l < nEnc;
     const inDim = isEnc ? config.encoderDims[l] : config.decoderDims[l - nEnc];
     const outDim = isEnc ? config.encoderDims[l + 1] * (l === nEnc - 1 && config.variational ? 2 : 1) : config.decoderDims[l - nEnc + 1];
