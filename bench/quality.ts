@@ -1,7 +1,7 @@
 // Quality against the published numbers: prepares a dataset with its protocol, trains / fits the models,
 // and prints ours beside the reference (mean ± standard error), with training time; writes JSON.
 // usage: node dist/bench/quality.js --dataset ml-1m|gowalla|FILE [--models vae,dae,ease,popularity,recvae]
-//          [--epochs N (Mult-VAE / DAE)] [--recvae-epochs N (50)] [--held-out N] [--json OUT] [--threads N] [--check: fail outside the quality bands]
+//          [--epochs N (Mult-VAE / DAE)] [--recvae-epochs N (50)] [--seeds S1,S2,... (neural models; default 98765)] [--held-out N] [--json OUT] [--threads N] [--check: fail outside the quality bands]
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -40,6 +40,8 @@ export interface QualityOptions {
   epochs: number;
   /** RecVAE's epochs (default 50, the authors'; each is 3 encoder and 1 decoder pass) */
   recvaeEpochs?: number;
+  /** seeds of the neural models (default [98765]); with several, each seed gets a row and the mean over seeds one more */
+  seeds?: number[];
   threads?: number;
   precision: 'auto' | 'fp32' | 'bf16';
   heldOut?: number;
@@ -119,10 +121,13 @@ export async function runQuality(o: QualityOptions): Promise<QualityResult> {
   const data = await spec.load();
   console.log(`${spec.name}: ${JSON.stringify(data.counts)} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   const rows: QualityRow[] = [];
-  for (const name of models) {
+  const seeds = o.seeds ?? [98765];
+  const neural = (name: string): boolean => name === 'recvae' || name.startsWith('vae') || name.startsWith('dae');
+  const runs = models.flatMap((name) => (neural(name) ? seeds.map((seed) => ({ name, seed })) : [{ name, seed: 98765 }]));
+  for (const { name, seed } of runs) {
     const t = performance.now();
     let model: Recommender;
-    let label = name;
+    let label = neural(name) && seeds.length > 1 ? `${name} seed ${seed}` : name;
     let detail: unknown;
     if (name === 'popularity') {
       const p = new Popularity();
@@ -138,7 +143,7 @@ export async function runQuality(o: QualityOptions): Promise<QualityResult> {
       const m = new RecVAE({ threads });
       const recvaeEpochs = o.recvaeEpochs ?? 50;
       const h = await m.fit({ train: data.train, validation: data.validation }, {
-        epochs: recvaeEpochs, seed: 98765, metric: spec.metrics[spec.metrics.length - 1],
+        epochs: recvaeEpochs, seed, metric: spec.metrics[spec.metrics.length - 1],
         onEpoch: (r) => r.epoch % 10 === 0 && console.log(`  recvae epoch ${r.epoch}: loss ${r.loss.toFixed(2)} validation ${JSON.stringify(r.validation)}`),
       });
       detail = { precision: 'fp32', bestEpoch: h.bestEpoch, bestValidation: h.bestScore, secondsPerEpoch: h.seconds / h.epochs.length };
@@ -148,7 +153,7 @@ export async function runQuality(o: QualityOptions): Promise<QualityResult> {
       const pDims = name === 'dae' ? [200] : [200, 600];
       const m = dae ? new MultDAE({ pDims, threads, precision }) : new MultVAE({ pDims, threads, precision });
       const h = await m.fit({ train: data.train, validation: data.validation }, {
-        epochs, seed: 98765, metric: spec.metrics[spec.metrics.length - 1], beta: { schedule: 'epoch-relative', cap: 0.2 },
+        epochs, seed, metric: spec.metrics[spec.metrics.length - 1], beta: { schedule: 'epoch-relative', cap: 0.2 },
         onEpoch: (r) => r.epoch % 20 === 0 && console.log(`  ${name} epoch ${r.epoch}: loss ${r.loss.toFixed(2)} validation ${JSON.stringify(r.validation)}`),
       });
       detail = { precision: m.precision, bestEpoch: h.bestEpoch, bestValidation: h.bestScore, secondsPerEpoch: h.seconds / h.epochs.length };
@@ -160,6 +165,19 @@ export async function runQuality(o: QualityOptions): Promise<QualityResult> {
     console.log(`${label}: ${spec.metrics.map((m) => `${m} ${report.summary[m].mean.toFixed(4)} ± ${report.summary[m].stderr.toFixed(4)}`).join(', ')} (${seconds.toFixed(1)} s)`);
     model.dispose();
   }
+  // Several seeds: the mean over seeds with its standard error (std over seeds / sqrt(seeds)).
+  if (seeds.length > 1)
+    for (const name of models.filter(neural)) {
+      const mine = rows.filter((r) => r.model.startsWith(`${name} seed `));
+      const summary: QualityRow['summary'] = {};
+      for (const m of spec.metrics) {
+        const xs = mine.map((r) => r.summary[m].mean);
+        const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+        const sd = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
+        summary[m] = { mean, stderr: sd / Math.sqrt(xs.length) };
+      }
+      rows.push({ model: name, seconds: mine.reduce((a, r) => a + r.seconds, 0), summary, detail: { seeds, over: 'seeds (stderr = std / sqrt(seeds))' } });
+    }
   const lines = [`${spec.name}, test set`, `${'model'.padEnd(14)}${spec.metrics.map((m) => m.padStart(22)).join('')}${'seconds'.padStart(10)}   reference`];
   for (const r of rows) {
     const ref = spec.reference[r.model] ?? spec.reference[r.model.replace(/-\d+$/, '')];
@@ -193,6 +211,7 @@ if (require.main === module) (async () => {
     models: (argv('models') ?? 'popularity,ease,vae,dae').split(','),
     epochs: Number(argv('epochs') ?? 200),
     recvaeEpochs: argv('recvae-epochs') ? Number(argv('recvae-epochs')) : undefined,
+    seeds: argv('seeds') ? (argv('seeds') as string).split(',').map(Number) : undefined,
     threads: argv('threads') ? Number(argv('threads')) : undefined,
     precision,
     heldOut: argv('held-out') ? Number(argv('held-out')) : undefined,

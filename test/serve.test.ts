@@ -151,3 +151,23 @@ test('a slow client is cut off after the header timeout, and an aborted upload i
   });
   t.deepEqual(logged, [], 'nothing logged for a client that went away');
 });
+
+test('a RecVAE is served the same way (its answers equal recommend())', async (t) => {
+  const rec = await train({ train: twoGroups(), itemIds: ids }, {
+    model: 'recvae', epochs: 8, batchSize: 20, learningRate: 0.01, seed: 3, architecture: { hidden: 16, latent: 4, layers: 2, threads: 1 },
+  });
+  const server = createRecommendServer(rec, {});
+  const address = await listen(server, 0);
+  try {
+    const r = await post(`http://127.0.0.1:${address.port}/recommend`, { items: ['item0', 'item1'], k: 4 });
+    t.is(r.status, 200);
+    const body = (await r.json()) as { items: string[] };
+    const [direct] = await rec.recommend([['item0', 'item1']], { k: 4 });
+    t.deepEqual(body.items, direct.items);
+    const meta = (await (await fetch(`http://127.0.0.1:${address.port}/model`)).json()) as { kind: string };
+    t.is(meta.kind, 'recvae');
+  } finally {
+    await shutdown(server, 2000);
+    rec.dispose();
+  }
+});

@@ -66,3 +66,31 @@ test('--model dae without --p-dims gets the same default as MultDAE: the paper\'
   t.is(arch.encoderDims[1], 200);
   t.deepEqual(arch.decoderDims.slice(0, -1), [200]);
 });
+
+test('--model recvae trains with the authors\' options, resumes exactly, and refuses RecVAE options for other models', async (t) => {
+  const dir = tempDir();
+  const recvaeArgs = (runDir: string): string[] => [
+    CLI, 'train', '--model', 'recvae', '--dataset', sharedFile('ml-latest-small', 'ratings.csv'), '--held-out', '50', '--n-epochs', '3',
+    '--batch-size', '100', '--hidden-dim', '32', '--latent-dim', '16', '--gamma', '0.01', '--n-enc-epochs', '2', '--threads', '1', '--run-dir', runDir,
+  ];
+  const straight = path.join(dir, 'straight');
+  const r = await run(process.execPath, recvaeArgs(straight), { maxBuffer: 1 << 24 });
+  t.regex(r.stdout, /epoch\s+3 .*gamma 0\.0100/);
+  const config = JSON.parse(fs.readFileSync(path.join(straight, 'config.json'), 'utf8'));
+  t.is(config.lr, 5e-4, "RecVAE's learning rate by default");
+  const saved = JSON.parse(fs.readFileSync(path.join(straight, 'results.json'), 'utf8'));
+  t.true(saved.test['ndcg@100'].mean > saved.popularity['ndcg@100'].mean * 0.5);
+  // Interrupt after the first epoch, resume: the same test metrics.
+  const broken = path.join(dir, 'broken');
+  const child = spawn(process.execPath, recvaeArgs(broken));
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+    if (/epoch\s+1 /.test(out) && !child.killed) child.kill('SIGINT');
+  });
+  t.is(await new Promise((resolve) => child.once('exit', resolve)), 130);
+  await run(process.execPath, [CLI, 'train', '--resume', broken], { maxBuffer: 1 << 24 });
+  t.deepEqual(JSON.parse(fs.readFileSync(path.join(broken, 'results.json'), 'utf8')).test, saved.test);
+  const e = await t.throwsAsync(run(process.execPath, [CLI, 'train', '--dataset', 'x', '--gamma', '0.1', '--run-dir', path.join(dir, 'vae')]));
+  t.regex((e as Error & { stderr: string }).stderr, /gamma: a RecVAE option/);
+});

@@ -1,0 +1,84 @@
+// RecVAE's training passes beside Mult-VAE's epoch at the ML-20M shape (20,108 items, batch 500, about 72
+// clicks per user), measured side by side in one run on the same generated clicks: seconds per batch of
+// a Mult-VAE step (I-600-200-600-I, fp32), a RecVAE encoder step (5 x 600 dense layers, the composite
+// prior's extra encoder pass) and a RecVAE decoder step, alternating, median of the rounds. Per epoch:
+// Mult-VAE runs one pass over the users, RecVAE the authors' 3 encoder passes and 1 decoder pass.
+//
+// usage: node dist/bench/recvae-speed.js [--users N (10000)] [--rounds N (3)] [--threads N] [--json OUT]
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { performance } from 'node:perf_hooks';
+
+import { MultVAE, RecVAE, generateClicks, type VaeFamilyModel } from '../src/index';
+import type { NativeEpochOptions } from '../src/native';
+import { cpuDescription } from './native-tools';
+
+const argv = process.argv.slice(2);
+const opt = (name: string): string | undefined => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const median = (v: number[]): number => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function main(): Promise<void> {
+  const threads = Number(opt('threads') ?? os.availableParallelism());
+  const users = Number(opt('users') ?? 10_000);
+  const rounds = Number(opt('rounds') ?? 3);
+  const items = 20_108;
+  const cpu = cpuDescription();
+  console.log(`CPU: ${cpu.model}, ${cpu.cores} cores, flags ${cpu.flags.join(' ')}; vaecf SIMD target ${cpu.simdTarget}`);
+  const train = generateClicks({ users, items, meanClicksPerUser: 72, seed: 5 });
+  const batches = Math.ceil(users / 500);
+  console.log(`${users} users x ${items} items, ${train.indptr[users]} clicks, ${batches} batches of 500 per pass, ${threads} threads`);
+  const vae = new MultVAE({ pDims: [200, 600], threads, precision: 'fp32' });
+  const rec = new RecVAE({ threads });
+  await vae.createState(items, 1, undefined);
+  await rec.createState(items, 1, undefined);
+  const base: NativeEpochOptions = {
+    batchSize: 500, seed: 1, epoch: 0, l2: 0, betaKind: 'constant', betaCap: 0.2, betaTotalSteps: 1, betaValue: 0.2,
+    learningRate: 1e-3, weightDecay: 0, decoupledWeightDecay: false, step: 0, annealCount: 0,
+  };
+  const pass = async (m: VaeFamilyModel<object>, extra: Partial<NativeEpochOptions>): Promise<number> => {
+    const t = performance.now();
+    await m.learned().native.trainEpoch(train, { ...base, ...extra });
+    return (performance.now() - t) / 1000 / batches;
+  };
+  const times = { multVae: [] as number[], encoder: [] as number[], decoder: [] as number[] };
+  await pass(vae, {});
+  await pass(rec, { phase: 'encoder', gamma: 0.005 }); // warm-up (allocations)
+  for (let r = 0; r < rounds; r++) {
+    times.multVae.push(await pass(vae, {}));
+    times.encoder.push(await pass(rec, { phase: 'encoder', gamma: 0.005 }));
+    times.decoder.push(await pass(rec, { phase: 'decoder', gamma: 0.005 }));
+    console.log(`round ${r + 1}: per batch Mult-VAE ${(times.multVae[r] * 1000).toFixed(1)} ms, RecVAE encoder ${(times.encoder[r] * 1000).toFixed(1)} ms, decoder ${(times.decoder[r] * 1000).toFixed(1)} ms`);
+  }
+  const perBatch = { multVae: median(times.multVae), encoder: median(times.encoder), decoder: median(times.decoder) };
+  const ml20mBatches = Math.ceil(116_677 / 500);
+  const epoch = { multVae: perBatch.multVae * ml20mBatches, recvae: (3 * perBatch.encoder + perBatch.decoder) * ml20mBatches };
+  const result = {
+    machine: { cpu: cpu.model, cores: cpu.cores, flags: cpu.flags, simdTarget: cpu.simdTarget, threads },
+    command: `node dist/bench/recvae-speed.js ${argv.join(' ')}`.trim(),
+    shape: { users, items, clicks: train.indptr[users], batchSize: 500, rounds },
+    secondsPerBatch: perBatch,
+    ml20mEpochSeconds: { ...epoch, note: '233 batches of 500 (116,677 users); RecVAE: 3 encoder passes + 1 decoder pass' },
+    ratios: {
+      recvaeEncoderPassOverMultVaeEpoch: perBatch.encoder / perBatch.multVae,
+      recvaeDecoderPassOverMultVaeEpoch: perBatch.decoder / perBatch.multVae,
+      recvaeEpochOverMultVaeEpoch: epoch.recvae / epoch.multVae,
+    },
+  };
+  console.log(`per batch (median of ${rounds}): Mult-VAE ${(perBatch.multVae * 1000).toFixed(1)} ms; RecVAE encoder ${(perBatch.encoder * 1000).toFixed(1)} ms (${result.ratios.recvaeEncoderPassOverMultVaeEpoch.toFixed(2)}x), decoder ${(perBatch.decoder * 1000).toFixed(1)} ms (${result.ratios.recvaeDecoderPassOverMultVaeEpoch.toFixed(2)}x)`);
+  console.log(`ML-20M epoch: Mult-VAE ${epoch.multVae.toFixed(1)} s; RecVAE (3 + 1 passes) ${epoch.recvae.toFixed(1)} s (${result.ratios.recvaeEpochOverMultVaeEpoch.toFixed(2)}x)`);
+  const out = opt('json');
+  if (out) fs.writeFileSync(out, JSON.stringify(result, null, 2));
+  vae.dispose();
+  rec.dispose();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

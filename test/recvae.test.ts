@@ -1,0 +1,33 @@
+// RecVAE's options: what is refused with which message, and what the defaults are.
+import test from 'ava';
+
+import { MultVAE, RecVAE, train } from '../src/index';
+import { twoGroups } from './helpers';
+
+test('RecVAE refuses a GPU, a non-fp32 precision and bad sizes, naming the option', (t) => {
+  t.throws(() => new RecVAE({ device: 'cuda' }).architecture(10), { message: /device: RecVAE runs on the CPU engine/ });
+  t.throws(() => new RecVAE({ precision: 'bf16' }).architecture(10), { message: /precision: RecVAE runs in fp32/ });
+  t.throws(() => new RecVAE({ hidden: 0 }).architecture(10), { message: /hidden: expected a positive integer/ });
+  t.throws(() => new RecVAE({ mixtureWeights: [0.5, 0.5, 0.5] }).architecture(10), { message: /mixtureWeights: expected three positive weights that sum to 1/ });
+  t.throws(() => new RecVAE({ dropout: 1 }).architecture(10), { message: /dropout: expected a probability/ });
+  const a = new RecVAE().architecture(10);
+  t.deepEqual(a.recvae, { items: 10, hidden: 600, latent: 200, layers: 5, layerNormEps: 0.1, inputDropout: 0.5, mixtureWeights: [3 / 20, 3 / 4, 1 / 10], wideLogVar: 10 });
+});
+
+test('RecVAE training options: gamma or beta, and RecVAE options refused for Mult-VAE', async (t) => {
+  const data = { train: twoGroups() };
+  await t.throwsAsync(train(data, { model: 'recvae', gamma: 0.01, beta: { schedule: 'constant', value: 0.2 }, epochs: 1 }), { message: /give one of them/ });
+  await t.throwsAsync(new MultVAE({ pDims: [4, 8] }).fit(data, { gamma: 0.01, epochs: 1 }), { message: /gamma: a RecVAE option/ });
+  await t.throwsAsync(train(data, { model: 'recvae', encoderEpochs: 0, epochs: 1 }), { message: /encoderEpochs: expected a positive integer/ });
+  const m = await train(data, { model: 'recvae', architecture: { hidden: 16, latent: 4, layers: 2, threads: 1 }, epochs: 2, batchSize: 16 });
+  t.is(m.kind, 'recvae');
+  t.is(m.trainingState?.epoch, 2);
+  // Defaults: 3 encoder passes and 1 decoder pass per epoch, each a pass over the users in batches.
+  const batches: number[] = [];
+  const m2 = new RecVAE({ hidden: 16, latent: 4, layers: 2, threads: 1 });
+  await m2.fit(data, { epochs: 1, batchSize: 16, onBatch: (b) => batches.push(b.batch) });
+  const perPass = Math.ceil(data.train.rows / 16);
+  t.is(batches.length, 4 * perPass);
+  m.dispose();
+  m2.dispose();
+});
