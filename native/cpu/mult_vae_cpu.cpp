@@ -82,7 +82,6 @@ MultVaeCpu<T>::MultVaeCpu(const ModelConfig& config) : config_(config), layout_(
   acts_.resize(nLayers_);
   dropped_.resize(nLayers_);
   masks_.resize(nLayers_);
-  indptr_.assign(1, 0);
 }
 
 template <typename T>
@@ -160,41 +159,17 @@ void MultVaeCpu<T>::initialize(uint64_t seed) {
 
 template <typename T>
 void MultVaeCpu<T>::loadBatch(const CsrView& data, const int64_t* rows, int64_t first, int64_t m) {
-  if (data.cols != config_.numItems())
-    throw InvalidArgument("the click matrix has " + std::to_string(data.cols) + " item columns but the model has " +
-                          std::to_string(config_.numItems()) + " items");
   PhaseTimer timer(profile_, Profile::Gather);
+  input_.load(data, rows, first, m, config_.numItems());
   reserve(m);
   m_ = m;
-  indptr_.resize(m + 1);
-  indptr_[0] = 0;
-  for (int64_t u = 0; u < m; ++u) {
-    const int64_t r = rows ? rows[u] : first + u;
-    if (r < 0 || r >= data.rows) throw InvalidArgument("row " + std::to_string(r) + " is out of range");
-    indptr_[u + 1] = indptr_[u] + (data.indptr[r + 1] - data.indptr[r]);
-  }
-  const int64_t nnz = indptr_[m];
-  indices_.resize(nnz);
-  raw_.resize(nnz);
-  input_.resize(nnz);
-  inputScale_.assign(nnz, T(1));
-  for (int64_t u = 0; u < m; ++u) {
-    const int64_t r = rows ? rows[u] : first + u;
-    const int64_t b = data.indptr[r], e = data.indptr[r + 1];
-    if (e > b) std::memcpy(indices_.data() + indptr_[u], data.indices + b, size_t(e - b) * sizeof(int32_t));  // never from null
-    for (int64_t k = b; k < e; ++k) raw_[indptr_[u] + (k - b)] = T(data.value(k));
-  }
 }
 
 template <typename T>
 void MultVaeCpu<T>::sampleNoise(uint64_t seed, uint64_t step) {
   PhaseTimer timer(profile_, Profile::Noise);
-  const int64_t m = m_, nnz = batchNnz();
-  const double p0 = dropoutOf(0);
-  CounterRng inRng(seed, uint32_t(Stream::InputDropout), step);
-#pragma omp parallel for schedule(static) num_threads(threads_)
-  for (int64_t k = 0; k < nnz; ++k)
-    inputScale_[k] = p0 > 0 ? (inRng.uniform(uint64_t(k)) >= p0 ? T(1.0 / (1.0 - p0)) : T(0)) : T(1);
+  const int64_t m = m_;
+  input_.sampleDropout(seed, step, dropoutOf(0), threads_);
   for (int64_t l = 1; l < nLayers_; ++l) {
     const double p = dropoutOf(l);
     if (p <= 0) continue;
@@ -226,15 +201,8 @@ void MultVaeCpu<T>::forward(bool training) {
 
   // Encoder input: x_u / ||x_u||_2, then inverted dropout (training only). Values live on the nnz.
   {
-  PhaseTimer timer(profile_, Profile::SparseForward);
-#pragma omp parallel for schedule(static) num_threads(par)
-  for (int64_t u = 0; u < m; ++u) {
-    double sq = 0;
-    for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) sq += double(raw_[k]) * double(raw_[k]);
-    const T inv = sq > 0 ? T(1.0 / std::sqrt(sq)) : T(0);
-    for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k)
-      input_[k] = raw_[k] * inv * (training ? inputScale_[k] : T(1));
-  }
+    PhaseTimer timer(profile_, Profile::SparseForward);
+    input_.normalise(training, par);
   }
 
   for (int64_t layer = 0; layer < nLayers_; ++layer) {
@@ -245,21 +213,7 @@ void MultVaeCpu<T>::forward(bool training) {
     if (layer == 0) {
       PhaseTimer timer(profile_, Profile::SparseForward);
       // Sparse first layer: A[u, :] = b + sum_{i in row u} input_ui * W[i, :]  (no dense batch x items input).
-#pragma omp parallel for schedule(dynamic, 8) num_threads(par)
-      for (int64_t u = 0; u < m; ++u) {
-        T* row = out + u * L.out;
-        std::memcpy(row, b, size_t(L.out) * sizeof(T));
-        if constexpr (std::is_same_v<T, float>) {
-          sparseRow(row, W, L.out, indices_.data() + indptr_[u], input_.data() + indptr_[u], indptr_[u + 1] - indptr_[u]);
-        } else {
-          for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
-            const T v = input_[k];
-            if (v == T(0)) continue;
-            const T* w = W + int64_t(indices_[k]) * L.out;
-            for (int64_t c = 0; c < L.out; ++c) row[c] += v * w[c];
-          }
-        }
-      }
+      input_.forward(W, b, L.out, out, par);
     } else {
       const T* in = layerSource(layer);
       if (training && dropoutOf(layer) > 0) {
@@ -336,59 +290,19 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
   // Multinomial likelihood per user: nll_u = n_u * logsumexp(logits_u) - sum_i x_ui logits_ui, n_u = sum_i x_ui.
   // Its gradient, written over the logits: d nll / d logits_ui = (n_u softmax_ui - x_ui) / M.
   {
-  PhaseTimer timer(profile_, Profile::Likelihood);
-  if (fusedOutput()) {
-    // Fused (float): bias, logsumexp, likelihood and its gradient in one kernel per row (the SIMD target's vector code);
-    // in bf16 mode the gradient is written only as bf16, the input of the two backward matrix products.
-    const float* bias = reinterpret_cast<const float*>(params_.data() + layout_.layers.back().biasOffset);
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (int64_t u = 0; u < m; ++u) {
-      float* row = reinterpret_cast<float*>(logits + u * nItems);
-      rowNll_[u] = likelihoodRow(row, bias, nItems, indices_.data() + indptr_[u], reinterpret_cast<const float*>(raw_.data()) + indptr_[u],
-                                 indptr_[u + 1] - indptr_[u], float(invM), bf16Output_ ? nullptr : row,
-                                 bf16Output_ ? outputGradBf16_.data() + u * nItems : nullptr);
-    }
-  } else {
-#pragma omp parallel for schedule(static) num_threads(threads_)
-  for (int64_t u = 0; u < m; ++u) {
-    T* row = logits + u * nItems;
-    double n = 0, dot = 0;
-    for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
-      n += double(raw_[k]);
-      dot += double(raw_[k]) * double(row[indices_[k]]);
-    }
-    T mx = row[0];
-    for (int64_t i = 1; i < nItems; ++i) mx = std::max(mx, row[i]);
-    double sum = 0;
-    for (int64_t i = 0; i < nItems; ++i) {
-      row[i] = std::exp(row[i] - mx);
-      sum += double(row[i]);
-    }
-    const double lse = double(mx) + std::log(sum);
-    rowNll_[u] = n * lse - dot;
-    const T scale = T(n / sum) * invM;
-    for (int64_t i = 0; i < nItems; ++i) row[i] *= scale;
-    for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) row[indices_[k]] -= raw_[k] * invM;
-  }
-  }
+    PhaseTimer timer(profile_, Profile::Likelihood);
+    // Float: bias, logsumexp, likelihood and gradient fused in one SIMD kernel per row (in bf16 mode the
+    // gradient is written only as bf16, the input of the two backward matrix products). Double: the
+    // forward already added the bias.
+    const T* bias = fusedOutput() ? params_.data() + layout_.layers.back().biasOffset : nullptr;
+    multinomialLikelihood(logits, bias, nItems, input_, rowNll_.data(), bf16Output_ ? outputGradBf16_.data() : nullptr, threads_);
   }
 
   // KL(q(z|x) || N(0, I)) per user = 0.5 sum_d (-logvar + exp(logvar) + mu^2 - 1).
   double nll = 0, kl = 0;
   for (int64_t u = 0; u < m; ++u) nll += rowNll_[u];
   nll /= double(m);
-  if (config_.variational) {
-    const T* enc = acts_[nEnc_ - 1].data();
-    for (int64_t u = 0; u < m; ++u) {
-      const T* mu = enc + u * 2 * D;
-      const T* lv = mu + D;
-      double s = 0;
-      for (int64_t d = 0; d < D; ++d)
-        s += 0.5 * (-double(lv[d]) + std::exp(double(lv[d])) + double(mu[d]) * double(mu[d]) - 1.0);
-      kl += s;
-    }
-    kl /= double(m);
-  }
+  if (config_.variational) kl = gaussianKl<T>(acts_[nEnc_ - 1].data(), m, D, nullptr, T(0)) / double(m);
   double l2sum = 0;
   if (l2 > 0)
     for (const auto& L : layout_.layers)
@@ -433,41 +347,9 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     }
     if (layer == 0) {
       PhaseTimer timer(profile_, Profile::SparseGradient);
-      // Sparse weight gradient, by item: dW[i, :] = sum over the batch's clicks (u, i) of input_ui * dcur[u, :].
-      // Every row of dW is written once (zeros for items nobody in the batch clicked), each summed in
-      // registers in ascending user order: deterministic whatever the thread count.
-      const int64_t nItems = L.in, nnz = batchNnz();
-      itemPtr_.assign(size_t(nItems + 1), 0);
-      for (int64_t k = 0; k < nnz; ++k) ++itemPtr_[size_t(indices_[k]) + 1];
-      for (int64_t i = 0; i < nItems; ++i) itemPtr_[i + 1] += itemPtr_[i];
-      itemUser_.resize(nnz);
-      itemValue_.resize(nnz);
-      {
-        std::vector<int64_t> fill(itemPtr_.begin(), itemPtr_.end() - 1);
-        for (int64_t u = 0; u < m; ++u)
-          for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
-            const int64_t at = fill[size_t(indices_[k])]++;
-            itemUser_[at] = int32_t(u);
-            itemValue_[at] = input_[k];
-          }
-      }
-#pragma omp parallel for schedule(dynamic, 64) num_threads(threads_)
-      for (int64_t i = 0; i < nItems; ++i) {
-        T* row = dW + i * L.out;
-        std::memset(row, 0, size_t(L.out) * sizeof(T));
-        const int64_t b0 = itemPtr_[i], count = itemPtr_[i + 1] - b0;
-        if (count == 0) continue;
-        if constexpr (std::is_same_v<T, float>) {
-          sparseRow(row, dcur, L.out, itemUser_.data() + b0, itemValue_.data() + b0, count);
-        } else {
-          for (int64_t p = b0; p < b0 + count; ++p) {
-            const T v = itemValue_[p];
-            if (v == T(0)) continue;
-            const T* g = dcur + int64_t(itemUser_[p]) * L.out;
-            for (int64_t c = 0; c < L.out; ++c) row[c] += v * g[c];
-          }
-        }
-      }
+      // Sparse weight gradient, by item: dW[i, :] = sum over the batch's clicks (u, i) of input_ui * dcur[u, :],
+      // every row written once, deterministic whatever the thread count (layers.h).
+      input_.weightGradient(dcur, L.out, dW, threads_);
       break;
     }
     const T* in = (dropoutOf(layer) > 0) ? dropped_[layer].data() : layerSource(layer);
@@ -500,18 +382,17 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
       const T b = T(beta) * invM;
 #pragma omp parallel for schedule(static) num_threads(threads_)
       for (int64_t u = 0; u < m; ++u) {
-        const T* mu = enc + u * 2 * D;
-        const T* lv = mu + D;
+        const T* lv = enc + u * 2 * D + D;
         const T* dz = dIn + u * D;
         const T* eps = eps_.data() + u * D;
         T* dmu = dE + u * 2 * D;
         T* dlv = dmu + D;
         for (int64_t d = 0; d < D; ++d) {
-          const T sd = std::exp(T(0.5) * lv[d]);
-          dmu[d] = dz[d] + b * mu[d];
-          dlv[d] = dz[d] * eps[d] * T(0.5) * sd + b * T(0.5) * (sd * sd - T(1));
+          dmu[d] = dz[d];
+          dlv[d] = dz[d] * eps[d] * T(0.5) * std::exp(T(0.5) * lv[d]);
         }
       }
+      gaussianKl<T>(enc, m, D, dE, b);  // + beta / M * dKL / d(mu, logvar)
       dcur = dE;
     } else {
       // Through tanh: d pre = d post * (1 - tanh^2).
@@ -627,6 +508,8 @@ template <typename T>
 void MultVaeCpu<T>::topK(int64_t k, bool excludeSeen, const uint8_t* candidates, int32_t* outItems, float* outScores) {
   const int64_t m = m_, nItems = config_.numItems();
   T* logits = acts_.back().data();
+  const int64_t* indptr = input_.indptr();
+  const int32_t* indices = input_.indices();
 #pragma omp parallel num_threads(int(std::min<int64_t>(threads_, m)))
   {
     RowTopK<T> select;
@@ -634,7 +517,7 @@ void MultVaeCpu<T>::topK(int64_t k, bool excludeSeen, const uint8_t* candidates,
     for (int64_t u = 0; u < m; ++u) {
       T* row = logits + u * nItems;
       if (excludeSeen)
-        for (int64_t j = indptr_[u]; j < indptr_[u + 1]; ++j) row[indices_[j]] = -std::numeric_limits<T>::infinity();
+        for (int64_t j = indptr[u]; j < indptr[u + 1]; ++j) row[indices[j]] = -std::numeric_limits<T>::infinity();
       if (candidates)
         for (int64_t i = 0; i < nItems; ++i)
           if (!candidates[i]) row[i] = -std::numeric_limits<T>::infinity();

@@ -9,6 +9,7 @@
 #include "../core/csr.h"
 #include "../core/engine.h"
 #include "kernels.h"
+#include "layers.h"
 #include "onednn_matmul.h"
 
 namespace vaecf::cpu {
@@ -47,11 +48,11 @@ class MultVaeCpu {
   // Gather a batch: the rows listed in `rows` (or rows [first, first + m) when rows is null).
   void loadBatch(const CsrView& data, const int64_t* rows, int64_t first, int64_t m);
   int64_t batchRows() const { return m_; }
-  int64_t batchNnz() const { return int64_t(indices_.size()); }
+  int64_t batchNnz() const { return input_.nnz(); }
 
   // Training noise for the loaded batch from the counter RNG; tests may overwrite it afterwards.
   void sampleNoise(uint64_t seed, uint64_t step);
-  T* inputDropoutScale() { return inputScale_.data(); }             // [nnz]: 0 or 1 / keep
+  T* inputDropoutScale() { return input_.dropoutScale(); }          // [nnz]: 0 or 1 / keep
   T* hiddenDropoutScale(int64_t layer) { return masks_[layer].data(); }  // [m x in_layer], layer >= 1
   T* epsilon() { return eps_.data(); }                               // [m x latent]
 
@@ -92,16 +93,10 @@ class MultVaeCpu {
   std::vector<T> params_, grads_, adamM_, adamV_;
   int64_t adamT_ = 0;
 
-  // The loaded batch (CSR): raw click values and the normalised, dropped-out encoder input.
+  // The loaded batch (CSR, the sparse input layer of layers.h): raw click values and the normalised,
+  // dropped-out encoder input.
   int64_t m_ = 0, capacityRows_ = 0;
-  std::vector<int64_t> indptr_;
-  std::vector<int32_t> indices_;
-  std::vector<T> raw_, input_, inputScale_;
-  // The batch's clicks by item (built with the backward pass): itemPtr_[i]..itemPtr_[i + 1] index
-  // itemUser_ (the batch row, ascending) and itemValue_ (the input value of that click).
-  std::vector<int64_t> itemPtr_;
-  std::vector<int32_t> itemUser_;
-  std::vector<T> itemValue_;
+  SparseInput<T> input_;
   bool training_ = false;
 
   // Activations: acts_[k] = output of layer k after its activation ([rows x out_k]); the last is the logits.
