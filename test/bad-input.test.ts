@@ -69,7 +69,7 @@ test('bad options name the option and what was expected', async (t) => {
     [{ epochz: 3 }, /unknown training option "epochz"/],
     [{ architecture: { pDims: [4, -2] } }, /pDims: expected a non-empty array of positive integers/],
     [{ architecture: { pDims: [4, 8], encoderDropout: [0.5] } }, /encoderDropout: expected 2 probabilities/],
-    [{ model: 'rbm' }, /model: expected 'mult-vae' or 'mult-dae'/],
+    [{ model: 'rbm' }, /model: expected 'mult-vae', 'mult-dae' or 'recvae'/],
   ];
   for (const [options, message] of cases) {
     const e = await t.throwsAsync(train({ train: data }, options));

@@ -1,7 +1,7 @@
 // RecVAE's options: what is refused with which message, and what the defaults are.
 import test from 'ava';
 
-import { MultVAE, RecVAE, train } from '../src/index';
+import { MultVAE, RECVAE_DEFAULTS, RecVAE, TRAIN_DEFAULTS, train } from '../src/index';
 import { twoGroups } from './helpers';
 
 test('RecVAE refuses a GPU, a non-fp32 precision and bad sizes, naming the option', (t) => {
@@ -10,6 +10,8 @@ test('RecVAE refuses a GPU, a non-fp32 precision and bad sizes, naming the optio
   t.throws(() => new RecVAE({ hidden: 0 }).architecture(10), { message: /hidden: expected a positive integer/ });
   t.throws(() => new RecVAE({ mixtureWeights: [0.5, 0.5, 0.5] }).architecture(10), { message: /mixtureWeights: expected three positive weights that sum to 1/ });
   t.throws(() => new RecVAE({ dropout: 1 }).architecture(10), { message: /dropout: expected a probability/ });
+  t.like(RECVAE_DEFAULTS, { lr: 5e-4, nEpochs: 50 }, "the CLI's RecVAE defaults are the authors'");
+  t.is(TRAIN_DEFAULTS.batchSize, 500);
   const a = new RecVAE().architecture(10);
   t.deepEqual(a.recvae, { items: 10, hidden: 600, latent: 200, layers: 5, layerNormEps: 0.1, inputDropout: 0.5, mixtureWeights: [3 / 20, 3 / 4, 1 / 10], wideLogVar: 10 });
 });
