@@ -84,6 +84,7 @@ export const DATASETS: Record<string, () => DatasetSpec> = {
       'ease-300': { metric: 'ndcg@100', min: 0.4191, max: 0.4201 },
       vae: { metric: 'ndcg@100', min: 0.395, fp32Only: true },
       dae: { metric: 'ndcg@100', min: 0.42, fp32Only: true },
+      recvae: { metric: 'ndcg@100', min: 0.41 },
     },
   }),
   gowalla: () => ({
@@ -220,7 +221,7 @@ if (require.main === module) (async () => {
     (r) => {
       console.log(`\n${r.table}`);
       const out = argv('json');
-      if (out) fs.writeFileSync(out, JSON.stringify(r, null, 2));
+      if (out) fs.writeFileSync(out, JSON.stringify({ machine: cpu, command: `node dist/bench/quality.js ${process.argv.slice(2).join(' ')}`, ...r }, null, 2));
       // --check: a model outside its band fails the run (npm run test:slow).
       if (process.argv.includes('--check') && r.checks.some((c) => !c.ok)) {
         console.error(`quality check failed: ${r.checks.filter((c) => !c.ok).map((c) => `${c.model} ${c.metric} ${c.value.toFixed(4)}`).join(', ')}`);
