@@ -12,15 +12,11 @@ import * as path from 'node:path';
 
 import { generateClicks, ML20M_SHAPE } from '../src/index';
 import { loadNative } from '../src/native';
-import { cpuDescription, findPython, harness, ROOT, writeCsr } from './native-tools';
+import { cpuDescription, findPython, harness, option as opt, ROOT, writeCsr } from './native-tools';
 import { runQuality, type QualityResult } from './quality';
 
 const argv = process.argv.slice(2);
 const flag = (name: string): boolean => argv.includes(`--${name}`);
-const opt = (name: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
 const log = (s: string): void => void process.stdout.write(`${s}\n`);
 
 function defaultQualityData(): string {

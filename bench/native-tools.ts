@@ -10,6 +10,18 @@ import type { CsrMatrix } from '../src/index';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 
+/** The value after `--name` on the command line, if any. */
+export function option(name: string, args: readonly string[] = process.argv.slice(2)): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+/** The median of a list of timings. */
+export function median(v: readonly number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
 /** The C++ harness (build-tests/vaecf_harness), built with CMake when missing. */
 export function harness(): string {
   const bin = path.join(ROOT, 'build-tests', 'vaecf_harness');

@@ -11,17 +11,9 @@ import { performance } from 'node:perf_hooks';
 
 import { MultVAE, RecVAE, generateClicks, type VaeFamilyModel } from '../src/index';
 import type { NativeEpochOptions } from '../src/native';
-import { cpuDescription } from './native-tools';
+import { cpuDescription, median, option as opt } from './native-tools';
 
 const argv = process.argv.slice(2);
-const opt = (name: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const median = (v: number[]): number => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 async function main(): Promise<void> {
   const threads = Number(opt('threads') ?? os.availableParallelism());

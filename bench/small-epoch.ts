@@ -11,18 +11,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { MultVAE, preparePaperProtocol, readInteractions } from '../src/index';
-import { cpuDescription, findPython, harnessNumber, ROOT, writeCsr } from './native-tools';
+import { cpuDescription, findPython, harnessNumber, median, option as opt, ROOT, writeCsr } from './native-tools';
 import { DATASETS } from './quality';
 
 const argv = process.argv.slice(2);
-const opt = (name: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const median = (v: number[]): number => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 async function main(): Promise<void> {
   const threads = Number(opt('threads') ?? os.availableParallelism());

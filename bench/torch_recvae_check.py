@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_step_check import build_harness  # noqa: E402
+from torch_step_check import build_harness, rel  # noqa: E402
 
 TOLERANCE = 1e-4
 WEIGHTS = (3 / 20, 3 / 4, 1 / 10)
@@ -167,9 +167,6 @@ def case(harness, name, phase, gamma, beta, seed):
     for o in opts:
         o.step()
     ref_after = np.concatenate([named[nm].detach().numpy().ravel() for nm in names])
-
-    def rel(a, b):
-        return float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)) / max(np.linalg.norm(b.astype(np.float64)), 1e-30))
 
     first = 0 if phase != 2 else n_enc_params
     last = len(flat) if phase != 1 else n_enc_params

@@ -30,6 +30,11 @@ def build_harness():
     return os.path.join(build, "vaecf_harness")
 
 
+def rel(a, b):
+    """Normwise relative error of a against the reference b, in float64."""
+    return float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)) / max(np.linalg.norm(b.astype(np.float64)), 1e-30))
+
+
 def layers_of(enc, dec, variational):
     """(in, out) of every layer, encoder first; the last encoder layer of a VAE outputs mu and logvar."""
     shapes = []
@@ -139,9 +144,6 @@ def case(harness, name, variational, enc_drop, dec_drop, beta, l2, optimizer, we
     ref_after = np.concatenate([p.detach().numpy().ravel() for p in tparams])
     ref_delta = ref_after - np.concatenate([p.numpy().ravel() for p in before])
     ours_delta = ours_after - flat
-
-    def rel(a, b):
-        return float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)) / max(np.linalg.norm(b.astype(np.float64)), 1e-30))
 
     rows = [
         ("loss", abs(ours_loss[0] - loss.item()) / abs(loss.item())),

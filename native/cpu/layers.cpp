@@ -4,11 +4,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
 #include <type_traits>
 
 #include "../core/rng.h"
 #include "blas.h"
 #include "kernels.h"
+#include "topk.h"
 
 namespace vaecf::cpu {
 
@@ -139,6 +141,34 @@ void SparseInput<T>::weightGradient(const T* dOut, int64_t cols, T* dW, int thre
       }
     }
   }
+}
+
+template <typename T>
+void SparseInput<T>::topK(T* scores, int64_t k, bool excludeSeen, const uint8_t* candidates, int32_t* outItems, float* outScores,
+                          int threads) const {
+  const int64_t items = numItems_;
+#pragma omp parallel num_threads(int(std::max<int64_t>(1, std::min<int64_t>(threads, m_))))
+  {
+    RowTopK<T> select;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t u = 0; u < m_; ++u) {
+      T* row = scores + u * items;
+      if (excludeSeen)
+        for (int64_t j = indptr_[u]; j < indptr_[u + 1]; ++j) row[indices_[j]] = -std::numeric_limits<T>::infinity();
+      if (candidates)
+        for (int64_t i = 0; i < items; ++i)
+          if (!candidates[i]) row[i] = -std::numeric_limits<T>::infinity();
+      select(row, items, k, outItems + u * k, outScores + u * k);
+    }
+  }
+}
+
+template <typename T>
+void addInto(T* y, const T* x, int64_t n, int threads) {
+  forChunks(n, threads, [&](int64_t i0, int64_t i1) {
+    if constexpr (isFloat<T>()) addScaled(y + i0, x + i0, 1.0f, i1 - i0);
+    else for (int64_t i = i0; i < i1; ++i) y[i] += x[i];
+  });
 }
 
 // ---- dense ----
@@ -388,7 +418,7 @@ double compositePriorKl(const T* enc, const T* prior, const T* z, int64_t m, int
 // ---- Adam ----
 
 template <typename T>
-void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& o, int64_t t, int threads) {
+void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& o, int64_t t, int threads, bf16* pBf16) {
   // PyTorch: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
   const double bc1 = 1.0 - std::pow(o.beta1, double(t));
   const double bc2 = 1.0 - std::pow(o.beta2, double(t));
@@ -396,8 +426,9 @@ void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& 
   if constexpr (isFloat<T>()) {
     const AdamStep st{float(o.learningRate / bc1), float(o.beta1), float(o.beta2), float(o.epsilon), float(std::sqrt(bc2)),
                       float(o.weightDecay), float(1.0 - o.learningRate * o.weightDecay), coupled, decoupled};
-    forChunks(n, threads, [&](int64_t i0, int64_t i1) { adamUpdate(p + i0, g + i0, m + i0, v + i0, i1 - i0, st, nullptr); });
+    forChunks(n, threads, [&](int64_t i0, int64_t i1) { adamUpdate(p + i0, g + i0, m + i0, v + i0, i1 - i0, st, pBf16 ? pBf16 + i0 : nullptr); });
   } else {
+    if (pBf16) throw std::logic_error("adamRange: a bf16 copy is only made by the float engine");
     const T stepSize = T(o.learningRate / bc1), bc2Sqrt = T(std::sqrt(bc2)), b1 = T(o.beta1), b2 = T(o.beta2), eps = T(o.epsilon);
     const T decay = T(o.weightDecay), shrink = T(1.0 - o.learningRate * o.weightDecay);
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -416,6 +447,7 @@ void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& 
 
 #define VAECF_LAYERS(T)                                                                                                            \
   template class SparseInput<T>;                                                                                                   \
+  template void addInto<T>(T*, const T*, int64_t, int);                                                                           \
   template void denseForward<T>(const T*, int64_t, int64_t, const T*, const T*, int64_t, T*, bool, int);                          \
   template void denseBackward<T>(const T*, const T*, int64_t, int64_t, const T*, int64_t, T*, T*, T*, bool, int);                 \
   template void columnSums<T>(const T*, int64_t, int64_t, T*, int);                                                                \
@@ -429,7 +461,7 @@ void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& 
   template double gaussianKl<T>(const T*, int64_t, int64_t, T*, T);                                                                \
   template double compositePriorKl<T>(const T*, const T*, const T*, int64_t, int64_t, const double*, const CompositePrior&, T*, T*, \
                                       T, int);                                                                                     \
-  template void adamRange<T>(T*, const T*, T*, T*, int64_t, const OptimizerOptions&, int64_t, int);
+  template void adamRange<T>(T*, const T*, T*, T*, int64_t, const OptimizerOptions&, int64_t, int, bf16*);
 
 VAECF_LAYERS(float)
 VAECF_LAYERS(double)

@@ -48,6 +48,10 @@ class SparseInput {
   T* dropoutScale() { return scale_.data(); }           // [nnz]; tests may overwrite it
   // Sum of the click values of user u (n_u in the likelihood).
   double clickSum(int64_t u) const;
+  // Top-k of each user's row of scores [m x numItems] (modified: the user's own clicks set to -inf when
+  // excludeSeen, items with candidates[i] == 0 too), best first, ties by the smaller index; outItems /
+  // outScores [m x k], padded with -1 / -inf.
+  void topK(T* scores, int64_t k, bool excludeSeen, const uint8_t* candidates, int32_t* outItems, float* outScores, int threads) const;
 
  private:
   int64_t m_ = 0, numItems_ = 0;
@@ -58,6 +62,10 @@ class SparseInput {
   std::vector<int32_t> itemUser_;
   std::vector<T> itemValue_;
 };
+
+// y[0..n) += x[0..n) (the SIMD kernel for float).
+template <typename T>
+void addInto(T* y, const T* x, int64_t n, int threads);
 
 // Y[m x out] = X[m x in] W[in x out] + b (b may be null: no bias). accumulate: Y += instead of Y =.
 template <typename T>
@@ -122,8 +130,9 @@ double compositePriorKl(const T* enc, const T* prior, const T* z, int64_t m, int
                         T* dz, T* dEnc, T scale, int threads);
 
 // Adam (PyTorch's formula; AdamW when options.decoupled) on n parameters at optimizer step t >= 1
-// (the step after this update's increment).
+// (the step after this update's increment); pBf16 (float only), when given, receives a bf16 copy of the
+// new parameters.
 template <typename T>
-void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& options, int64_t t, int threads);
+void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& options, int64_t t, int threads, bf16* pBf16 = nullptr);
 
 }  // namespace vaecf::cpu

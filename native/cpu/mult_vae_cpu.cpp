@@ -1,7 +1,5 @@
 #include "mult_vae_cpu.h"
 
-#include "topk.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -49,16 +47,6 @@ void forChunks(int64_t n, int threads, const F& f) {
 
 // The element-wise steps: the vector kernels for float, plain loops for the double engine (the
 // gradient-check reference).
-template <typename T>
-void tanhRange(T* a, int64_t n) {
-  if constexpr (std::is_same_v<T, float>) tanhInPlace(a, n);
-  else for (int64_t i = 0; i < n; ++i) a[i] = std::tanh(a[i]);
-}
-template <typename T>
-void tanhBackwardRange(T* grad, const T* act, int64_t n) {
-  if constexpr (std::is_same_v<T, float>) tanhBackward(grad, act, n);
-  else for (int64_t i = 0; i < n; ++i) grad[i] *= T(1) - act[i] * act[i];
-}
 template <typename T>
 void multiplyRange(const T* a, const T* b, T* out, int64_t n) {
   if constexpr (std::is_same_v<T, float>) multiply(a, b, out, n);
@@ -257,7 +245,7 @@ void MultVaeCpu<T>::forward(bool training) {
     }
     if (hasTanh(layer)) {
       PhaseTimer timer(profile_, Profile::Elementwise);
-      forChunks(m * L.out, par, [&](int64_t i0, int64_t i1) { tanhRange(out + i0, i1 - i0); });
+      tanhForward(out, m * L.out, par);
     }
     if (layer == nEnc_ - 1 && config_.variational) {
       // Reparameterisation: z = mu + eps * exp(logvar / 2) in training, z = mu in evaluation.
@@ -331,17 +319,14 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     PhaseTimer timer(profile_, Profile::BiasGradient);
     const bool bf16Grad = bf16Output_ && layer == nLayers_ - 1;
     const int64_t nBiasBlocks = (L.out + kBiasBlock - 1) / kBiasBlock;
+    if (!bf16Grad) {
+      columnSums(dcur, m, L.out, db, threads_);
+    } else if constexpr (std::is_same_v<T, float>) {
+      // The output layer's gradient exists only in bf16 here: the same column blocks, rows added in order.
 #pragma omp parallel for schedule(static) num_threads(threads_)
-    for (int64_t blk = 0; blk < nBiasBlocks; ++blk) {
-      const int64_t c0 = blk * kBiasBlock, c1 = std::min(L.out, c0 + kBiasBlock);
-      for (int64_t u = 0; u < m; ++u) {
-        if constexpr (std::is_same_v<T, float>) {
-          if (bf16Grad) {
-            addBf16(db + c0, outputGradBf16_.data() + u * L.out + c0, c1 - c0);
-            continue;
-          }
-        }
-        addScaledRange(db + c0, dcur + u * L.out + c0, T(1), c1 - c0);
+      for (int64_t blk = 0; blk < nBiasBlocks; ++blk) {
+        const int64_t c0 = blk * kBiasBlock, c1 = std::min(L.out, c0 + kBiasBlock);
+        for (int64_t u = 0; u < m; ++u) addBf16(db + c0, outputGradBf16_.data() + u * L.out + c0, c1 - c0);
       }
     }
     }
@@ -397,7 +382,7 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     } else {
       // Through tanh: d pre = d post * (1 - tanh^2).
       const T* act = acts_[layer - 1].data();
-      forChunks(m * L.in, threads_, [&](int64_t i0, int64_t i1) { tanhBackwardRange(dIn + i0, act + i0, i1 - i0); });
+      tanhBackwardOf(dIn, act, m * L.in, threads_);
       dcur = dIn;
     }
   }
@@ -420,57 +405,26 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
 
 template <typename T>
 void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
-  // PyTorch's Adam / AdamW: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
-  // p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+  // Adam / AdamW on every parameter (layers.h: adamRange); in bf16 mode the output layer's weights also
+  // refresh their bf16 copy.
   PhaseTimer timer(profile_, Profile::Optimizer);
   scoringPanelsStale_ = true;
   ensureOptimizerState();
-  if (grads_.size() != size_t(layout_.total)) grads_.assign(size_t(layout_.total), T(0));
   adamT_ += 1;
-  const double bc1 = 1.0 - std::pow(o.beta1, double(adamT_));
-  const double bc2 = 1.0 - std::pow(o.beta2, double(adamT_));
-  const T stepSize = T(o.learningRate / bc1);
-  const T bc2Sqrt = T(std::sqrt(bc2));
-  const T b1 = T(o.beta1), b2 = T(o.beta2), eps = T(o.epsilon);
-  const T decay = T(o.weightDecay);
-  const T shrink = T(1.0 - o.learningRate * o.weightDecay);
-  const bool decoupled = o.decoupled && o.weightDecay != 0;
-  const bool coupled = !o.decoupled && o.weightDecay != 0;
   T* p = params_.data();
   const T* g = grads_.data();
-  T* mm = adamM_.data();
-  T* vv = adamV_.data();
+  T* m = adamM_.data();
+  T* v = adamV_.data();
   const int64_t n = layout_.total;
-  if constexpr (std::is_same_v<T, float>) {
-    // Vectorised; chunks per thread; the output layer's weights also refresh their bf16 copy.
-    const AdamStep st{float(stepSize), float(b1), float(b2), float(eps), float(bc2Sqrt), float(decay), float(shrink), coupled, decoupled};
-    const auto& out = layout_.layers.back();
-    const int64_t wBegin = out.weightOffset, wEnd = out.weightOffset + out.in * out.out;
-    const int64_t chunk = 1 << 14;
-    const int64_t chunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (int64_t c = 0; c < chunks; ++c) {
-      int64_t i0 = c * chunk;
-      const int64_t i1 = std::min(n, i0 + chunk);
-      while (i0 < i1) {
-        // Split at the edges of the output weight range.
-        const bool inW = bf16Output_ && i0 >= wBegin && i0 < wEnd;
-        const int64_t end = inW ? std::min(i1, wEnd) : (bf16Output_ && i0 < wBegin ? std::min(i1, wBegin) : i1);
-        adamUpdate(p + i0, g + i0, mm + i0, vv + i0, end - i0, st, inW ? outputWeightBf16_.data() + (i0 - wBegin) : nullptr);
-        i0 = end;
-      }
-    }
-  } else {
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (int64_t i = 0; i < n; ++i) {
-      T gi = g[i];
-      if (coupled) gi += decay * p[i];
-      if (decoupled) p[i] *= shrink;
-      mm[i] = b1 * mm[i] + (T(1) - b1) * gi;
-      vv[i] = b2 * vv[i] + (T(1) - b2) * gi * gi;
-      p[i] -= stepSize * mm[i] / (std::sqrt(vv[i]) / bc2Sqrt + eps);
-    }
+  if (!bf16Output_) {
+    adamRange(p, g, m, v, n, o, adamT_, threads_);
+    return;
   }
+  const auto& out = layout_.layers.back();
+  const int64_t w0 = out.weightOffset, w1 = out.weightOffset + out.in * out.out;
+  adamRange(p, g, m, v, w0, o, adamT_, threads_);
+  adamRange(p + w0, g + w0, m + w0, v + w0, w1 - w0, o, adamT_, threads_, outputWeightBf16_.data());
+  adamRange(p + w1, g + w1, m + w1, v + w1, n - w1, o, adamT_, threads_);
 }
 
 template <typename T>
@@ -506,25 +460,7 @@ void MultVaeCpu<T>::parametersChanged() {
 
 template <typename T>
 void MultVaeCpu<T>::topK(int64_t k, bool excludeSeen, const uint8_t* candidates, int32_t* outItems, float* outScores) {
-  const int64_t m = m_, nItems = config_.numItems();
-  T* logits = acts_.back().data();
-  const int64_t* indptr = input_.indptr();
-  const int32_t* indices = input_.indices();
-#pragma omp parallel num_threads(int(std::min<int64_t>(threads_, m)))
-  {
-    RowTopK<T> select;
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t u = 0; u < m; ++u) {
-      T* row = logits + u * nItems;
-      if (excludeSeen)
-        for (int64_t j = indptr[u]; j < indptr[u + 1]; ++j) row[indices[j]] = -std::numeric_limits<T>::infinity();
-      if (candidates)
-        for (int64_t i = 0; i < nItems; ++i)
-          if (!candidates[i]) row[i] = -std::numeric_limits<T>::infinity();
-      // Best first; ties broken by the smaller item index so results are deterministic.
-      select(row, nItems, k, outItems + u * k, outScores + u * k);
-    }
-  }
+  input_.topK(acts_.back().data(), k, excludeSeen, candidates, outItems, outScores, threads_);
 }
 
 template class MultVaeCpu<float>;
@@ -537,53 +473,10 @@ StepResult CpuEngine::trainStep(const CsrView& data, const int64_t* rows, int64_
     throw InvalidArgument("Mult-VAE / Mult-DAE train every parameter in each step with one KL weight (no phases, no gamma)");
   model_.loadBatch(data, rows, 0, m);
   model_.sampleNoise(opt.seed, opt.step);
-  StepResult r = model_.forwardBackward(opt.beta, opt.l2);
-  if (!std::isfinite(r.loss))
-    throw std::runtime_error("the loss became non-finite at step " + std::to_string(opt.step) +
-                             " (nll " + std::to_string(r.nll) + ", kl " + std::to_string(r.kl) +
-                             "); try a smaller learning rate");
+  const StepResult r = model_.forwardBackward(opt.beta, opt.l2);
+  checkFinite(r, opt.step);
   if (opt.update) model_.optimizerStep(opt.optimizer);
   return r;
-}
-
-void CpuEngine::recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen,
-                          const uint8_t* candidates, int32_t* outItems, float* outScores) {
-  model_.loadBatch(data, nullptr, first, m);
-  model_.forwardEval();
-  model_.topK(k, excludeSeen, candidates, outItems, outScores);
-}
-
-void CpuEngine::scores(const CsrView& data, int64_t first, int64_t m, float* out) {
-  model_.loadBatch(data, nullptr, first, m);
-  model_.forwardEval();
-  std::memcpy(out, model_.logits(), size_t(m * model_.config().numItems()) * sizeof(float));
-}
-
-void CpuEngine::getParameters(float* out) const {
-  std::memcpy(out, model_.parameters(), size_t(model_.numParams()) * sizeof(float));
-}
-void CpuEngine::setParameters(const float* in) {
-  std::memcpy(model_.parameters(), in, size_t(model_.numParams()) * sizeof(float));
-  model_.parametersChanged();
-}
-void CpuEngine::getOptimizerState(float* m, float* v, int64_t* t) const {
-  auto& self = const_cast<MultVaeCpu<float>&>(model_);
-  self.ensureOptimizerState();
-  std::memcpy(m, self.adamM().data(), size_t(model_.numParams()) * sizeof(float));
-  std::memcpy(v, self.adamV().data(), size_t(model_.numParams()) * sizeof(float));
-  *t = self.adamStepCount();
-}
-void CpuEngine::getGradients(float* out) const {
-  auto& self = const_cast<MultVaeCpu<float>&>(model_);
-  self.ensureOptimizerState();
-  std::memcpy(out, self.gradients(), size_t(model_.numParams()) * sizeof(float));
-}
-
-void CpuEngine::setOptimizerState(const float* m, const float* v, int64_t t) {
-  model_.ensureOptimizerState();
-  std::memcpy(model_.adamM().data(), m, size_t(model_.numParams()) * sizeof(float));
-  std::memcpy(model_.adamV().data(), v, size_t(model_.numParams()) * sizeof(float));
-  model_.adamStepCount() = t;
 }
 
 }  // namespace vaecf::cpu

@@ -8,6 +8,7 @@
 #include "../core/config.h"
 #include "../core/csr.h"
 #include "../core/engine.h"
+#include "cpu_engine.h"
 #include "kernels.h"
 #include "layers.h"
 #include "onednn_matmul.h"
@@ -35,6 +36,7 @@ class MultVaeCpu {
   const ModelConfig& config() const { return config_; }
   const ParameterLayout& layout() const { return layout_; }
   int64_t numParams() const { return layout_.total; }
+  int64_t numItems() const { return config_.numItems(); }
   T* parameters() { return params_.data(); }
   const T* parameters() const { return params_.data(); }
   // Valid after forwardBackward (allocated by the first training step).
@@ -115,27 +117,19 @@ class MultVaeCpu {
 };
 
 // The float CPU backend behind the Engine interface.
-class CpuEngine final : public Engine {
+class CpuEngine final : public CpuModelEngine<MultVaeCpu<float>> {
  public:
-  explicit CpuEngine(const ModelConfig& config) : model_(config) {}
+  explicit CpuEngine(const ModelConfig& config) : CpuModelEngine(config) {}
   const ModelConfig& config() const override { return model_.config(); }
-  std::string backendName() const override { return "cpu"; }
-  int64_t numParams() const override { return model_.numParams(); }
-  void setThreads(int threads) override { model_.setThreads(threads); }
-  void initialize(uint64_t seed) override { model_.initialize(seed); }
   StepResult trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) override;
-  void recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, const uint8_t* candidates,
-                 int32_t* outItems, float* outScores) override;
-  void scores(const CsrView& data, int64_t first, int64_t m, float* out) override;
-  void getParameters(float* out) const override;
-  void setParameters(const float* in) override;
-  void getOptimizerState(float* m, float* v, int64_t* t) const override;
-  void setOptimizerState(const float* m, const float* v, int64_t t) override;
-  void getGradients(float* out) const override;
-  MultVaeCpu<float>& model() { return model_; }
-
- private:
-  MultVaeCpu<float> model_;
+  void getOptimizerState(float* m, float* v, int64_t* t) const override {
+    copyMoments(m, v);
+    *t = mutableModel().adamStepCount();
+  }
+  void setOptimizerState(const float* m, const float* v, int64_t t) override {
+    setMoments(m, v);
+    model_.adamStepCount() = t;
+  }
 };
 
 }  // namespace vaecf::cpu

@@ -7,7 +7,6 @@
 #include <type_traits>
 
 #include "../core/rng.h"
-#include "topk.h"
 
 namespace vaecf::cpu {
 
@@ -150,7 +149,7 @@ void RecVaeCpu<T>::encoderForward(const T* P, EncoderPass& pass, int threads) {
                      pass.xhat[size_t(k)].data(), pass.rstd[size_t(k)].data(), threads);
     if (k + 1 < L) {
       if (k == 0) std::memcpy(pass.residual.data(), h, size_t(m * H) * sizeof(T));
-      else for (int64_t i = 0; i < m * H; ++i) pass.residual[size_t(i)] += h[i];
+      else addInto(pass.residual.data(), h, m * H, threads);
     }
   }
   denseForward(pass.h[size_t(L - 1)].data(), m, H, P + layout_.head.weight, P + layout_.head.bias, 2 * D, pass.head.data(), false,
@@ -168,8 +167,7 @@ void RecVaeCpu<T>::encoderBackward(const EncoderPass& pass, T* dHead) {
   // dResidual = sum of dpre_j over the layers above: h_k feeds every later layer's residual sum.
   std::fill(dResidual_.begin(), dResidual_.begin() + m * H, T(0));
   for (int64_t k = L - 1; k >= 0; --k) {
-    if (k < L - 1)
-      for (int64_t i = 0; i < m * H; ++i) dh_[size_t(i)] += dResidual_[size_t(i)];
+    if (k < L - 1) addInto(dh_.data(), dResidual_.data(), m * H, threads_);
     layerNormBackward(dh_.data(), pass.xhat[size_t(k)].data(), pass.rstd[size_t(k)].data(), P + layout_.normGain[size_t(k)], m, H,
                       dA_.data(), G + layout_.normGain[size_t(k)], G + layout_.normShift[size_t(k)], threads_);
     swishBackwardOf(dA_.data(), pass.pre[size_t(k)].data(), m * H, threads_);  // dA is now dpre_k
@@ -181,7 +179,7 @@ void RecVaeCpu<T>::encoderBackward(const EncoderPass& pass, T* dHead) {
     }
     denseBackward(pass.h[size_t(k - 1)].data(), dA_.data(), m, H, P + fc.weight, H, G + fc.weight, G + fc.bias, dh_.data(), false,
                   threads_);
-    for (int64_t i = 0; i < m * H; ++i) dResidual_[size_t(i)] += dA_[size_t(i)];
+    addInto(dResidual_.data(), dA_.data(), m * H, threads_);
   }
 }
 
@@ -286,23 +284,7 @@ void RecVaeCpu<T>::optimizerStep(Phase phase, const OptimizerOptions& options) {
 
 template <typename T>
 void RecVaeCpu<T>::topK(int64_t k, bool excludeSeen, const uint8_t* candidates, int32_t* outItems, float* outScores) {
-  const int64_t m = input_.rows(), nItems = config_.items;
-  const int64_t* indptr = input_.indptr();
-  const int32_t* indices = input_.indices();
-#pragma omp parallel num_threads(int(std::max<int64_t>(1, std::min<int64_t>(threads_, m))))
-  {
-    RowTopK<T> select;
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t u = 0; u < m; ++u) {
-      T* row = logits_.data() + u * nItems;
-      if (excludeSeen)
-        for (int64_t j = indptr[u]; j < indptr[u + 1]; ++j) row[indices[j]] = -std::numeric_limits<T>::infinity();
-      if (candidates)
-        for (int64_t i = 0; i < nItems; ++i)
-          if (!candidates[i]) row[i] = -std::numeric_limits<T>::infinity();
-      select(row, nItems, k, outItems + u * k, outScores + u * k);
-    }
-  }
+  input_.topK(logits_.data(), k, excludeSeen, candidates, outItems, outScores, threads_);
 }
 
 template class RecVaeCpu<float>;
@@ -313,55 +295,12 @@ template class RecVaeCpu<double>;
 StepResult RecVaeEngine::trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
   model_.loadBatch(data, rows, 0, m);
   model_.sampleNoise(opt.seed, opt.step, opt.phase != Phase::Decoder);
-  StepResult r = model_.forwardBackward(opt.phase, opt.beta, opt.gamma);
-  if (!std::isfinite(r.loss))
-    throw std::runtime_error("the loss became non-finite at step " + std::to_string(opt.step) + " (nll " + std::to_string(r.nll) +
-                             ", kl " + std::to_string(r.kl) + "); try a smaller learning rate");
+  const StepResult r = model_.forwardBackward(opt.phase, opt.beta, opt.gamma);
+  checkFinite(r, opt.step);
   if (opt.update) model_.optimizerStep(opt.phase, opt.optimizer);
   return r;
 }
 
-void RecVaeEngine::recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, const uint8_t* candidates,
-                             int32_t* outItems, float* outScores) {
-  model_.loadBatch(data, nullptr, first, m);
-  model_.forwardEval();
-  model_.topK(k, excludeSeen, candidates, outItems, outScores);
-}
-
-void RecVaeEngine::scores(const CsrView& data, int64_t first, int64_t m, float* out) {
-  model_.loadBatch(data, nullptr, first, m);
-  model_.forwardEval();
-  std::memcpy(out, model_.logits(), size_t(m * model_.config().items) * sizeof(float));
-}
-
-void RecVaeEngine::getParameters(float* out) const {
-  std::memcpy(out, model_.parameters(), size_t(model_.numParams()) * sizeof(float));
-}
-void RecVaeEngine::setParameters(const float* in) {
-  std::memcpy(model_.parameters(), in, size_t(model_.numParams()) * sizeof(float));
-  model_.parametersChanged();
-}
-void RecVaeEngine::getOptimizerState(float* m, float* v, int64_t* t) const {
-  auto& self = const_cast<RecVaeCpu<float>&>(model_);
-  self.ensureOptimizerState();
-  std::memcpy(m, self.adamM().data(), size_t(model_.numParams()) * sizeof(float));
-  std::memcpy(v, self.adamV().data(), size_t(model_.numParams()) * sizeof(float));
-  *t = self.encoderSteps() + self.decoderSteps();
-}
-void RecVaeEngine::setOptimizerState(const float* m, const float* v, int64_t /*t: see setOptimizerGroupSteps*/) {
-  model_.ensureOptimizerState();
-  std::memcpy(model_.adamM().data(), m, size_t(model_.numParams()) * sizeof(float));
-  std::memcpy(model_.adamV().data(), v, size_t(model_.numParams()) * sizeof(float));
-}
-void RecVaeEngine::getGradients(float* out) const {
-  auto& self = const_cast<RecVaeCpu<float>&>(model_);
-  self.ensureOptimizerState();
-  std::memcpy(out, self.gradients(), size_t(model_.numParams()) * sizeof(float));
-}
-std::vector<int64_t> RecVaeEngine::optimizerGroupSteps() const {
-  auto& self = const_cast<RecVaeCpu<float>&>(model_);
-  return {self.encoderSteps(), self.decoderSteps()};
-}
 void RecVaeEngine::setOptimizerGroupSteps(const std::vector<int64_t>& steps) {
   if (steps.size() != 2 || steps[0] < 0 || steps[1] < 0)
     throw InvalidArgument("RecVAE keeps two optimizer step counts (encoder, decoder), each >= 0");

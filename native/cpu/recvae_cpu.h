@@ -19,6 +19,7 @@
 
 #include "../core/config.h"
 #include "../core/engine.h"
+#include "cpu_engine.h"
 #include "kernels.h"
 #include "layers.h"
 
@@ -46,6 +47,7 @@ class RecVaeCpu {
   const RecVaeConfig& config() const { return config_; }
   const RecVaeLayout& layout() const { return layout_; }
   int64_t numParams() const { return layout_.total; }
+  int64_t numItems() const { return config_.items; }
   int64_t numEncoderParams() const { return layout_.encoderCount; }
   T* parameters() { return params_.data(); }
   const T* parameters() const { return params_.data(); }
@@ -119,33 +121,25 @@ class RecVaeCpu {
 };
 
 // The float RecVAE behind the Engine interface.
-class RecVaeEngine final : public Engine {
+class RecVaeEngine final : public CpuModelEngine<RecVaeCpu<float>> {
  public:
-  explicit RecVaeEngine(const RecVaeConfig& config) : model_(config), summary_(config.summary()) {}
+  explicit RecVaeEngine(const RecVaeConfig& config) : CpuModelEngine(config), summary_(config.summary()) {}
   const ModelConfig& config() const override { return summary_; }
-  std::string backendName() const override { return "cpu"; }
-  int64_t numParams() const override { return model_.numParams(); }
-  void setThreads(int threads) override { model_.setThreads(threads); }
-  void initialize(uint64_t seed) override { model_.initialize(seed); }
   StepResult trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) override;
-  void recommend(const CsrView& data, int64_t first, int64_t m, int64_t k, bool excludeSeen, const uint8_t* candidates,
-                 int32_t* outItems, float* outScores) override;
-  void scores(const CsrView& data, int64_t first, int64_t m, float* out) override;
-  void getParameters(float* out) const override;
-  void setParameters(const float* in) override;
-  void getOptimizerState(float* m, float* v, int64_t* t) const override;
-  void setOptimizerState(const float* m, const float* v, int64_t t) override;
-  void getGradients(float* out) const override;
-  std::vector<int64_t> optimizerGroupSteps() const override;
+  // t: both groups' steps together; optimizerGroupSteps() holds each.
+  void getOptimizerState(float* m, float* v, int64_t* t) const override {
+    copyMoments(m, v);
+    *t = mutableModel().encoderSteps() + mutableModel().decoderSteps();
+  }
+  void setOptimizerState(const float* m, const float* v, int64_t /*t: see setOptimizerGroupSteps*/) override { setMoments(m, v); }
+  std::vector<int64_t> optimizerGroupSteps() const override { return {mutableModel().encoderSteps(), mutableModel().decoderSteps()}; }
   void setOptimizerGroupSteps(const std::vector<int64_t>& steps) override;
   int64_t numAuxiliary() const override { return model_.numEncoderParams(); }
   void getAuxiliary(float* out) const override;
   void setAuxiliary(const float* in) override;
   void updatePrior() override { model_.updatePrior(); }
-  RecVaeCpu<float>& model() { return model_; }
 
  private:
-  RecVaeCpu<float> model_;
   ModelConfig summary_;
 };
 
