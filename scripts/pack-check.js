@@ -3,8 +3,8 @@
 // there, the portable CUDA flavour; packs `vaecf` (npm pack) and the CUDA package
 // (@vaecf/cuda-<platform>-<arch>, vaecf_cuda.node alone); installs the tarballs into a fresh folder
 // with no compiler, CMake or make on PATH; then, in that folder, trains a small model, recommends,
-// saves and loads it, and asks for device 'auto' (which must answer with the CPU engine and the reason
-// where no GPU is usable). Exit code 0 when all of it works.
+// saves and loads it, and asks for device 'auto' (the CPU engine, saying that CUDA is opt-in when the CUDA
+// package is there) and probes the CUDA package (its answer printed). Exit code 0 when all of it works.
 // usage: node scripts/pack-check.js [--out DIR] [--no-cuda] [--keep]
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -98,7 +98,8 @@ if (withCuda && fs.existsSync(nvcc)) {
     peerDependencies: { vaecf: pkg.version },
   }, null, 2));
   fs.writeFileSync(path.join(dir, 'README.md'), `# ${name}\n\nThe CUDA flavour of vaecf's native engine (cuBLAS and its own kernels; compute capability 8.0 and 9.0).\n` +
-    'Install it beside `vaecf`; `device: \'auto\'` then uses a usable NVIDIA GPU. It needs an NVIDIA driver for CUDA 13 and the\n' +
+    'Install it beside `vaecf` and ask for `device: \'cuda\'` (or VAECF_DEVICE=cuda): `\'auto\'` stays on the CPU until the CUDA\n' +
+    'flavour has run on a GPU through Node. It needs an NVIDIA driver for CUDA 13 and the\n' +
     'cuBLAS 13 libraries from the CUDA toolkit (found in /usr/local/cuda/lib64, beside this file, or on LD_LIBRARY_PATH).\n');
   const p = spawnSync(process.execPath, [npmCli(), 'pack', '--json', '--pack-destination', out], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (p.status !== 0) throw new Error('pack-check: npm pack of the CUDA package failed');
@@ -147,7 +148,8 @@ const path = require('node:path');
   const addon = require.resolve('vaecf/package.json');
   const native = require(path.join(path.dirname(addon), 'dist', 'src', 'native.js'));
   const auto = native.resolveDevice('auto');
-  console.log(JSON.stringify({ recommended: rec.items, engine: model.precision, cudaFlavour: native.cudaFlavourPath(), auto: { device: auto.device, note: auto.note } }));
+  const cuda = await native.probeCudaAsync();
+  console.log(JSON.stringify({ recommended: rec.items, engine: model.precision, cudaFlavour: native.cudaFlavourPath(), auto: { device: auto.device, note: auto.note }, cudaProbe: cuda }));
   for (const m of [model, loaded]) m.dispose();
 })().catch((e) => { console.error(e); process.exit(1); });
 `;
@@ -167,8 +169,12 @@ if (cudaTarball && !(report.cudaFlavour || '').includes(path.join('node_modules'
   console.error('pack-check: FAILED: the loader does not find the installed CUDA package');
   process.exit(1);
 }
-if (report.auto.device === 'cpu' && !report.auto.note) {
-  console.error("pack-check: FAILED: device 'auto' fell back to the CPU without saying why");
+if (report.auto.device !== 'cpu' || (cudaTarball && !/opt-in/.test(report.auto.note))) {
+  console.error("pack-check: FAILED: device 'auto' must be the CPU engine and, with the CUDA package installed, say that CUDA is opt-in");
+  process.exit(1);
+}
+if (cudaTarball && !report.cudaProbe.reason) {
+  console.error('pack-check: FAILED: the CUDA package was probed without an answer');
   process.exit(1);
 }
 if (!keep) fs.rmSync(fresh, { recursive: true, force: true });

@@ -22,7 +22,7 @@ export { evaluateHeldOut } from './training/evaluate';
 export type {
   TrainOptions, TrainingHistory, TrainingState, EpochReport, BatchReport, BetaOptions, EarlyStoppingOptions, PlateauOptions,
 } from './training/options';
-export { ModelFileError, readModelFile, readSafetensors } from './io/model-file';
+export { ModelFileError, readModelFile, readModelFileAsync, readSafetensors, readSafetensorsAsync } from './io/model-file';
 export { importTorchStateDict, type TorchImportOptions } from './io/torch-import';
 export { exportOnnx, type OnnxExportOptions } from './io/onnx-export';
 export { createRecommendServer, listen, shutdown, type ServeOptions, type ServableModel } from './serve/server';
@@ -33,5 +33,5 @@ export { writeReport, type ReportResult } from './experiments/report';
 export { runBetaStudy, type BetaStudyResult } from './experiments/beta-study';
 export { runSweep, expandSweep, type SweepSpec } from './experiments/sweep';
 export { RECIPES, recipeConfig, type Recipe } from './experiments/recipes';
-export { resolveDevice, probeCuda } from './native';
+export { resolveDevice, probeCuda, probeCudaAsync, CUDA_OPT_IN_NOTE, type CudaProbe } from './native';
 export { VERSION } from './version';

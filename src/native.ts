@@ -59,6 +59,13 @@ export interface NativeEpochOptions {
   phase?: 'joint' | 'encoder' | 'decoder';
   /** RecVAE: each user's KL weight is gamma * (the user's clicks) when > 0 */
   gamma?: number;
+  /**
+   * An id for this training matrix whose contents do not change while it is in use (one fit()): the
+   * engine validates the contents once per id and the CUDA engine keeps its device copy. 0: unknown.
+   */
+  dataGeneration?: number;
+  /** the matrix's name in error messages (default 'training matrix') */
+  dataName?: string;
 }
 
 export interface NativeBatchStats {
@@ -107,9 +114,28 @@ export interface NativeModel {
   setAuxiliary(a: Float32Array): void;
   /** RecVAE: the prior's encoder becomes a copy of the current encoder. */
   updatePrior(): void;
+  /** Keep a copy of the parameters in native memory (the best validation weights during training). */
+  snapshotParameters(): Promise<void>;
+  /** Set the parameters from that copy (on a worker thread); false when there is none. */
+  restoreSnapshot(): Promise<boolean>;
+  /** Copies of the parameters and, when asked, the optimizer state, the snapshot and the auxiliary state, made on a worker thread. */
+  exportState(what: { optimizer?: boolean; snapshot?: boolean; auxiliary?: boolean }): Promise<NativeState>;
+  /** The same copied into the engine on a worker thread (snapshot null or absent: none). */
+  importState(state: NativeState): Promise<void>;
   setThreads(n: number): void;
   cancel(): void;
   dispose(): void;
+}
+
+/** A model's state as exportState gives it and importState takes it. */
+export interface NativeState {
+  parameters: Float32Array;
+  m?: Float32Array;
+  v?: Float32Array;
+  t?: number;
+  groupSteps?: number[];
+  snapshot?: Float32Array | null;
+  auxiliary?: Float32Array;
 }
 
 export interface NativeEase {
@@ -200,49 +226,109 @@ export function cudaFlavourPath(): string | null {
   return candidates.find((p): p is string => Boolean(p) && require('node:fs').existsSync(p)) ?? null;
 }
 
-let cudaProbe: { ok: boolean; reason: string } | undefined;
+/** What the CUDA probe found: whether the CUDA flavour loads and sees a GPU, and what it said. */
+export interface CudaProbe {
+  ok: boolean;
+  reason: string;
+}
 
-/**
- * Whether the CUDA flavour loads and sees a GPU, probed once in a child process (a broken CUDA install can
- * crash or hang the process that loads it; the probe has a 30 s limit).
- */
-export function probeCuda(): { ok: boolean; reason: string } {
-  if (cudaProbe) return cudaProbe;
-  const file = cudaFlavourPath();
-  if (!file) return (cudaProbe = { ok: false, reason: 'the CUDA flavour is not built here (with nvcc and cuBLAS: npm run build:cuda)' });
-  const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
-  const code = `const a = require(${JSON.stringify(file)}); process.stdout.write(JSON.stringify(a.cudaDevice()));`;
-  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 30_000 });
-  if (r.status !== 0) {
+let cudaProbeResult: CudaProbe | undefined;
+let cudaProbeRunning: Promise<CudaProbe> | undefined;
+
+const PROBE_TIMEOUT_MS = 30_000;
+
+function probeCommand(file: string): string {
+  return `const a = require(${JSON.stringify(file)}); process.stdout.write(JSON.stringify(a.cudaDevice()));`;
+}
+
+// The probe child's answer (exit status, signal, output) as a CudaProbe.
+function probeOutcome(status: number | null, signal: string | null, stdout: string, stderr: string): CudaProbe {
+  if (status !== 0) {
     // Node prints the stack, then its own version: the reason is the first line that names an error.
-    const lines = (r.stderr || '').split('\n').map((l) => l.trim()).filter(Boolean);
+    const lines = (stderr || '').split('\n').map((l) => l.trim()).filter(Boolean);
     const errorLine = lines.find((l) => /^(\w*Error|error)\b/.test(l)) ?? lines.find((l) => !/^Node\.js v/.test(l));
-    const why = r.signal ? `the probe was killed by ${r.signal}` : errorLine ?? `exit code ${r.status}`;
-    return (cudaProbe = { ok: false, reason: `the CUDA flavour does not load here (${why})` });
+    const why = signal ? `the probe was killed by ${signal}` : errorLine ?? `exit code ${status}`;
+    return { ok: false, reason: `the CUDA flavour does not load here (${why})` };
   }
   try {
-    const d = JSON.parse(r.stdout) as { available: boolean; description: string };
-    return (cudaProbe = { ok: d.available, reason: d.description });
+    const d = JSON.parse(stdout) as { available: boolean; description: string };
+    return { ok: d.available, reason: d.description };
   } catch {
-    return (cudaProbe = { ok: false, reason: 'the CUDA probe gave no answer' });
+    return { ok: false, reason: 'the CUDA probe gave no answer' };
   }
 }
 
+const NOT_BUILT: CudaProbe = { ok: false, reason: 'the CUDA flavour is not built here (with nvcc and cuBLAS: npm run build:cuda)' };
+
+/**
+ * Whether the CUDA flavour loads and sees a GPU, probed once in a child process (a broken CUDA install can
+ * crash or hang the process that loads it; the probe has a 30 s limit). The child runs while the event
+ * loop goes on; the answer is cached.
+ */
+export function probeCudaAsync(): Promise<CudaProbe> {
+  if (cudaProbeResult) return Promise.resolve(cudaProbeResult);
+  if (cudaProbeRunning) return cudaProbeRunning;
+  const file = cudaFlavourPath();
+  if (!file) return Promise.resolve((cudaProbeResult = NOT_BUILT));
+  const { execFile } = require('node:child_process') as typeof import('node:child_process');
+  cudaProbeRunning = new Promise<CudaProbe>((resolve) => {
+    execFile(process.execPath, ['-e', probeCommand(file)], { encoding: 'utf8', timeout: PROBE_TIMEOUT_MS }, (err, stdout, stderr) => {
+      const e = err as (Error & { code?: number | string; signal?: string | null }) | null;
+      const status = e ? (typeof e.code === 'number' ? e.code : 1) : 0;
+      resolve((cudaProbeResult = probeOutcome(status, e?.signal ?? null, stdout, stderr)));
+    });
+  });
+  return cudaProbeRunning;
+}
+
+/**
+ * The same answer on the calling thread: the cached one when probeCudaAsync has run (fit() and load()
+ * run it first), else the child process is waited for here (up to 30 s: prefer probeCudaAsync).
+ */
+export function probeCuda(): CudaProbe {
+  if (cudaProbeResult) return cudaProbeResult;
+  const file = cudaFlavourPath();
+  if (!file) return (cudaProbeResult = NOT_BUILT);
+  const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
+  const r = spawnSync(process.execPath, ['-e', probeCommand(file)], { encoding: 'utf8', timeout: PROBE_TIMEOUT_MS });
+  return (cudaProbeResult = probeOutcome(r.status, r.signal, r.stdout, r.stderr));
+}
+
+type DeviceChoice = 'auto' | 'cpu' | 'cuda';
+
+function wantedDevice(wanted: DeviceChoice | undefined): DeviceChoice {
+  const w = wanted ?? (process.env.VAECF_DEVICE as DeviceChoice | undefined) ?? 'auto';
+  if (w !== 'auto' && w !== 'cpu' && w !== 'cuda') throw new Error(`device: expected 'auto', 'cpu' or 'cuda', got ${JSON.stringify(w)}`);
+  return w;
+}
+
+/** Run the CUDA probe ahead (asynchronously) when `wanted` needs it, so that resolveDevice answers from the cache. */
+export async function prepareDevice(wanted: DeviceChoice | undefined): Promise<void> {
+  if (wantedDevice(wanted) === 'cuda') await probeCudaAsync();
+}
+
+/**
+ * Why 'auto' is the CPU engine: the CUDA engine has passed its agreement checks against the CPU engine
+ * on a GPU through its C++ harness (bench/results/gpu-*.json), but the Node binding's CUDA flavour has
+ * not yet run on a GPU. Until it has, CUDA is opt-in.
+ */
+export const CUDA_OPT_IN_NOTE = "CUDA is opt-in until its Node binding has run on a GPU: device 'cuda' or VAECF_DEVICE=cuda";
+
 let cudaAddon: NativeAddon | undefined;
 
-/** The addon for a device: 'auto' takes CUDA when the probe succeeds, else the CPU engine with a note. */
-export function resolveDevice(wanted: 'auto' | 'cpu' | 'cuda' | undefined): { device: 'cpu' | 'cuda'; addon: NativeAddon; note: string } {
-  const w = wanted ?? (process.env.VAECF_DEVICE as 'auto' | 'cpu' | 'cuda' | undefined) ?? 'auto';
-  if (w !== 'auto' && w !== 'cpu' && w !== 'cuda') throw new Error(`device: expected 'auto', 'cpu' or 'cuda', got ${JSON.stringify(w)}`);
+/**
+ * The addon for a device. 'auto' is the CPU engine (CUDA_OPT_IN_NOTE says why); 'cuda' needs the
+ * CUDA flavour and a GPU (a clear ERR_VAECF_NO_CUDA error otherwise).
+ */
+export function resolveDevice(wanted: DeviceChoice | undefined): { device: 'cpu' | 'cuda'; addon: NativeAddon; note: string } {
+  const w = wantedDevice(wanted);
   if (w === 'cpu') return { device: 'cpu', addon: loadNative(), note: 'cpu' };
+  if (w === 'auto') return { device: 'cpu', addon: loadNative(), note: cudaFlavourPath() ? `cpu (${CUDA_OPT_IN_NOTE})` : 'cpu' };
   const probe = probeCuda();
   if (!probe.ok) {
-    if (w === 'cuda') {
-      const e = new Error(`device 'cuda' is not usable: ${probe.reason}`) as Error & { code: string };
-      e.code = 'ERR_VAECF_NO_CUDA';
-      throw e;
-    }
-    return { device: 'cpu', addon: loadNative(), note: `cpu (no CUDA: ${probe.reason})` };
+    const e = new Error(`device 'cuda' is not usable: ${probe.reason}`) as Error & { code: string };
+    e.code = 'ERR_VAECF_NO_CUDA';
+    throw e;
   }
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   cudaAddon ??= require(cudaFlavourPath() as string) as NativeAddon;

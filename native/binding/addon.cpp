@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -110,6 +111,7 @@ class JsCsr {
     }
   }
   const CsrView& view() const { return view_; }
+  void setGeneration(uint64_t generation) { view_.generation = generation; }
 
  private:
   std::vector<int64_t> indptr64_;
@@ -135,6 +137,10 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod("getAuxiliary", &Model::GetAuxiliary),
                         InstanceMethod("setAuxiliary", &Model::SetAuxiliary),
                         InstanceMethod("updatePrior", &Model::UpdatePrior),
+                        InstanceMethod("snapshotParameters", &Model::SnapshotParameters),
+                        InstanceMethod("restoreSnapshot", &Model::RestoreSnapshot),
+                        InstanceMethod("exportState", &Model::ExportState),
+                        InstanceMethod("importState", &Model::ImportState),
                         InstanceMethod("setThreads", &Model::SetThreads),
                         InstanceMethod("cancel", &Model::Cancel),
                         InstanceMethod("dispose", &Model::Dispose),
@@ -234,6 +240,9 @@ class Model : public Napi::ObjectWrap<Model> {
   std::atomic<bool> busy_{false};
   std::atomic<bool> cancel_{false};
   bool disposeRequested_ = false;
+  // The generation id of the last training matrix whose contents were validated (0: none): one
+  // validation per fit() instead of one per epoch. Written by the (single) training worker.
+  uint64_t validatedGeneration_ = 0;
 
   void finishAsync(Napi::Env env) {
     busy_ = false;
@@ -241,11 +250,15 @@ class Model : public Napi::ObjectWrap<Model> {
   }
 
  private:
-  void release() { engine_.reset(); }
+  void release() {
+    engine_.reset();
+    std::vector<float>().swap(snapshot_);
+  }
   void releaseWithEnv(Napi::Env env) {
     if (engine_) {
-      engine_.reset();
+      release();
       Napi::MemoryManagement::AdjustExternalMemory(env, -externalBytes_);
+      externalBytes_ = 0;
     }
   }
 
@@ -281,11 +294,11 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value Scores(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Engine& e = engine(env);
-    JsCsr csr(info[0], "scores");
+    JsCsr csr(info[0], "scoreRows input");
     const int64_t first = info[1].As<Napi::Number>().Int64Value(), m = info[2].As<Napi::Number>().Int64Value();
     if (first < 0 || m < 0 || first + m > csr.view().rows) throwTypeError(env, "scores: row range out of bounds");
     try {
-      validateCsr(csr.view(), "scores input", true);
+      validateCsr(csr.view(), "scoreRows input", true);
       auto out = Napi::Float32Array::New(env, size_t(m * e.config().numItems()));
       e.scores(csr.view(), first, m, out.Data());
       return out;
@@ -375,8 +388,24 @@ class Model : public Napi::ObjectWrap<Model> {
     return env.Undefined();
   }
 
+  // A copy of the parameters kept in native memory (the best validation weights during training): taking
+  // it (on a worker thread) and restoring it copy nothing through JavaScript; exportState copies it out
+  // only to save it.
+  Napi::Value SnapshotParameters(const Napi::CallbackInfo& info);
+  Napi::Value RestoreSnapshot(const Napi::CallbackInfo& info);
+  // Everything a model file holds, copied out (exportState) or in (importState) on a worker thread: the
+  // arrays are allocated on the JavaScript thread (lazily zeroed pages) and filled off it, so saving or
+  // loading a large model does not hold the event loop.
+  Napi::Value ExportState(const Napi::CallbackInfo& info);
+  Napi::Value ImportState(const Napi::CallbackInfo& info);
+  void adjustExternal(Napi::Env env, int64_t bytes) {
+    externalBytes_ += bytes;
+    Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+  }
+
   std::unique_ptr<Engine> engine_;
   int64_t externalBytes_ = 0;
+  std::vector<float> snapshot_;
 };
 
 // A promise-returning async worker: run() on a worker thread with every exception captured (never a
@@ -409,6 +438,8 @@ class PromiseWorker : public Napi::AsyncWorker {
     done(Env());
     deferred_.Reject(makeError(Env(), error_).Value());
   }
+  const Napi::Promise::Deferred& deferred() const { return deferred_; }
+  const NativeError& error() const { return error_; }
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -450,6 +481,39 @@ Napi::Value Model::Initialize(const Napi::CallbackInfo& info) {
   return w->promise();
 }
 
+static Napi::Object epochResult(Napi::Env env, const EpochStats& stats, const TrainingCounters& counters) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loss", stats.loss);
+  o.Set("nll", stats.nll);
+  o.Set("kl", stats.kl);
+  o.Set("beta", stats.beta);
+  o.Set("batches", double(stats.batches));
+  o.Set("step", double(counters.step));
+  o.Set("annealCount", double(counters.annealCount));
+  return o;
+}
+
+// How an epoch with batch events settles: through the batch events' own queue, after the last of them.
+// The worker's completion (OnOK / OnError) and the thread-safe function are separate libuv signals with
+// no order between them; a message queued behind the batch events is delivered after every one of them,
+// so the epoch's promise never settles before its last batch event has run.
+struct EpochSettlement {
+  Napi::Promise::Deferred deferred;
+  Model* model;
+  Napi::ObjectReference modelRef;  // keeps the model alive until the promise settles
+  bool ok;
+  EpochStats stats;
+  TrainingCounters counters;
+  NativeError error;
+  void settle(Napi::Env env) {
+    model->finishAsync(env);  // not busy from here on: the caller may use the model when the promise settles
+    if (ok)
+      deferred.Resolve(epochResult(env, stats, counters));
+    else
+      deferred.Reject(makeError(env, error).Value());
+  }
+};
+
 class TrainEpochWorker : public ModelWorker {
  public:
   TrainEpochWorker(Napi::Env env, Model* model, Engine& engine, std::unique_ptr<JsCsr> data, EpochOptions options,
@@ -464,7 +528,12 @@ class TrainEpochWorker : public ModelWorker {
     if (hasProgress_) progress_.Release();
   }
   void run() override {
-    validateCsr(data_->view(), "training matrix", false);
+    // The contents are validated once per generation (one fit() in the TypeScript API), not per epoch.
+    const uint64_t generation = data_->view().generation;
+    if (generation == 0 || generation != model_->validatedGeneration_) {
+      validateCsr(data_->view(), dataName_.c_str(), false);
+      model_->validatedGeneration_ = generation;
+    }
     std::function<void(const BatchStats&)> cb;
     if (hasProgress_)
       cb = [this](const BatchStats& s) {
@@ -484,21 +553,34 @@ class TrainEpochWorker : public ModelWorker {
       };
     stats_ = trainEpoch(engine_, data_->view(), options_, counters_, cb, &model_->cancel_);
   }
-  Napi::Value result(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("loss", stats_.loss);
-    o.Set("nll", stats_.nll);
-    o.Set("kl", stats_.kl);
-    o.Set("beta", stats_.beta);
-    o.Set("batches", double(stats_.batches));
-    o.Set("step", double(counters_.step));
-    o.Set("annealCount", double(counters_.annealCount));
-    return o;
-  }
+  Napi::Value result(Napi::Env env) override { return epochResult(env, stats_, counters_); }
+  void OnOK() override { settleAfterBatches(true); }
+  void OnError(const Napi::Error& e) override { settleAfterBatches(false, e); }
+  void setDataName(std::string name) { dataName_ = std::move(name); }
 
  private:
+  void settleAfterBatches(bool ok, const Napi::Error& e = Napi::Error()) {
+    if (!hasProgress_) {
+      if (ok)
+        ModelWorker::OnOK();
+      else
+        ModelWorker::OnError(e);
+      return;
+    }
+    auto* s = new EpochSettlement{deferred(), model_, std::move(modelRef_), ok, stats_, counters_, error()};
+    const napi_status st = progress_.NonBlockingCall(s, [](Napi::Env env, Napi::Function, EpochSettlement* x) {
+      if (env != nullptr) x->settle(env);
+      delete x;
+    });
+    if (st != napi_ok) {  // the queue is closing (the environment is shutting down): settle here
+      s->settle(Env());
+      delete s;
+    }
+  }
+
   Engine& engine_;
   std::unique_ptr<JsCsr> data_;
+  std::string dataName_ = "training matrix";
   EpochOptions options_;
   TrainingCounters counters_;
   EpochStats stats_;
@@ -509,9 +591,11 @@ class TrainEpochWorker : public ModelWorker {
 Napi::Value Model::TrainEpoch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine& e = engine(env);
-  auto data = std::make_unique<JsCsr>(info[0], "training matrix");
   if (!info[1].IsObject()) throwTypeError(env, "trainEpoch: expected an options object");
   Napi::Object o = info[1].As<Napi::Object>();
+  const std::string dataName = o.Get("dataName").IsString() ? o.Get("dataName").As<Napi::String>().Utf8Value() : "training matrix";
+  auto data = std::make_unique<JsCsr>(info[0], dataName.c_str());
+  data->setGeneration(uint64_t(getNumber(o, "dataGeneration", 0)));
   EpochOptions eo;
   eo.batchSize = int64_t(getNumber(o, "batchSize", 500));
   eo.seed = uint64_t(getNumber(o, "seed", 0));
@@ -540,6 +624,7 @@ Napi::Value Model::TrainEpoch(const Napi::CallbackInfo& info) {
   Napi::Function onBatch;
   if (info.Length() > 2 && info[2].IsFunction()) onBatch = info[2].As<Napi::Function>();
   auto* w = new TrainEpochWorker(env, this, e, std::move(data), eo, counters, onBatch);
+  w->setDataName(dataName);
   w->Queue();
   return w->promise();
 }
@@ -658,6 +743,171 @@ class LambdaWorker : public PromiseWorker {
   std::function<void()> finish_;
   std::vector<Napi::ObjectReference> refs_;
 };
+
+// A task on a model's engine, run on a worker thread; the model is busy until it settles. `keepAlive`
+// holds the JavaScript arrays the task reads or writes.
+class ModelTaskWorker : public ModelWorker {
+ public:
+  ModelTaskWorker(Napi::Env env, Model* model, std::function<void()> run, std::function<Napi::Value(Napi::Env)> result,
+                  std::vector<Napi::Value> keepAlive)
+      : ModelWorker(env, model), run_(std::move(run)), result_(std::move(result)) {
+    for (auto& v : keepAlive) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+
+ protected:
+  void run() override { run_(); }
+  Napi::Value result(Napi::Env env) override { return result_(env); }
+
+ private:
+  std::function<void()> run_;
+  std::function<Napi::Value(Napi::Env)> result_;
+  std::vector<Napi::ObjectReference> refs_;
+};
+
+static Napi::Float32Array float32Arg(Napi::Env env, const Napi::Value& v, const char* what, int64_t expected) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throwTypeError(env, std::string(what) + ": expected a Float32Array");
+  auto a = v.As<Napi::Float32Array>();
+  if (int64_t(a.ElementLength()) != expected)
+    throwTypeError(env, std::string(what) + ": expected " + std::to_string(expected) + " values, got " + std::to_string(a.ElementLength()));
+  return a;
+}
+
+Napi::Value Model::SnapshotParameters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine& e = engine(env);
+  const bool fresh = snapshot_.empty();
+  auto* w = new ModelTaskWorker(
+      env, this,
+      [this, &e]() {
+        snapshot_.resize(size_t(e.numParams()));
+        e.getParameters(snapshot_.data());
+      },
+      [this, fresh](Napi::Env env) {
+        if (fresh && !snapshot_.empty()) adjustExternal(env, int64_t(snapshot_.size()) * 4);
+        return env.Undefined();
+      },
+      {});
+  w->Queue();
+  return w->promise();
+}
+
+// restoreSnapshot() -> Promise<boolean>: the parameters set from the snapshot (false: there is none).
+Napi::Value Model::RestoreSnapshot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine& e = engine(env);
+  const bool has = !snapshot_.empty();
+  auto* w = new ModelTaskWorker(
+      env, this,
+      [this, &e, has]() {
+        if (has) e.setParameters(snapshot_.data());
+      },
+      [has](Napi::Env env) { return Napi::Boolean::New(env, has); }, {});
+  w->Queue();
+  return w->promise();
+}
+
+// exportState({optimizer?, snapshot?, auxiliary?}) -> Promise<{parameters, m?, v?, t?, groupSteps?, snapshot?, auxiliary?}>
+Napi::Value Model::ExportState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine& e = engine(env);
+  const Napi::Object o = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+  const size_t n = size_t(e.numParams());
+  Napi::Object out = Napi::Object::New(env);
+  auto params = Napi::Float32Array::New(env, n);
+  out.Set("parameters", params);
+  float* pParams = params.Data();
+  float *pM = nullptr, *pV = nullptr, *pSnapshot = nullptr, *pAux = nullptr;
+  if (o.Get("optimizer").ToBoolean()) {
+    auto m = Napi::Float32Array::New(env, n), v = Napi::Float32Array::New(env, n);
+    out.Set("m", m);
+    out.Set("v", v);
+    pM = m.Data();
+    pV = v.Data();
+  }
+  if (o.Get("snapshot").ToBoolean() && !snapshot_.empty()) {
+    auto a = Napi::Float32Array::New(env, n);
+    out.Set("snapshot", a);
+    pSnapshot = a.Data();
+  }
+  if (o.Get("auxiliary").ToBoolean() && e.numAuxiliary() > 0) {
+    auto a = Napi::Float32Array::New(env, size_t(e.numAuxiliary()));
+    out.Set("auxiliary", a);
+    pAux = a.Data();
+  }
+  auto steps = std::make_shared<std::pair<int64_t, std::vector<int64_t>>>();
+  auto* w = new ModelTaskWorker(
+      env, this,
+      [this, &e, n, pParams, pM, pV, pSnapshot, pAux, steps]() {
+        e.getParameters(pParams);
+        if (pM) {
+          e.getOptimizerState(pM, pV, &steps->first);
+          steps->second = e.optimizerGroupSteps();
+        }
+        if (pSnapshot) std::memcpy(pSnapshot, snapshot_.data(), n * sizeof(float));
+        if (pAux) e.getAuxiliary(pAux);
+      },
+      [kept = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out)), pM, steps](Napi::Env env) -> Napi::Value {
+        // A napi_value lives only as long as the call that made it: the result is read from a reference.
+        Napi::Object result = kept->Value();
+        if (pM) {
+          result.Set("t", Napi::Number::New(env, double(steps->first)));
+          if (!steps->second.empty()) {
+            Napi::Array a = Napi::Array::New(env, steps->second.size());
+            for (size_t i = 0; i < steps->second.size(); ++i) a.Set(uint32_t(i), Napi::Number::New(env, double(steps->second[i])));
+            result.Set("groupSteps", a);
+          }
+        }
+        return result;
+      },
+      {});
+  w->Queue();
+  return w->promise();
+}
+
+// importState({parameters, m?, v?, t?, groupSteps?, snapshot?, auxiliary?}) -> Promise<void>
+Napi::Value Model::ImportState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine& e = engine(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throwTypeError(env, "importState: expected an object");
+  const Napi::Object o = info[0].As<Napi::Object>();
+  const int64_t n = e.numParams();
+  const float* pParams = float32Arg(env, o.Get("parameters"), "importState.parameters", n).Data();
+  const float *pM = nullptr, *pV = nullptr, *pSnapshot = nullptr, *pAux = nullptr;
+  int64_t t = 0;
+  std::vector<int64_t> groupSteps;
+  if (!o.Get("m").IsUndefined() || !o.Get("v").IsUndefined()) {
+    pM = float32Arg(env, o.Get("m"), "importState.m", n).Data();
+    pV = float32Arg(env, o.Get("v"), "importState.v", n).Data();
+    t = int64_t(getNumber(o, "t", 0));
+    if (!o.Get("groupSteps").IsUndefined()) groupSteps = getIntArray(o, "groupSteps");
+  }
+  if (!o.Get("snapshot").IsUndefined() && !o.Get("snapshot").IsNull())
+    pSnapshot = float32Arg(env, o.Get("snapshot"), "importState.snapshot", n).Data();
+  if (!o.Get("auxiliary").IsUndefined()) pAux = float32Arg(env, o.Get("auxiliary"), "importState.auxiliary", e.numAuxiliary()).Data();
+  const int64_t snapshotBefore = int64_t(snapshot_.size());
+  auto* w = new ModelTaskWorker(
+      env, this,
+      [this, &e, n, pParams, pM, pV, pSnapshot, pAux, t, groupSteps]() {
+        e.setParameters(pParams);
+        if (pM) {
+          e.setOptimizerState(pM, pV, t);
+          if (!groupSteps.empty()) e.setOptimizerGroupSteps(groupSteps);
+        }
+        if (pAux) e.setAuxiliary(pAux);
+        if (pSnapshot)
+          snapshot_.assign(pSnapshot, pSnapshot + n);
+        else
+          std::vector<float>().swap(snapshot_);
+      },
+      [this, snapshotBefore](Napi::Env env) {
+        adjustExternal(env, (int64_t(snapshot_.size()) - snapshotBefore) * 4);
+        return env.Undefined();
+      },
+      {o});
+  w->Queue();
+  return w->promise();
+}
 
 class EaseModel : public Napi::ObjectWrap<EaseModel> {
  public:

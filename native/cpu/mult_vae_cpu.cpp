@@ -64,7 +64,7 @@ MultVaeCpu<T>::MultVaeCpu(const ModelConfig& config) : config_(config), layout_(
   nEnc_ = config_.numEncoderLayers();
   nLayers_ = config_.numLayers();
   latent_ = config_.latent();
-  params_.assign(layout_.total, T(0));
+  params_.resize(size_t(layout_.total));
   // Gradients and Adam moments are allocated on the first training step (a model that only scores
   // never holds them).
   acts_.resize(nLayers_);
@@ -139,8 +139,8 @@ void MultVaeCpu<T>::initialize(uint64_t seed) {
     T* b = params_.data() + l.biasOffset;
     for (int64_t i = 0; i < l.out; ++i) b[i] = T(0.001 * brng.normal(uint64_t(i)));
   }
-  adamM_.clear();
-  adamV_.clear();
+  ZeroedVector<T>().swap(adamM_);  // released: regrown zeroed (resize after clear() would keep old values)
+  ZeroedVector<T>().swap(adamV_);
   adamT_ = 0;
   parametersChanged();
 }
@@ -304,7 +304,7 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     PhaseTimer timer(profile_, Profile::Optimizer);
     // Weight gradients are written whole below (matrix products with beta 0, the sparse layer row by
     // row); the bias gradients are sums and start at zero.
-    if (grads_.size() != size_t(layout_.total)) grads_.assign(size_t(layout_.total), T(0));
+    if (grads_.size() != size_t(layout_.total)) grads_.resize(size_t(layout_.total));
     for (const auto& L : layout_.layers) std::fill(grads_.begin() + L.biasOffset, grads_.begin() + L.biasOffset + L.out, T(0));
   }
   T* dcur = logits;
@@ -429,9 +429,9 @@ void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
 
 template <typename T>
 void MultVaeCpu<T>::ensureOptimizerState() {
-  if (grads_.size() != size_t(layout_.total)) grads_.assign(size_t(layout_.total), T(0));
-  if (adamM_.size() != size_t(layout_.total)) adamM_.assign(size_t(layout_.total), T(0));
-  if (adamV_.size() != size_t(layout_.total)) adamV_.assign(size_t(layout_.total), T(0));
+  if (grads_.size() != size_t(layout_.total)) grads_.resize(size_t(layout_.total));
+  if (adamM_.size() != size_t(layout_.total)) adamM_.resize(size_t(layout_.total));
+  if (adamV_.size() != size_t(layout_.total)) adamV_.resize(size_t(layout_.total));
 }
 
 template <typename T>

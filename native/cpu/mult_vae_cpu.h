@@ -11,6 +11,7 @@
 #include "cpu_engine.h"
 #include "kernels.h"
 #include "layers.h"
+#include "zeroed_vector.h"
 #include "onednn_matmul.h"
 
 namespace vaecf::cpu {
@@ -68,8 +69,8 @@ class MultVaeCpu {
   void optimizerStep(const OptimizerOptions& options);
   // Allocates the gradient and the Adam moments (zero) if they are not there yet.
   void ensureOptimizerState();
-  std::vector<T>& adamM() { return adamM_; }
-  std::vector<T>& adamV() { return adamV_; }
+  ZeroedVector<T>& adamM() { return adamM_; }
+  ZeroedVector<T>& adamV() { return adamV_; }
   int64_t& adamStepCount() { return adamT_; }
 
   // bf16 matrix products (fp32 master weights and accumulation) for the item output layer; float only.
@@ -92,7 +93,8 @@ class MultVaeCpu {
   ParameterLayout layout_;
   int threads_ = 1;
   int64_t nEnc_, nLayers_, latent_;
-  std::vector<T> params_, grads_, adamM_, adamV_;
+  // Zeroed lazily (zeroed_vector.h): allocating them on Node's main thread costs no time.
+  ZeroedVector<T> params_, grads_, adamM_, adamV_;
   int64_t adamT_ = 0;
 
   // The loaded batch (CSR, the sparse input layer of layers.h): raw click values and the normalised,

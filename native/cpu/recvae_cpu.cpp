@@ -33,8 +33,8 @@ template <typename T>
 RecVaeCpu<T>::RecVaeCpu(const RecVaeConfig& config) : config_(config), layout_(config) {
   for (int k = 0; k < 3; ++k) priorShape_.weights[k] = config.mixtureWeights[k];
   priorShape_.wideLogVar = config.wideLogVar;
-  params_.assign(size_t(layout_.total), T(0));
-  prior_.assign(size_t(layout_.encoderCount), T(0));
+  params_.resize(size_t(layout_.total));
+  prior_.resize(size_t(layout_.encoderCount));
 }
 
 template <typename T>
@@ -73,8 +73,8 @@ void RecVaeCpu<T>::initialize(uint64_t seed) {
     }
   }
   fill(prior_.data(), uint64_t(1) << 16);
-  adamM_.clear();
-  adamV_.clear();
+  ZeroedVector<T>().swap(adamM_);  // released: regrown zeroed (resize after clear() would keep old values)
+  ZeroedVector<T>().swap(adamV_);
   encoderSteps_ = decoderSteps_ = 0;
   parametersChanged();
 }
@@ -206,7 +206,7 @@ template <typename T>
 StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma) {
   const int64_t m = input_.rows(), D = config_.latent, I = config_.items;
   const bool encoder = phase != Phase::Decoder, decoder = phase != Phase::Encoder;
-  if (grads_.size() != size_t(layout_.total)) grads_.assign(size_t(layout_.total), T(0));
+  if (grads_.size() != size_t(layout_.total)) grads_.resize(size_t(layout_.total));
   StepResult r;
   if (encoder) {
     // The prior's encoder sees the clicks without dropout (the authors' encoder_old(x, dropout 0)).
@@ -265,9 +265,9 @@ void RecVaeCpu<T>::forwardEval() {
 
 template <typename T>
 void RecVaeCpu<T>::ensureOptimizerState() {
-  if (grads_.size() != size_t(layout_.total)) grads_.assign(size_t(layout_.total), T(0));
-  if (adamM_.size() != size_t(layout_.total)) adamM_.assign(size_t(layout_.total), T(0));
-  if (adamV_.size() != size_t(layout_.total)) adamV_.assign(size_t(layout_.total), T(0));
+  if (grads_.size() != size_t(layout_.total)) grads_.resize(size_t(layout_.total));
+  if (adamM_.size() != size_t(layout_.total)) adamM_.resize(size_t(layout_.total));
+  if (adamV_.size() != size_t(layout_.total)) adamV_.resize(size_t(layout_.total));
 }
 
 template <typename T>

@@ -22,6 +22,7 @@
 #include "cpu_engine.h"
 #include "kernels.h"
 #include "layers.h"
+#include "zeroed_vector.h"
 
 namespace vaecf::cpu {
 
@@ -85,8 +86,8 @@ class RecVaeCpu {
   // Adam on the phase's group(s), each with its own step count.
   void optimizerStep(Phase phase, const OptimizerOptions& options);
   void ensureOptimizerState();
-  std::vector<T>& adamM() { return adamM_; }
-  std::vector<T>& adamV() { return adamV_; }
+  ZeroedVector<T>& adamM() { return adamM_; }
+  ZeroedVector<T>& adamV() { return adamV_; }
   int64_t& encoderSteps() { return encoderSteps_; }
   int64_t& decoderSteps() { return decoderSteps_; }
 
@@ -108,7 +109,8 @@ class RecVaeCpu {
   RecVaeLayout layout_;
   CompositePrior priorShape_;
   int threads_ = 1;
-  std::vector<T> params_, prior_, grads_, adamM_, adamV_;
+  // Zeroed lazily (zeroed_vector.h): allocating them on Node's main thread costs no time.
+  ZeroedVector<T> params_, prior_, grads_, adamM_, adamV_;
   int64_t encoderSteps_ = 0, decoderSteps_ = 0;
 
   SparseInput<T> input_;

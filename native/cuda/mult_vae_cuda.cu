@@ -465,19 +465,25 @@ struct CudaEngine::Impl {
   DeviceBuffer<float> params, grads, adamM, adamV;
   int64_t adamT = 0;
   // The training matrix registered by beginEpoch: on the device (resident) or read from host memory
-  // batch by batch (streamed). Identified by its pointers, shape and a content fingerprint.
+  // batch by batch (streamed). Identified by the caller's generation id when it gives one (the Node
+  // binding copies indptr each epoch, so its address changes), else by its pointers, shape and a
+  // content fingerprint.
   struct MatrixKey {
     const void* indptr = nullptr;
     const void* indices = nullptr;
     const void* values = nullptr;
     int64_t rows = -1, nnz = -1;
+    uint64_t generation = 0;
     uint64_t fingerprint = 0;
-    bool operator==(const MatrixKey& o) const {
-      return indptr == o.indptr && indices == o.indices && values == o.values && rows == o.rows && nnz == o.nnz && fingerprint == o.fingerprint;
+    bool sameMatrix(const MatrixKey& o) const {
+      if (rows != o.rows || nnz != o.nnz || (values == nullptr) != (o.values == nullptr)) return false;
+      if (generation != 0 || o.generation != 0) return generation == o.generation;
+      return indptr == o.indptr && indices == o.indices && values == o.values && fingerprint == o.fingerprint;
     }
   };
   MatrixKey registered;
   bool resident = false;
+  int64_t uploads = 0;
   DeviceBuffer<int64_t> dIndptr, dRows;
   DeviceBuffer<int32_t> dIndices;
   DeviceBuffer<float> dValues;
@@ -659,6 +665,8 @@ struct CudaEngine::Impl {
     k.values = data.values;
     k.rows = data.rows;
     k.nnz = data.nnz();
+    k.generation = data.generation;
+    if (k.generation != 0) return k;  // the caller vouches for the contents: no scan
     // FNV-1a over every row offset and a sample of the clicks: a matrix rewritten in place shows.
     uint64_t h = 1469598103934665603ull;
     auto mix = [&h](uint64_t v) {
@@ -684,7 +692,10 @@ struct CudaEngine::Impl {
   // beginEpoch: keep the training matrix on the device when it fits, upload it once.
   void registerMatrix(const CsrView& data) {
     const MatrixKey key = keyOf(data);
-    if (key == registered) return;
+    if (key.sameMatrix(registered)) {
+      registered = key;  // the same contents at this epoch's addresses (gather compares them)
+      return;
+    }
     registered = MatrixKey{};
     resident = false;
     const size_t bytes = size_t(data.rows + 1) * sizeof(int64_t) + size_t(key.nnz) * (sizeof(int32_t) + (data.values ? sizeof(float) : 0));
@@ -705,6 +716,7 @@ struct CudaEngine::Impl {
         CK(cudaMemcpy(dValues.ptr, data.values + base, size_t(key.nnz) * sizeof(float), cudaMemcpyHostToDevice));
       }
       resident = true;
+      ++uploads;
     }
     registered = key;
   }
@@ -1058,6 +1070,7 @@ void CudaEngine::initialize(uint64_t seed) {
 
 void CudaEngine::beginEpoch(const CsrView& data) { impl_->registerMatrix(data); }
 bool CudaEngine::streaming() const { return !impl_->resident; }
+int64_t CudaEngine::matrixUploads() const { return impl_->uploads; }
 
 void CudaEngine::submitStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
   if (opt.phase != Phase::Joint || opt.gamma != 0)

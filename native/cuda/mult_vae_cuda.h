@@ -61,11 +61,14 @@ class CudaEngine final : public Engine {
   void getOptimizerState(float* m, float* v, int64_t* t) const override;
   void setOptimizerState(const float* m, const float* v, int64_t t) override;
   void getGradients(float* out) const override;
-  // Registers the epoch's training matrix: uploaded once and kept while it is the same matrix (same
-  // pointers, shape and content fingerprint); streamed batch by batch when it does not fit.
+  // Registers the epoch's training matrix: uploaded once and kept while it is the same matrix (the same
+  // generation id when the caller gives one, else the same pointers, shape and content fingerprint);
+  // streamed batch by batch when it does not fit.
   void beginEpoch(const CsrView& data) override;
   // Whether the registered training matrix is streamed from host memory (false: on the device).
   bool streaming() const;
+  // How many times a training matrix was uploaded to the device (the GPU check's residency test).
+  int64_t matrixUploads() const;
   // Wait for the device (for timing).
   void synchronize() const;
   // Per-phase device timing with CUDA events (adds an event per phase; for the GPU check, not for training).

@@ -333,11 +333,14 @@ static void pipelinedTrainer() {
   CHECK(c3.step == 4, "cancel: %llu steps counted, 4 submitted", (unsigned long long)c3.step);
 }
 
-static std::vector<float> trainTwoEpochs(uint64_t seed, int threads) {
+// Two epochs from initialize(seed); `before` (optional) runs first on the same engine (a model trained,
+// then re-initialised, must train exactly as a fresh one).
+static std::vector<float> trainTwoEpochs(uint64_t seed, int threads, const std::function<void(cpu::CpuEngine&)>& before = nullptr) {
   const int64_t items = 40;
   const ModelConfig cfg = tinyVae(items);
   cpu::CpuEngine engine(cfg);
   engine.setThreads(threads);
+  if (before) before(engine);
   engine.initialize(seed);
   Clicks clicks = randomClicks(97, items, 0.2, 4);
   CsrView data = clicks.view(items);
@@ -833,6 +836,19 @@ int main() {
     auto a = trainTwoEpochs(9, 2), b = trainTwoEpochs(9, 2), c = trainTwoEpochs(10, 2);
     CHECK(a == b, "two runs with the same seed differ");
     CHECK(a != c, "another seed gave the same weights");
+  });
+  run("a trained model re-initialised trains exactly as a fresh one (Adam's moments start from zero again)", [] {
+    auto fresh = trainTwoEpochs(9, 2);
+    auto again = trainTwoEpochs(9, 2, [](cpu::CpuEngine& e) {
+      e.initialize(3);
+      Clicks clicks = randomClicks(50, 40, 0.3, 8);
+      CsrView data = clicks.view(40);
+      TrainingCounters counters;
+      EpochOptions eo;
+      eo.batchSize = 10;
+      trainEpoch(e, data, eo, counters, nullptr, nullptr);
+    });
+    CHECK(fresh == again, "re-initialising after training kept some state");
   });
   run("pipelined steps (a device backend's protocol): same results, in order, nothing left after a cancel", [] { pipelinedTrainer(); });
   run("beta schedule: linear to the cap, constant", [] {

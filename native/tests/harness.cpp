@@ -783,6 +783,36 @@ static int gpuCheck(int argc, char** argv) {
       });
     }
 
+  // 1b. Residency keyed on the generation id: the Node binding hands each epoch a fresh copy of indptr
+  // (another address) with the same generation; the matrix must stay on the device, uploaded once, and
+  // a step must read the same clicks as from the first copy.
+  runCheck(report, "Mult-VAE fp32 residency by generation id", "one upload for two epochs whose indptr copies differ; resident; same loss bitwise", [&](JsonObject& r) {
+    const int64_t items = 2001, users = 300, m = 100;
+    std::mt19937 gen(31);
+    const RandomClicks clicks = randomClicks(users, items, 40, gen);
+    CsrView first = clicks.view(items);
+    first.generation = 7;
+    const std::vector<int64_t> indptrCopy = clicks.indptr;  // what JsCsr makes anew each epoch
+    CsrView second = first;
+    second.indptr = indptrCopy.data();
+    const ModelConfig cfg = smallConfig(items, true);
+    cuda::CudaEngine a(cfg, {}), b(cfg, {});
+    a.initialize(5);
+    b.initialize(5);
+    StepOptions step;
+    step.seed = 3;
+    step.beta = 0.2;
+    std::vector<int64_t> rows(static_cast<size_t>(m));
+    for (int64_t i = 0; i < m; ++i) rows[size_t(i)] = (i * 37) % users;
+    a.beginEpoch(first);
+    const StepResult ra = a.trainStep(first, rows.data(), m, step);
+    b.beginEpoch(first);
+    b.beginEpoch(second);
+    const StepResult rb = b.trainStep(second, rows.data(), m, step);
+    r.set("uploads", double(b.matrixUploads())).set("resident", b.streaming() ? 0.0 : 1.0).set("loss_first", ra.loss).set("loss_second", rb.loss);
+    return b.matrixUploads() == 1 && !b.streaming() && ra.loss == rb.loss;
+  });
+
   // 2. Three Adam updates (fp32 Mult-VAE): per-tensor weights, the update itself and both moments; the step count.
   runCheck(report, "Mult-VAE fp32 three Adam steps", "update, weights (rounding-level first gradients left out) and both moments per tensor < 1e-4; same step count", [&](JsonObject& r) {
     const int64_t items = 3001, users = 600, m = 200;

@@ -69,6 +69,32 @@ export function selectRows(m: CsrMatrix, rows: ArrayLike<number>): CsrMatrix {
  * Check a matrix before it reaches the engine; errors name the argument, the row and what was expected.
  */
 export function validateCsr(m: CsrMatrix, name: string, options: { allowEmptyRows?: boolean; cols?: number } = {}): void {
+  checkCsrShape(m, name, options);
+  const fail = (msg: string): never => {
+    throw new VaecfInputError(`${name}: ${msg}`);
+  };
+  for (let r = 0; r < m.rows; r++) {
+    const b = m.indptr[r];
+    const e = m.indptr[r + 1];
+    if (e < b) fail(`indptr decreases at row ${r}`);
+    if (e === b && !options.allowEmptyRows) fail(`row ${r} has no items; every user needs at least one click`);
+    for (let k = b; k < e; k++) {
+      const c = m.indices[k];
+      if (c < 0 || c >= m.cols) fail(`row ${r} has item index ${c}, expected 0 <= index < ${m.cols}`);
+      if (m.values) {
+        const v = m.values[k];
+        if (!Number.isFinite(v) || v <= 0) fail(`row ${r} has click value ${v}, expected a finite positive number`);
+      }
+    }
+  }
+}
+
+/**
+ * The checks of validateCsr that take constant time: types, shape, lengths, indptr's ends. The native
+ * engine checks the contents (every row and click, with the same messages) where it reads them, off the
+ * event loop, so a matrix handed to it is validated once.
+ */
+export function checkCsrShape(m: CsrMatrix, name: string, options: { cols?: number } = {}): void {
   const fail = (msg: string): never => {
     throw new VaecfInputError(`${name}: ${msg}`);
   };
@@ -86,19 +112,5 @@ export function validateCsr(m: CsrMatrix, name: string, options: { allowEmptyRow
   if (m.values !== undefined) {
     if (!(m.values instanceof Float32Array)) fail('values: expected a Float32Array or undefined');
     if (m.values.length !== m.indices.length) fail('values: expected the same length as indices');
-  }
-  for (let r = 0; r < m.rows; r++) {
-    const b = m.indptr[r];
-    const e = m.indptr[r + 1];
-    if (e < b) fail(`indptr decreases at row ${r}`);
-    if (e === b && !options.allowEmptyRows) fail(`row ${r} has no items; every user needs at least one click`);
-    for (let k = b; k < e; k++) {
-      const c = m.indices[k];
-      if (c < 0 || c >= m.cols) fail(`row ${r} has item index ${c}, expected 0 <= index < ${m.cols}`);
-      if (m.values) {
-        const v = m.values[k];
-        if (!Number.isFinite(v) || v <= 0) fail(`row ${r} has click value ${v}, expected a finite positive number`);
-      }
-    }
   }
 }

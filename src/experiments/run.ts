@@ -160,10 +160,10 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
       signal: controller.signal,
       checkpointPath: last,
       onBatch: (b) => bar.update(`epoch ${b.epoch}/${config.nEpochs}`, b.batch + 1, b.batches, `loss ${b.loss.toFixed(1)}`),
-      onEpoch: (r) => {
+      onEpoch: async (r) => {
         bar.clear();
         fs.appendFileSync(metricsFile, `${JSON.stringify(r)}\n`);
-        if (r.best) void model.save(best, { weightsOnly: true });
+        if (r.best) await model.save(best, { weightsOnly: true });
         const v = r.validation ? ` ${Object.entries(r.validation).map(([k, x]) => `${k} ${x.toFixed(4)}`).join(' ')}${r.best ? ' *' : ''}` : '';
         const weight = config.model === 'recvae' && !(config.beta !== undefined) ? `gamma ${(config.gamma ?? 0.005).toFixed(4)}` : `beta ${r.beta.toFixed(3)}`;
         log(`epoch ${String(r.epoch).padStart(3)}  loss ${r.loss.toFixed(2)}  kl ${r.kl.toFixed(2)}  ${weight}  lr ${r.learningRate.toExponential(1)}${v}  ${r.seconds.toFixed(1)} s`);

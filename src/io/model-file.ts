@@ -39,16 +39,50 @@ export interface TensorEntry {
   data_offsets: [number, number];
 }
 
-// The version-2 digest: the metadata string, each tensor's description in header order, then the bytes.
+/** Largest piece hashed between two turns of the event loop (a few milliseconds of SHA-256). */
+const DIGEST_CHUNK = 4 << 20;
+
+/** Lets the event loop run (timers, I/O, other requests) between two pieces of long work. */
+export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+// The pieces of the version-2 digest in order: the metadata string, each tensor's description in header
+// order, then the bytes (in pieces of at most DIGEST_CHUNK).
+function* digestPieces(metaJson: string, entries: Array<[string, TensorEntry]>, bytesOf: (e: TensorEntry) => Uint8Array): Generator<string | Uint8Array> {
+  yield `vaecf-model-v2\n${metaJson}\n`;
+  for (const [name, e] of entries) yield `${name}\t${e.dtype}\t${e.shape.join(',')}\t${e.data_offsets[0]}\t${e.data_offsets[1]}\n`;
+  for (const [, e] of entries) {
+    const bytes = bytesOf(e);
+    for (let at = 0; at < bytes.length; at += DIGEST_CHUNK) yield bytes.subarray(at, Math.min(bytes.length, at + DIGEST_CHUNK));
+  }
+}
+
 function fileDigest(metaJson: string, entries: Array<[string, TensorEntry]>, bytesOf: (e: TensorEntry) => Uint8Array): string {
   const hash = createHash('sha256');
-  hash.update(`vaecf-model-v2\n${metaJson}\n`);
-  for (const [name, e] of entries) hash.update(`${name}\t${e.dtype}\t${e.shape.join(',')}\t${e.data_offsets[0]}\t${e.data_offsets[1]}\n`);
-  for (const [, e] of entries) hash.update(bytesOf(e));
+  for (const piece of digestPieces(metaJson, entries, bytesOf)) hash.update(piece);
   return hash.digest('hex');
 }
 
-export function writeModelFile(file: string, metadata: object, tensors: NamedTensor[]): void {
+/** The same digest, yielding to the event loop between pieces (a 400 MB checkpoint would block ~0.5 s). */
+async function fileDigestAsync(metaJson: string, entries: Array<[string, TensorEntry]>, bytesOf: (e: TensorEntry) => Uint8Array): Promise<string> {
+  const hash = createHash('sha256');
+  let sinceYield = 0;
+  for (const piece of digestPieces(metaJson, entries, bytesOf)) {
+    hash.update(piece);
+    sinceYield += piece.length;
+    if (sinceYield >= DIGEST_CHUNK) {
+      sinceYield = 0;
+      await yieldToEventLoop();
+    }
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * Write a model file atomically (a temporary file in the same folder, fsync, rename, fsync of the
+ * folder). The digest is computed in pieces and the bytes are written by libuv's thread pool, so the
+ * event loop stays free while a large checkpoint is written.
+ */
+export async function writeModelFile(file: string, metadata: object, tensors: NamedTensor[]): Promise<void> {
   const header: Record<string, unknown> = {};
   const entries: Array<[string, TensorEntry]> = [];
   const data = new Map<TensorEntry, Uint8Array>();
@@ -64,7 +98,7 @@ export function writeModelFile(file: string, metadata: object, tensors: NamedTen
     offset += bytes;
   }
   const metaJson = JSON.stringify({ format: FORMAT, formatVersion: FORMAT_VERSION, ...metadata });
-  header.__metadata__ = { vaecf: metaJson, vaecf_sha256: fileDigest(metaJson, entries, (e) => data.get(e) as Uint8Array) };
+  header.__metadata__ = { vaecf: metaJson, vaecf_sha256: await fileDigestAsync(metaJson, entries, (e) => data.get(e) as Uint8Array) };
   let json = Buffer.from(JSON.stringify(header), 'utf8');
   const pad = (8 - (json.length % 8)) % 8; // keep tensors 8-byte aligned
   if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
@@ -72,30 +106,24 @@ export function writeModelFile(file: string, metadata: object, tensors: NamedTen
   len.writeBigUInt64LE(BigInt(json.length));
 
   const dir = path.dirname(path.resolve(file));
-  fs.mkdirSync(dir, { recursive: true });
+  await fs.promises.mkdir(dir, { recursive: true });
   removeStaleTemps(dir, path.basename(file));
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fd = fs.openSync(tmp, 'w', 0o644);
+  const handle = await fs.promises.open(tmp, 'w', 0o644);
   try {
-    fs.writeSync(fd, len);
-    fs.writeSync(fd, json);
-    for (const t of tensors) fs.writeSync(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fs.renameSync(tmp, file);
+    await handle.writev([len, json]);
+    for (const [, e] of entries) await handle.write(data.get(e) as Uint8Array);
+    await handle.sync();
+    await handle.close();
+    await fs.promises.rename(tmp, file);
   } catch (err) {
-    try {
-      fs.closeSync(fd);
-    } catch {
-      /* already closed */
-    }
-    fs.rmSync(tmp, { force: true });
+    await handle.close().catch(() => undefined); // already closed
+    await fs.promises.rm(tmp, { force: true });
     throw err;
   }
   try {
-    const dfd = fs.openSync(dir, 'r');
-    fs.fsyncSync(dfd);
-    fs.closeSync(dfd);
+    const dirHandle = await fs.promises.open(dir, 'r');
+    await dirHandle.sync().finally(() => dirHandle.close());
   } catch {
     /* some file systems cannot fsync a directory */
   }
@@ -130,21 +158,35 @@ function tensorEntries(file: string, header: Record<string, unknown>, dataBytes:
   return out;
 }
 
-/** Any safetensors file: its __metadata__ strings and its tensors (F32 as is; F64 and BF16 converted to F32). */
-export function readSafetensors(file: string): {
+/** A parsed safetensors file: its __metadata__ strings and its tensors (F32 as is; F64 and BF16 converted to F32). */
+export interface SafetensorsContents {
   metadata: Record<string, string>;
   tensors: Map<string, NamedTensor>;
   /** the checked tensor entries, in header order */
   entries: Array<[string, TensorEntry]>;
   bytes: Buffer;
   dataStart: number;
-} {
-  let buf: Buffer;
+}
+
+async function readWhole(file: string): Promise<Buffer> {
   try {
-    buf = fs.readFileSync(file);
+    return await fs.promises.readFile(file);
   } catch (err) {
     throw new ModelFileError(file, `cannot read the model file (${(err as Error).message})`);
   }
+}
+
+function readWholeSync(file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new ModelFileError(file, `cannot read the model file (${(err as Error).message})`);
+  }
+}
+
+// F32 and I32 tensors are views of the file's bytes where they are 4-byte aligned (always in vaecf's own
+// files, whose header is padded to 8 bytes): no copy of a large model on the event loop.
+function parseSafetensors(file: string, buf: Buffer): SafetensorsContents {
   if (buf.length < 8) throw new ModelFileError(file, 'the file is too short to be a safetensors model (truncated?)');
   const headerLen = Number(buf.readBigUInt64LE(0));
   if (headerLen <= 0 || 8 + headerLen > buf.length)
@@ -162,18 +204,23 @@ export function readSafetensors(file: string): {
   const entries = tensorEntries(file, header, buf.length - dataStart);
   for (const [name, e] of entries) {
     const [begin, end] = e.data_offsets;
-    const bytes = buf.subarray(dataStart + begin, dataStart + end);
-    const copy = new ArrayBuffer(bytes.length);
-    new Uint8Array(copy).set(bytes);
+    const at = buf.byteOffset + dataStart + begin;
+    const count = (end - begin) / DTYPE_BYTES[e.dtype];
     let data: TensorData;
-    if (e.dtype === 'F32') data = new Float32Array(copy);
-    else if (e.dtype === 'I32') data = new Int32Array(copy);
-    else if (e.dtype === 'F64') data = Float32Array.from(new Float64Array(copy));
-    else {
-      const h = new Uint16Array(copy);
-      const u = new Uint32Array(h.length);
-      for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
-      data = new Float32Array(u.buffer);
+    if ((e.dtype === 'F32' || e.dtype === 'I32') && at % 4 === 0) {
+      data = e.dtype === 'F32' ? new Float32Array(buf.buffer, at, count) : new Int32Array(buf.buffer, at, count);
+    } else {
+      const copy = new ArrayBuffer(end - begin);
+      new Uint8Array(copy).set(buf.subarray(dataStart + begin, dataStart + end));
+      if (e.dtype === 'F32') data = new Float32Array(copy);
+      else if (e.dtype === 'I32') data = new Int32Array(copy);
+      else if (e.dtype === 'F64') data = Float32Array.from(new Float64Array(copy));
+      else {
+        const h = new Uint16Array(copy);
+        const u = new Uint32Array(h.length);
+        for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
+        data = new Float32Array(u.buffer);
+      }
     }
     tensors.set(name, { name, shape: e.shape, data });
   }
@@ -183,8 +230,20 @@ export function readSafetensors(file: string): {
   return { metadata: (header.__metadata__ as Record<string, string> | undefined) ?? {}, tensors, entries, bytes: buf, dataStart };
 }
 
-export function readModelFile(file: string): ModelFile {
-  const { metadata: raw, tensors, entries, bytes: buf, dataStart } = readSafetensors(file);
+/** Any safetensors file, read on the calling thread (see readSafetensorsAsync). */
+export function readSafetensors(file: string): SafetensorsContents {
+  return parseSafetensors(file, readWholeSync(file));
+}
+
+/** Any safetensors file, read by libuv's thread pool. */
+export async function readSafetensorsAsync(file: string): Promise<SafetensorsContents> {
+  return parseSafetensors(file, await readWhole(file));
+}
+
+// The vaecf metadata of a parsed file, checked, and the data section's layout; the digest is checked by
+// the caller (on the calling thread, or in pieces).
+function modelContents(file: string, parsed: SafetensorsContents) {
+  const { metadata: raw, tensors, entries, bytes: buf, dataStart } = parsed;
   const metaRaw = raw.vaecf;
   if (typeof metaRaw !== 'string') throw new ModelFileError(file, 'no vaecf metadata: this safetensors file was not written by vaecf (a PyTorch state_dict? see importTorchStateDict)');
   let metadata: Record<string, unknown>;
@@ -198,7 +257,7 @@ export function readModelFile(file: string): ModelFile {
   if (metadata.format !== FORMAT) throw new ModelFileError(file, `unknown format ${String(metadata.format)}`);
   if (typeof metadata.formatVersion !== 'number' || metadata.formatVersion > FORMAT_VERSION)
     throw new ModelFileError(file, `format version ${String(metadata.formatVersion)} is newer than this vaecf reads (${FORMAT_VERSION}); upgrade vaecf`);
-  // The entries (in header order, validated by readSafetensors) must tile the data exactly.
+  // The entries (in header order, validated by parseSafetensors) must tile the data exactly.
   let expectedEnd = 0;
   for (const [name, e] of entries) {
     if (e.data_offsets[0] !== expectedEnd) throw new ModelFileError(file, `tensor ${name} has inconsistent offsets`);
@@ -207,15 +266,38 @@ export function readModelFile(file: string): ModelFile {
   if (dataStart + expectedEnd !== buf.length)
     throw new ModelFileError(file, `unexpected size: ${buf.length} bytes, the header describes ${dataStart + expectedEnd}`);
   const bytesOf = (e: TensorEntry): Uint8Array => buf.subarray(dataStart + e.data_offsets[0], dataStart + e.data_offsets[1]);
-  if (metadata.formatVersion >= 2) {
-    if (raw.vaecf_sha256 !== fileDigest(metaRaw, entries, bytesOf))
-      throw new ModelFileError(file, 'the file does not match its checksum (metadata, ids and weights are covered): it is corrupted or was modified');
-  } else {
-    // Version 1: a digest of the tensor bytes only.
+  const version1Ok = (): boolean => {
+    // Version 1: a digest of the tensor bytes only (small files of early versions).
     const hash = createHash('sha256');
     for (const [, e] of entries) hash.update(bytesOf(e));
-    if (hash.digest('hex') !== metadata.dataSha256)
-      throw new ModelFileError(file, 'the tensor data does not match its checksum: the file is corrupted or was modified');
-  }
-  return { metadata, tensors };
+    return hash.digest('hex') === metadata.dataSha256;
+  };
+  return { metadata, tensors, entries, metaRaw, stored: raw.vaecf_sha256, bytesOf, version1Ok };
+}
+
+function digestError(file: string, version: number): ModelFileError {
+  return new ModelFileError(
+    file,
+    version >= 2
+      ? 'the file does not match its checksum (metadata, ids and weights are covered): it is corrupted or was modified'
+      : 'the tensor data does not match its checksum: the file is corrupted or was modified',
+  );
+}
+
+/** A vaecf model file, read and checked on the calling thread (see readModelFileAsync). */
+export function readModelFile(file: string): ModelFile {
+  const c = modelContents(file, readSafetensors(file));
+  const version = c.metadata.formatVersion as number;
+  const ok = version >= 2 ? c.stored === fileDigest(c.metaRaw, c.entries, c.bytesOf) : c.version1Ok();
+  if (!ok) throw digestError(file, version);
+  return { metadata: c.metadata, tensors: c.tensors };
+}
+
+/** A vaecf model file, read by libuv's thread pool and checked in pieces: the event loop stays free. */
+export async function readModelFileAsync(file: string): Promise<ModelFile> {
+  const c = modelContents(file, await readSafetensorsAsync(file));
+  const version = c.metadata.formatVersion as number;
+  const ok = version >= 2 ? c.stored === (await fileDigestAsync(c.metaRaw, c.entries, c.bytesOf)) : c.version1Ok();
+  if (!ok) throw digestError(file, version);
+  return { metadata: c.metadata, tensors: c.tensors };
 }

@@ -5,7 +5,7 @@
 import { VaecfInputError } from '../data/csr';
 import { MultDAE, MultVAE, type ArchitectureOptions } from '../models/mult-vae';
 import type { ItemId } from '../models/types';
-import { readSafetensors, type NamedTensor } from './model-file';
+import { readSafetensorsAsync, type NamedTensor } from './model-file';
 
 export interface TorchImportOptions extends ArchitectureOptions {
   /** external id of each item column (default: the column index) */
@@ -15,7 +15,7 @@ export interface TorchImportOptions extends ArchitectureOptions {
 }
 
 export async function importTorchStateDict(file: string, options: TorchImportOptions = {}): Promise<MultVAE | MultDAE> {
-  const { tensors } = readSafetensors(file);
+  const { tensors } = await readSafetensorsAsync(file);
   const layers = (side: 'q' | 'p'): Array<{ weight: NamedTensor; bias: NamedTensor }> => {
     const found = new Map<number, { weight?: NamedTensor; bias?: NamedTensor }>();
     for (const [name, t] of tensors) {

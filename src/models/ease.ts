@@ -5,7 +5,7 @@
 import * as os from 'node:os';
 
 import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
-import { readModelFile, writeModelFile } from '../io/model-file';
+import { readModelFileAsync, writeModelFile } from '../io/model-file';
 import { checkThreads, loadNative, type NativeEase } from '../native';
 import { VERSION } from '../version';
 import { candidateMask, indexOfIds, recommendHistories, resolveK } from './histories';
@@ -137,13 +137,13 @@ export class EASE implements Recommender {
   async save(file: string): Promise<void> {
     const native = this.fitted();
     const w = native.getWeights();
-    writeModelFile(file, { library: { name: 'vaecf', version: VERSION }, model: this.kind, lambda: this.lambda, itemIds: this.ids, nItems: this.items }, [
+    await writeModelFile(file, { library: { name: 'vaecf', version: VERSION }, model: this.kind, lambda: this.lambda, itemIds: this.ids, nItems: this.items }, [
       { name: 'B', shape: [this.items, this.items], data: w },
     ]);
   }
 
   static async load(file: string, options: EaseOptions = {}): Promise<EASE> {
-    const { metadata, tensors } = readModelFile(file);
+    const { metadata, tensors } = await readModelFileAsync(file);
     if (metadata.model !== 'ease') throw new VaecfInputError(`${file}: holds a ${String(metadata.model)} model, not EASE`);
     const e = new EASE(options);
     const { NativeEase } = loadNative();

@@ -1,9 +1,9 @@
 // Mult-VAE and Mult-DAE (Liang et al. 2018): constructors only store options; fit() learns the state
 // (the native engine with its weights, the item ids, the training state).
 
-import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
-import { readModelFile, writeModelFile, type ModelFile, type NamedTensor } from '../io/model-file';
-import { checkThreads, loadNative, resolveDevice, type NativeModel, type NativeModelConfig } from '../native';
+import { type CsrMatrix, VaecfInputError, checkCsrShape } from '../data/csr';
+import { readModelFileAsync, writeModelFile, yieldToEventLoop, type ModelFile, type NamedTensor } from '../io/model-file';
+import { checkThreads, loadNative, prepareDevice, resolveDevice, type NativeModel, type NativeModelConfig } from '../native';
 import type { TrainOptions, TrainingHistory, TrainingState } from '../training/options';
 import { VERSION } from '../version';
 import { candidateMask, indexOfIds, recommendHistories, resolveK } from './histories';
@@ -89,8 +89,6 @@ export interface LearnedState {
   training: TrainingState | null;
   trainOptions: Record<string, unknown> | null;
   protocol: Record<string, unknown> | null;
-  /** best validation weights kept during training (checkpoints carry them) */
-  bestParameters: Float32Array | null;
 }
 
 function checkDims(name: string, dims: unknown): number[] {
@@ -162,8 +160,9 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
   /** @internal create (or re-create) the native engine for `nItems` items with fresh weights. */
   async createState(nItems: number, seed: number, itemIds: ReadonlyArray<ItemId> | undefined): Promise<LearnedState> {
     this.dispose();
-    const config = this.architecture(nItems);
+    const config = this.architecture(nItems); // the addon's first load happens here
     const { NativeModel: Ctor } = resolveDevice(config.device).addon;
+    await yieldToEventLoop(); // the engine's allocation is the next block of work on this thread
     const native = new Ctor(config);
     await native.initialize(seed);
     if (itemIds && itemIds.length !== nItems)
@@ -176,7 +175,6 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
       training: null,
       trainOptions: null,
       protocol: null,
-      bestParameters: null,
     };
     this.idIndex = null;
     return this.state;
@@ -184,6 +182,7 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
 
   /** Train on `data` (see TrainOptions); resolves with the per-epoch history. */
   async fit(data: TrainingData, options: TrainOptions = {}): Promise<TrainingHistory> {
+    await prepareDevice(this.options.device);
     const { runTraining } = await import('../training/train');
     return runTraining(this, data, options);
   }
@@ -217,7 +216,7 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
   private nativeOptions(matrix: CsrMatrix, options: RecommendOptions) {
     const s = this.learned();
     const k = resolveK(options, s.nItems);
-    validateCsr(matrix, 'recommend input', { allowEmptyRows: true, cols: s.nItems });
+    checkCsrShape(matrix, 'recommend input', { cols: s.nItems }); // the engine checks the contents
     const candidates = candidateMask(this.itemIndex(), s.nItems, options);
     return { k, excludeSeen: options.excludeSeen ?? true, batchSize: options.batchSize ?? 1000, candidates };
   }
@@ -225,7 +224,7 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
   /** Evaluation-mode scores (logits) of a few users, dense [rows x items]: for inspection and tests. */
   scoreRows(matrix: CsrMatrix): Float32Array {
     const s = this.learned();
-    validateCsr(matrix, 'scoreRows input', { allowEmptyRows: true, cols: s.nItems });
+    checkCsrShape(matrix, 'scoreRows input', { cols: s.nItems }); // the engine checks the contents
     return s.native.scores(matrix, 0, matrix.rows);
   }
 
@@ -247,7 +246,11 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
    */
   async save(file: string, options: { weightsOnly?: boolean } = {}): Promise<void> {
     const s = this.learned();
-    const params = s.native.getParameters();
+    const includeState = !options.weightsOnly && s.training !== null;
+    // Copied out of the engine on a worker thread (the event loop stays free), then written in pieces.
+    // Queued behind any scoring call in flight (a server may save the model it serves).
+    const state = await this.scoringQueue.run(() => s.native.exportState({ optimizer: includeState, snapshot: includeState, auxiliary: includeState }));
+    const params = state.parameters;
     const tensors: NamedTensor[] = [];
     const layerNames: string[] = [];
     let offset = 0;
@@ -259,17 +262,16 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
         offset += n;
       }
     }
-    const includeState = !options.weightsOnly && s.training !== null;
-    const opt = includeState ? s.native.getOptimizerState() : null;
-    if (opt) {
-      tensors.push({ name: 'optimizer.m', shape: [opt.m.length], data: opt.m });
-      tensors.push({ name: 'optimizer.v', shape: [opt.v.length], data: opt.v });
-      if (s.bestParameters) tensors.push({ name: 'best.parameters', shape: [s.bestParameters.length], data: s.bestParameters });
+    if (includeState && state.m && state.v) {
+      tensors.push({ name: 'optimizer.m', shape: [state.m.length], data: state.m });
+      tensors.push({ name: 'optimizer.v', shape: [state.v.length], data: state.v });
+      // The best validation weights, kept in the engine's memory during training.
+      if (state.snapshot) tensors.push({ name: 'best.parameters', shape: [state.snapshot.length], data: state.snapshot });
       // State that is not trained but needed to continue training (RecVAE: the prior's encoder).
-      const auxiliary = s.native.getAuxiliary();
-      if (auxiliary.length) tensors.push({ name: 'prior.parameters', shape: [auxiliary.length], data: auxiliary });
+      if (state.auxiliary) tensors.push({ name: 'prior.parameters', shape: [state.auxiliary.length], data: state.auxiliary });
     }
-    writeModelFile(file, {
+    const opt = includeState ? { t: state.t ?? 0, groupSteps: state.groupSteps } : null;
+    await writeModelFile(file, {
       library: { name: 'vaecf', version: VERSION, node: process.versions.node, backend: s.native.backend },
       model: this.kind,
       architecture: {
@@ -298,8 +300,8 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
   }
 
   /** @internal replace the learned state from a model file's contents. */
-  async restoreFromFile(file: string, threads?: number, contents: ModelFile = readModelFile(file)): Promise<void> {
-    const { metadata, tensors } = contents;
+  async restoreFromFile(file: string, threads?: number, contents?: ModelFile): Promise<void> {
+    const [{ metadata, tensors }] = await Promise.all([contents ?? readModelFileAsync(file), prepareDevice(this.options.device)]);
     if (metadata.model !== this.kind)
       throw new VaecfInputError(`${file}: holds a ${String(metadata.model)} model, not a ${this.kind}; use loadModel() for either`);
     const arch = metadata.architecture as Record<string, unknown> | undefined;
@@ -328,8 +330,7 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
     const { NativeModel: Ctor } = addon;
     this.dispose();
     const native = new Ctor(config);
-    const params = new Float32Array(native.numParams);
-    let offset = 0;
+    const parts: Float32Array[] = [];
     for (const layer of shapes) {
       for (const part of ['weight', 'bias']) {
         const t = tensors.get(`${layer.name}.${part}`);
@@ -337,32 +338,51 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
           native.dispose();
           throw new VaecfInputError(`${file}: tensor ${layer.name}.${part} is missing or not float32`);
         }
-        params.set(t.data, offset);
-        offset += t.data.length;
+        parts.push(t.data);
       }
     }
-    if (offset !== params.length) {
+    const total = parts.reduce((a, p) => a + p.length, 0);
+    if (total !== native.numParams) {
       native.dispose();
-      throw new VaecfInputError(`${file}: the tensors hold ${offset} parameters, the architecture needs ${params.length}`);
+      throw new VaecfInputError(`${file}: the tensors hold ${total} parameters, the architecture needs ${native.numParams}`);
     }
-    native.setParameters(params);
+    // vaecf writes the layers back to back: then the parameter vector is one view of the file's bytes.
+    const contiguous = parts.every((p, i) => i === 0 || (p.buffer === parts[0].buffer && p.byteOffset === parts[i - 1].byteOffset + parts[i - 1].byteLength));
+    let params: Float32Array;
+    if (contiguous) {
+      params = new Float32Array(parts[0].buffer, parts[0].byteOffset, total);
+    } else {
+      params = new Float32Array(total);
+      let offset = 0;
+      for (const p of parts) {
+        params.set(p, offset);
+        offset += p.length;
+      }
+    }
     const training =
       (metadata.training as (TrainingState & { optimizerStep?: number; optimizerGroupSteps?: number[]; weightsOnly?: boolean }) | null) ?? null;
+    const withState = training !== null && !training.weightsOnly;
     const m = tensors.get('optimizer.m');
     const v = tensors.get('optimizer.v');
+    const prior = tensors.get('prior.parameters');
+    const best = tensors.get('best.parameters');
     try {
-      if (m && v && training)
-        native.setOptimizerState({
-          m: m.data as Float32Array, v: v.data as Float32Array, t: training.optimizerStep ?? 0,
-          ...(training.optimizerGroupSteps ? { groupSteps: training.optimizerGroupSteps } : {}),
-        });
-      const prior = tensors.get('prior.parameters');
-      if (prior && training && !training.weightsOnly) native.setAuxiliary(prior.data as Float32Array);
+      // Copied into the engine on a worker thread: the event loop stays free.
+      await native.importState({
+        parameters: params,
+        ...(m && v && training
+          ? {
+              m: m.data as Float32Array, v: v.data as Float32Array, t: training.optimizerStep ?? 0,
+              ...(training.optimizerGroupSteps ? { groupSteps: training.optimizerGroupSteps } : {}),
+            }
+          : {}),
+        ...(prior && withState ? { auxiliary: prior.data as Float32Array } : {}),
+        snapshot: best && withState ? (best.data as Float32Array) : null,
+      });
     } catch (err) {
       native.dispose();
       throw new VaecfInputError(`${file}: the training state does not fit the model (${err instanceof Error ? err.message : String(err)})`);
     }
-    const best = tensors.get('best.parameters');
     this.state = {
       native,
       config,
@@ -371,7 +391,6 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
       training: training && !training.weightsOnly ? training : null,
       trainOptions: (metadata.hyperparameters as Record<string, unknown> | null) ?? null,
       protocol: (metadata.protocol as Record<string, unknown> | null) ?? null,
-      bestParameters: best ? (best.data as Float32Array) : null,
     };
     this.idIndex = null;
   }

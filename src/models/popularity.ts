@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 
 import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
-import { readModelFile, writeModelFile } from '../io/model-file';
+import { readModelFileAsync, writeModelFile } from '../io/model-file';
 import { VERSION } from '../version';
 import { candidateMask, indexOfIds, recommendHistories, resolveK } from './histories';
 import type { ItemId, Recommendation, RecommendOptions, Recommender, TopK, TrainingData } from './types';
@@ -65,14 +65,14 @@ export class Popularity implements Recommender {
 
   async save(file: string): Promise<void> {
     const { counts } = this.fitted();
-    writeModelFile(file, { library: { name: 'vaecf', version: VERSION }, model: this.kind, itemIds: this.ids, nItems: counts.length }, [
+    await writeModelFile(file, { library: { name: 'vaecf', version: VERSION }, model: this.kind, itemIds: this.ids, nItems: counts.length }, [
       { name: 'counts', shape: [counts.length], data: counts },
     ]);
   }
 
   static async load(file: string): Promise<Popularity> {
     if (!fs.existsSync(file)) throw new VaecfInputError(`${file}: no such file`);
-    const { metadata, tensors } = readModelFile(file);
+    const { metadata, tensors } = await readModelFileAsync(file);
     if (metadata.model !== 'popularity') throw new VaecfInputError(`${file}: holds a ${String(metadata.model)} model, not popularity`);
     const p = new Popularity();
     p.setCounts(tensors.get('counts')?.data as Float32Array, (metadata.itemIds as ItemId[] | null) ?? null);

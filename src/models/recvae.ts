@@ -4,7 +4,7 @@
 // fit() (the shared training loop, in its alternating mode) learns the state.
 
 import { VaecfInputError } from '../data/csr';
-import { readModelFile } from '../io/model-file';
+import { readModelFileAsync } from '../io/model-file';
 import { checkThreads, resolveDevice, type NativeModelConfig, type NativeRecVaeConfig } from '../native';
 import { type EngineOptions, type LayerShape, VaeFamilyModel } from './mult-vae';
 
@@ -106,7 +106,7 @@ export class RecVAE extends VaeFamilyModel<RecVaeOptions> {
   /** Load a saved RecVAE. */
   static async load(file: string, options: RecVaeOptions = {}): Promise<RecVAE> {
     const m = new RecVAE(options);
-    await m.restoreFromFile(file, options.threads, readModelFile(file));
+    await m.restoreFromFile(file, options.threads, await readModelFileAsync(file));
     return m;
   }
 }

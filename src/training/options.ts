@@ -78,7 +78,8 @@ export interface TrainOptions {
   /** restore the best validation weights at the end (default true when validating) */
   restoreBestWeights?: boolean;
   signal?: AbortSignal;
-  onEpoch?: (report: EpochReport) => void;
+  /** after each epoch; when it returns a promise (to save the best weights, say), training waits for it */
+  onEpoch?: (report: EpochReport) => unknown;
   onBatch?: (report: BatchReport) => void;
   /** write a resumable checkpoint to this file after every `checkpointEvery` epochs */
   checkpointPath?: string;

@@ -3,7 +3,8 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 
-import { type CsrMatrix, VaecfInputError, validateCsr } from '../data/csr';
+import { type CsrMatrix, VaecfInputError, checkCsrShape, validateCsr } from '../data/csr';
+import { yieldToEventLoop } from '../io/model-file';
 import { parseMetric } from '../metrics/ranking';
 import { MultDAE, MultVAE, type ArchitectureOptions, type VaeFamilyModel } from '../models/mult-vae';
 import { RecVAE, type RecVaeOptions } from '../models/recvae';
@@ -117,15 +118,28 @@ function resolveOptions(o: TrainOptions, model: VaeFamilyModel<object>, trainRow
   return { epochs, batchSize, learningRate, optimizer, weightDecay, l2, seed, evaluateEvery, metric, checkpointEvery, beta, earlyStopping, plateau, recvae };
 }
 
-/** A short fingerprint of the training matrix, so that a resume on other data is refused. */
-export function fingerprint(m: CsrMatrix): string {
+/**
+ * A short fingerprint of the training matrix, so that a resume on other data is refused: SHA-256 of the
+ * shape, indptr, indices and values, hashed in pieces with the event loop running between them (ML-20M's
+ * 80 MB would otherwise hold it for ~0.1 s).
+ */
+export async function fingerprint(m: CsrMatrix): Promise<string> {
   const h = createHash('sha256');
   h.update(`${m.rows}x${m.cols}:${m.indptr[m.rows]}|`);
-  h.update(new Uint8Array(m.indptr.buffer, m.indptr.byteOffset, m.indptr.byteLength));
-  h.update(new Uint8Array(m.indices.buffer, m.indices.byteOffset, m.indices.byteLength));
-  if (m.values) h.update(new Uint8Array(m.values.buffer, m.values.byteOffset, m.values.byteLength));
+  const PIECE = 8 << 20;
+  for (const a of [m.indptr, m.indices, m.values]) {
+    if (!a) continue;
+    const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    for (let at = 0; at < bytes.length; at += PIECE) {
+      h.update(bytes.subarray(at, Math.min(bytes.length, at + PIECE)));
+      if (bytes.length > PIECE) await yieldToEventLoop();
+    }
+  }
   return h.digest('hex').slice(0, 32);
 }
+
+/** Generation ids of training matrices (one per fit(); NativeEpochOptions.dataGeneration). */
+let lastGeneration = 0;
 
 function abortError(): Error {
   const e = new Error('training was aborted') as Error & { code: string };
@@ -186,7 +200,10 @@ async function runEpoch(
 
 export async function runTraining(model: VaeFamilyModel<object>, data: TrainingData, options: TrainOptions): Promise<TrainingHistory> {
   if (!data || typeof data !== 'object') throw new VaecfInputError('data: expected {train, validation?, itemIds?}');
-  validateCsr(data.train, 'data.train');
+  // The training matrix's shape is checked here and its contents once by the engine, off the event loop,
+  // at the first epoch (the same messages as validateCsr); the matrix must not change during fit().
+  checkCsrShape(data.train, 'data.train');
+  const generation = ++lastGeneration;
   if (data.validation) {
     validateCsr(data.validation.foldIn, 'data.validation.foldIn', { allowEmptyRows: true, cols: data.train.cols });
     validateCsr(data.validation.targets, 'data.validation.targets', { allowEmptyRows: true, cols: data.train.cols });
@@ -194,7 +211,7 @@ export async function runTraining(model: VaeFamilyModel<object>, data: TrainingD
       throw new VaecfInputError('data.validation: foldIn and targets must have the same number of users');
   }
   const o = resolveOptions(options, model, data.train.rows);
-  const print = fingerprint(data.train);
+  const print = await fingerprint(data.train);
   let state: TrainingState;
   if (options.resumeFrom) {
     await model.restoreFromFile(options.resumeFrom);
@@ -236,7 +253,6 @@ export async function runTraining(model: VaeFamilyModel<object>, data: TrainingD
     const onAbort = (): void => native.cancel();
     options.signal?.addEventListener('abort', onAbort);
     let stats;
-    let delivered = 0;
     try {
       stats = await runEpoch(
         native,
@@ -245,19 +261,13 @@ export async function runTraining(model: VaeFamilyModel<object>, data: TrainingD
           batchSize: o.batchSize, seed: o.seed, epoch, l2: o.l2, betaKind: o.beta.kind, betaCap: o.beta.cap,
           betaTotalSteps: o.beta.totalSteps, betaValue: o.beta.value, learningRate: state.learningRate,
           weightDecay: o.weightDecay, decoupledWeightDecay: o.optimizer === 'adamw', step: state.step, annealCount: state.annealCount,
+          dataGeneration: generation, dataName: 'data.train',
         },
         o,
         epoch,
-        options.onBatch
-          ? (b) => {
-              delivered++;
-              options.onBatch?.({ epoch: epoch + 1, ...b });
-            }
-          : undefined,
+        // The engine settles an epoch's promise after its last batch event has run.
+        options.onBatch ? (b) => options.onBatch?.({ epoch: epoch + 1, ...b }) : undefined,
       );
-      // Batch events travel through a queue of their own: let the last ones arrive before the epoch's.
-      const deadline = Date.now() + 5000;
-      while (options.onBatch && delivered < stats.batches && Date.now() < deadline) await new Promise((r) => setImmediate(r));
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }
@@ -279,7 +289,7 @@ export async function runTraining(model: VaeFamilyModel<object>, data: TrainingD
         state.bestEpoch = state.epoch;
         state.badEvaluations = 0;
         report.best = true;
-        s.bestParameters = native.getParameters();
+        await native.snapshotParameters(); // kept in the engine's memory, not copied through JavaScript
       } else {
         state.badEvaluations += 1;
       }
@@ -305,15 +315,13 @@ export async function runTraining(model: VaeFamilyModel<object>, data: TrainingD
     else if (state.epoch === o.epochs) state.stopped = 'completed';
     report.seconds = (performance.now() - t0) / 1000;
     state.history.push(report);
-    options.onEpoch?.(report);
+    await options.onEpoch?.(report);
     if (options.checkpointPath && (state.epoch % o.checkpointEvery === 0 || state.stopped !== null)) {
       await model.save(options.checkpointPath);
     }
   }
   if (state.stopped === null) state.stopped = 'completed';
-  if ((options.restoreBestWeights ?? true) && s.bestParameters) {
-    native.setParameters(s.bestParameters);
-  }
+  if (options.restoreBestWeights ?? true) await native.restoreSnapshot();
   return {
     epochs: state.history,
     bestEpoch: state.bestEpoch,
