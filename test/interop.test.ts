@@ -30,9 +30,58 @@ test('a PyTorch Mult-VAE state_dict gives the same scores as PyTorch within 1e-5
   }
 });
 
-test('a file without q_layers / p_layers is refused with what was found', async (t) => {
+test('a file that is not safetensors is refused as such', async (t) => {
   const e = await t.throwsAsync(importTorchStateDict(path.join(FIXTURES, 'ml1m-reference-split.json')));
   t.regex(e!.message, /not a safetensors model|header length is out of range/);
+});
+
+test('a real safetensors file without q_layers / p_layers is refused with the tensors it holds', async (t) => {
+  // A valid safetensors file (header, aligned F32 data) whose layers are named otherwise.
+  const tensors = [['encoder.0.weight', [4, 3]], ['encoder.0.bias', [4]]] as const;
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const [name, shape] of tensors) {
+    const bytes = shape.reduce((a, b) => a * b, 1) * 4;
+    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = Buffer.from(JSON.stringify(header));
+  json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, 0x20)]);
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  const file = path.join(tempDir(), 'other-names.safetensors');
+  fs.writeFileSync(file, Buffer.concat([length, json, Buffer.alloc(offset)]));
+  const e = await t.throwsAsync(importTorchStateDict(file));
+  t.regex(e!.message, /other-names\.safetensors: no q_layers\.N \/ p_layers\.N tensors \(found encoder\.0\.weight, encoder\.0\.bias\)/);
+});
+
+test("the ONNX export of a model loaded from disk follows the file's architecture, not constructor defaults", async (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
+  const { train, exportOnnx } = await import('../src/index');
+  const { twoGroups } = await import('./helpers');
+  for (const kind of ['mult-vae', 'mult-dae', 'recvae'] as const) {
+    // Not the defaults: qDims of two layers for Mult-*, a narrow three-layer RecVAE.
+    const architecture = kind === 'recvae' ? { hidden: 12, latent: 4, layers: 3, threads: 1 } : { pDims: [6, 10], qDims: [14, 6], threads: 1, precision: 'fp32' as const };
+    const trained = await train({ train: twoGroups() }, { model: kind, epochs: 5, batchSize: 20, seed: 4, architecture });
+    const file = path.join(tempDir(), `${kind}.safetensors`);
+    await trained.save(file);
+    const loaded = await loadModel(file, { threads: 1 }); // no architecture options: all from the file
+    const onnx = path.join(tempDir(), `${kind}.onnx`);
+    exportOnnx(loaded, onnx, { k: 3 });
+    const histories = [[0, 1], [11, 12, 13]];
+    const dense = new Float32Array(histories.length * 20);
+    histories.forEach((h, u) => h.forEach((i) => (dense[u * 20 + i] = 1)));
+    const session = await ort.InferenceSession.create(onnx);
+    const out = await session.run({ clicks: new ort.Tensor('float32', dense, [histories.length, 20]) });
+    const ours = trained.scoreRows(csrFromRows(histories, 20));
+    const theirs = out.scores.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < ours.length; i++) worst = Math.max(worst, Math.abs(ours[i] - theirs[i]) / Math.max(1, Math.abs(ours[i])));
+    t.true(worst < 1e-5, `${kind}: the loaded model's ONNX scores differ from the trained model's by ${worst}`);
+    trained.dispose();
+    loaded.dispose();
+  }
 });
 
 test('the ONNX export gives the same scores and top-k in onnxruntime-node (Mult-VAE, Mult-DAE, RecVAE)', async (t) => {

@@ -96,3 +96,11 @@ test('--model recvae trains with the authors\' options, resumes exactly, and ref
   const e = await t.throwsAsync(run(process.execPath, [CLI, 'train', '--dataset', 'x', '--gamma', '0.1', '--run-dir', path.join(dir, 'vae')]));
   t.regex((e as Error & { stderr: string }).stderr, /gamma: a RecVAE option/);
 });
+
+test('vaecf --help lists every command the CLI dispatches', async (t) => {
+  const source = fs.readFileSync(path.join(__dirname, '..', '..', 'src', 'cli', 'main.ts'), 'utf8');
+  const commands = [...source.matchAll(/^ {4}case '([a-z][a-z-]*)':/gm)].map((m) => m[1]).filter((c) => c !== 'help');
+  t.true(commands.includes('serve') && commands.length >= 10, `commands found: ${commands.join(', ')}`);
+  const { stdout } = await run(process.execPath, [CLI, '--help']);
+  for (const c of commands) t.regex(stdout, new RegExp(`^  vaecf ${c}\\b`, 'm'), `vaecf ${c} is missing from --help`);
+});

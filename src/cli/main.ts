@@ -49,6 +49,9 @@ usage:
       the prepared dataset (binary CSR + manifest) once.
   vaecf evaluate FILE|DIR --model popularity|ease|MODEL_FILE [--lambda L[,L...]] [--split test|validation]
                  [--metrics recall@20,recall@50,ndcg@100] [--json OUT] [data options]
+  vaecf serve MODEL_FILE [--port 8080] [--host 127.0.0.1] [--token-file FILE | --token T] [--threads N] [--no-coalesce]
+      Answer HTTP requests with a saved model: POST /recommend {"items": [...], "k": 10}, GET /health,
+      GET /model (the token also from VAECF_TOKEN; a file or the variable keeps it out of ps).
 
 data options (for raw files): --format NAME, --held-out N (users per held-out set; default 10% up to
   10,000), --threshold X|none (keep rating > X; default 3.5 when there are ratings), --min-user-clicks N
