@@ -146,8 +146,17 @@ export interface NativeEase {
   dispose(): void;
 }
 
+/** One named tensor of a model's flat parameter vector (a weight is [in, out]: y = x W + b). */
+export interface ParameterTensor {
+  name: string;
+  shape: number[];
+  offset: number;
+}
+
 export interface NativeAddon {
   NativeModel: new (config: NativeModelConfig) => NativeModel;
+  /** The named tensors of the flat parameter vector `config` describes, in order, without allocating it. */
+  parameterLayout(config: NativeModelConfig): ParameterTensor[];
   NativeEase: (new (threads: number) => NativeEase) & { matrixBytes(items: number, doublePrecision: boolean): number };
   hardwareThreads: number;
   abiVersion: number;

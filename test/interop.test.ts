@@ -110,3 +110,33 @@ test('the ONNX export gives the same scores and top-k in onnxruntime-node (Mult-
     model.dispose();
   }
 });
+
+test("model files, the ONNX export and the PyTorch import share the engine's parameter layout", async (t) => {
+  const { train, readModelFileAsync } = await import('../src/index');
+  const { twoGroups } = await import('./helpers');
+  for (const kind of ['mult-vae', 'mult-dae', 'recvae'] as const) {
+    const architecture = kind === 'recvae' ? { hidden: 12, latent: 4, layers: 2, threads: 1 } : { pDims: [6, 10], threads: 1, precision: 'fp32' as const };
+    const model = await train({ train: twoGroups() }, { model: kind, epochs: 1, batchSize: 40, seed: 1, architecture });
+    const config = model.learned().config;
+    const layout = model.parameterTensors(config);
+    // Back to back, in order, covering every parameter once.
+    let end = 0;
+    for (const spec of layout) {
+      t.is(spec.offset, end, `${kind}: ${spec.name} starts where the previous tensor ends`);
+      end += spec.shape.reduce((a, b) => a * b, 1);
+    }
+    const params = model.getParameters();
+    t.is(end, params.length, `${kind}: the layout covers the parameter vector`);
+    // A saved file holds exactly these tensors, with these shapes and values.
+    const file = path.join(tempDir(), `${kind}.safetensors`);
+    await model.save(file, { weightsOnly: true });
+    const { tensors } = await readModelFileAsync(file);
+    t.deepEqual([...tensors.keys()], layout.map((s) => s.name), `${kind}: tensor names in the file`);
+    for (const spec of layout) {
+      const saved = tensors.get(spec.name)!;
+      t.deepEqual(saved.shape, spec.shape);
+      t.deepEqual(Array.from(saved.data), Array.from(params.subarray(spec.offset, spec.offset + saved.data.length)), `${kind}: ${spec.name} values`);
+    }
+    model.dispose();
+  }
+});

@@ -121,6 +121,61 @@ class JsCsr {
 
 // ---------- the model object ----------
 
+// {encoderDims, decoderDims, variational, encoderDropout, decoderDropout} (Mult-VAE / Mult-DAE).
+static ModelConfig modelConfigOf(const Napi::Object& o) {
+  ModelConfig cfg;
+  cfg.encoderDims = getIntArray(o, "encoderDims");
+  cfg.decoderDims = getIntArray(o, "decoderDims");
+  cfg.variational = o.Get("variational").ToBoolean();
+  cfg.encoderDropout = getDoubleArray(o, "encoderDropout");
+  cfg.decoderDropout = getDoubleArray(o, "decoderDropout");
+  return cfg;
+}
+
+// {items, hidden, latent, layers, layerNormEps, inputDropout, mixtureWeights, wideLogVar} (RecVAE).
+static RecVaeConfig recVaeConfigOf(const Napi::Object& r) {
+  RecVaeConfig cfg;
+  cfg.items = int64_t(getNumber(r, "items", 0));
+  cfg.hidden = int64_t(getNumber(r, "hidden", 600));
+  cfg.latent = int64_t(getNumber(r, "latent", 200));
+  cfg.layers = int64_t(getNumber(r, "layers", 5));
+  cfg.layerNormEps = getNumber(r, "layerNormEps", 0.1);
+  cfg.inputDropout = getNumber(r, "inputDropout", 0.5);
+  cfg.wideLogVar = getNumber(r, "wideLogVar", 10);
+  if (!r.Get("mixtureWeights").IsUndefined()) {
+    const std::vector<double> w = getDoubleArray(r, "mixtureWeights");
+    if (w.size() != 3) throwTypeError(r.Env(), "recvae.mixtureWeights: expected three weights");
+    for (int k = 0; k < 3; ++k) cfg.mixtureWeights[k] = w[size_t(k)];
+  }
+  return cfg;
+}
+
+// parameterLayout(config) -> [{name, shape, offset}]: the named tensors of the flat parameter vector of
+// the model `config` describes (the NativeModel constructor's argument), computed without allocating it.
+static Napi::Value ParameterLayoutOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throwTypeError(env, "parameterLayout: expected a config object");
+  const Napi::Object o = info[0].As<Napi::Object>();
+  std::vector<TensorSpec> specs;
+  try {
+    specs = o.Get("recvae").IsObject() ? cpu::parameterTensors(recVaeConfigOf(o.Get("recvae").As<Napi::Object>()))
+                                       : parameterTensors(modelConfigOf(o));
+  } catch (const std::exception& e) {
+    throw makeError(env, classify(e));
+  }
+  Napi::Array out = Napi::Array::New(env, specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    Napi::Object t = Napi::Object::New(env);
+    t.Set("name", specs[i].name);
+    Napi::Array shape = Napi::Array::New(env, specs[i].shape.size());
+    for (size_t d = 0; d < specs[i].shape.size(); ++d) shape.Set(uint32_t(d), double(specs[i].shape[d]));
+    t.Set("shape", shape);
+    t.Set("offset", double(specs[i].offset));
+    out.Set(uint32_t(i), t);
+  }
+  return out;
+}
+
 class Model : public Napi::ObjectWrap<Model> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -156,12 +211,7 @@ class Model : public Napi::ObjectWrap<Model> {
       constructRecVae(env, o);
       return;
     }
-    ModelConfig cfg;
-    cfg.encoderDims = getIntArray(o, "encoderDims");
-    cfg.decoderDims = getIntArray(o, "decoderDims");
-    cfg.variational = o.Get("variational").ToBoolean();
-    cfg.encoderDropout = getDoubleArray(o, "encoderDropout");
-    cfg.decoderDropout = getDoubleArray(o, "decoderDropout");
+    const ModelConfig cfg = modelConfigOf(o);
     const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
     if (device != "cpu" && device != "cuda") throwTypeError(env, "device: expected 'cpu' or 'cuda', got '" + device + "'");
     const std::string precision = o.Get("precision").IsString() ? o.Get("precision").As<Napi::String>().Utf8Value() : "fp32";
@@ -196,20 +246,7 @@ class Model : public Napi::ObjectWrap<Model> {
 
   // RecVAE ({recvae: {items, hidden, latent, layers, layerNormEps, inputDropout, mixtureWeights, wideLogVar}}).
   void constructRecVae(Napi::Env env, const Napi::Object& o) {
-    Napi::Object r = o.Get("recvae").As<Napi::Object>();
-    RecVaeConfig cfg;
-    cfg.items = int64_t(getNumber(r, "items", 0));
-    cfg.hidden = int64_t(getNumber(r, "hidden", 600));
-    cfg.latent = int64_t(getNumber(r, "latent", 200));
-    cfg.layers = int64_t(getNumber(r, "layers", 5));
-    cfg.layerNormEps = getNumber(r, "layerNormEps", 0.1);
-    cfg.inputDropout = getNumber(r, "inputDropout", 0.5);
-    cfg.wideLogVar = getNumber(r, "wideLogVar", 10);
-    if (!r.Get("mixtureWeights").IsUndefined()) {
-      const std::vector<double> w = getDoubleArray(r, "mixtureWeights");
-      if (w.size() != 3) throwTypeError(env, "recvae.mixtureWeights: expected three weights");
-      for (int k = 0; k < 3; ++k) cfg.mixtureWeights[k] = w[size_t(k)];
-    }
+    const RecVaeConfig cfg = recVaeConfigOf(o.Get("recvae").As<Napi::Object>());
     const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
     const std::string precision = o.Get("precision").IsString() ? o.Get("precision").As<Napi::String>().Utf8Value() : "fp32";
     try {
@@ -999,6 +1036,7 @@ class EaseModel : public Napi::ObjectWrap<EaseModel> {
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", Model::Define(env));
   exports.Set("NativeEase", EaseModel::Define(env));
+  exports.Set("parameterLayout", Napi::Function::New(env, ParameterLayoutOf, "parameterLayout"));
   exports.Set("hardwareThreads", Napi::Number::New(env, double(std::thread::hardware_concurrency())));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   exports.Set("bf16Available", Napi::Boolean::New(env, cpu::bf16MatmulAvailable()));

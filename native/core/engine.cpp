@@ -21,4 +21,18 @@ ParameterLayout::ParameterLayout(const ModelConfig& c) {
   }
 }
 
+std::vector<TensorSpec> parameterTensors(const ModelConfig& c) {
+  c.validate();
+  const ParameterLayout layout(c);
+  const int64_t ne = c.numEncoderLayers();
+  std::vector<TensorSpec> out;
+  for (size_t k = 0; k < layout.layers.size(); ++k) {
+    const auto& l = layout.layers[k];
+    const std::string name = int64_t(k) < ne ? "encoder." + std::to_string(k) : "decoder." + std::to_string(int64_t(k) - ne);
+    out.push_back({name + ".weight", {l.in, l.out}, l.weightOffset});
+    out.push_back({name + ".bias", {l.out}, l.biasOffset});
+  }
+  return out;
+}
+
 }  // namespace vaecf

@@ -109,4 +109,16 @@ struct ParameterLayout {
   explicit ParameterLayout(const ModelConfig& c);
 };
 
+// One named tensor of the flat parameter vector, as model files, the ONNX export and the PyTorch import
+// name it: `shape` (row-major; a weight is [in, out], y = x W + b) starting at `offset`.
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t offset;
+};
+
+// Mult-VAE / Mult-DAE: encoder.K.weight, encoder.K.bias, then decoder.K.*, in flat-vector order (the one
+// source of the layout: the TypeScript side asks for it through the addon).
+std::vector<TensorSpec> parameterTensors(const ModelConfig& c);
+
 }  // namespace vaecf

@@ -29,6 +29,23 @@ RecVaeLayout::RecVaeLayout(const RecVaeConfig& c) {
   decoder = dense(c.latent, c.items);
 }
 
+std::vector<TensorSpec> parameterTensors(const RecVaeConfig& c) {
+  const RecVaeLayout l(c);
+  std::vector<TensorSpec> out;
+  auto dense = [&out](const std::string& name, const RecVaeLayout::Dense& d) {
+    out.push_back({name + ".weight", {d.in, d.out}, d.weight});
+    out.push_back({name + ".bias", {d.out}, d.bias});
+  };
+  for (size_t k = 0; k < l.fc.size(); ++k) {
+    dense("encoder.fc" + std::to_string(k), l.fc[k]);
+    out.push_back({"encoder.ln" + std::to_string(k) + ".weight", {c.hidden}, l.normGain[k]});
+    out.push_back({"encoder.ln" + std::to_string(k) + ".bias", {c.hidden}, l.normShift[k]});
+  }
+  dense("encoder.head", l.head);
+  dense("decoder", l.decoder);
+  return out;
+}
+
 template <typename T>
 RecVaeCpu<T>::RecVaeCpu(const RecVaeConfig& config) : config_(config), layout_(config) {
   for (int k = 0; k < 3; ++k) priorShape_.weights[k] = config.mixtureWeights[k];

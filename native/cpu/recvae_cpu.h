@@ -40,6 +40,10 @@ struct RecVaeLayout {
   explicit RecVaeLayout(const RecVaeConfig& c);
 };
 
+// RecVAE's tensors in flat-vector order: encoder.fcK.weight / .bias, encoder.lnK.weight / .bias
+// (LayerNorm gain and shift), encoder.head.* (mu columns, then logvar), decoder.*.
+std::vector<TensorSpec> parameterTensors(const RecVaeConfig& c);
+
 template <typename T>
 class RecVaeCpu {
  public:

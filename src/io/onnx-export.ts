@@ -56,7 +56,8 @@ export interface OnnxExportOptions {
 /** Write the model's scoring graph as an ONNX file; returns the bytes written. */
 export function exportOnnx(model: VaeFamilyModel<object>, file: string, options: OnnxExportOptions = {}): number {
   const config = model.learned().config;
-  const params = model.getParameters();
+  // The engine's own names and shapes for its parameters (the layout model files use).
+  const named = model.namedTensors(config, model.getParameters());
   const items = model.numItems;
   const k = Math.min(options.k ?? 100, items);
   const nEnc = config.encoderDims.length - 1;
@@ -79,20 +80,22 @@ export function exportOnnx(model: VaeFamilyModel<object>, file: string, options:
   nodes.push(node('Max', ['norm', scalar('tiny', 1e-12)], ['safe_norm'], 'clamp'));
   nodes.push(node('Div', ['clicks', 'safe_norm'], ['h0'], 'normalise'));
   let h = 'h0';
-  let offset = 0;
-  const take = (n: number): Float32Array => {
-    const out = params.subarray(offset, offset + n);
-    offset += n;
-    return out;
+  // An initializer from the named parameter tensor `name`, called `as` in the graph.
+  const init = (as: string, name: string): string => {
+    const t = named.get(name);
+    if (!t) throw new Error(`exportOnnx: the engine has no tensor ${name}`);
+    inits.push(tensor(as, t.shape, FLOAT, t.data));
+    return as;
   };
   const r = config.recvae;
   if (r) {
     // RecVAE: h_k = LayerNorm(swish(h_{k-1} W_k + b_k + h_0 + ... + h_{k-1})), mu = the head's first half, scores = mu W_dec + b_dec.
     let residual: string | null = null;
     for (let k = 0; k < r.layers; k++) {
-      const fanIn = k === 0 ? r.items : r.hidden;
-      inits.push(tensor(`fc${k}_W`, [fanIn, r.hidden], FLOAT, take(fanIn * r.hidden)), tensor(`fc${k}_b`, [r.hidden], FLOAT, take(r.hidden)));
-      inits.push(tensor(`ln${k}_gain`, [r.hidden], FLOAT, take(r.hidden)), tensor(`ln${k}_shift`, [r.hidden], FLOAT, take(r.hidden)));
+      init(`fc${k}_W`, `encoder.fc${k}.weight`);
+      init(`fc${k}_b`, `encoder.fc${k}.bias`);
+      init(`ln${k}_gain`, `encoder.ln${k}.weight`);
+      init(`ln${k}_shift`, `encoder.ln${k}.bias`);
       nodes.push(node('Gemm', [h, `fc${k}_W`, `fc${k}_b`], [`pre${k}`], `fc${k}`));
       let pre = `pre${k}`;
       if (residual) {
@@ -113,21 +116,14 @@ export function exportOnnx(model: VaeFamilyModel<object>, file: string, options:
         }
       }
     }
-    inits.push(tensor('head_W', [r.hidden, 2 * r.latent], FLOAT, take(r.hidden * 2 * r.latent)), tensor('head_b', [2 * r.latent], FLOAT, take(2 * r.latent)));
-    nodes.push(node('Gemm', [h, 'head_W', 'head_b'], ['head'], 'head'));
+    nodes.push(node('Gemm', [h, init('head_W', 'encoder.head.weight'), init('head_b', 'encoder.head.bias')], ['head'], 'head'));
     nodes.push(node('Slice', ['head', ints('mu_start', [0]), ints('mu_end', [r.latent]), ints('mu_axis', [1])], ['mu'], 'mu'));
-    inits.push(tensor('dec_W', [r.latent, r.items], FLOAT, take(r.latent * r.items)), tensor('dec_b', [r.items], FLOAT, take(r.items)));
-    nodes.push(node('Gemm', ['mu', 'dec_W', 'dec_b'], ['scores'], 'decoder'));
+    nodes.push(node('Gemm', ['mu', init('dec_W', 'decoder.weight'), init('dec_b', 'decoder.bias')], ['scores'], 'decoder'));
   }
   for (let l = 0; !r && l < nLayers; l++) {
-    const isEnc = l < nEnc;
-    const inDim = isEnc ? config.encoderDims[l] : config.decoderDims[l - nEnc];
-    const outDim = isEnc ? config.encoderDims[l + 1] * (l === nEnc - 1 && config.variational ? 2 : 1) : config.decoderDims[l - nEnc + 1];
-    const w = params.subarray(offset, offset + inDim * outDim);
-    offset += inDim * outDim;
-    const b = params.subarray(offset, offset + outDim);
-    offset += outDim;
-    inits.push(tensor(`W${l}`, [inDim, outDim], FLOAT, w), tensor(`b${l}`, [outDim], FLOAT, b));
+    const layer = l < nEnc ? `encoder.${l}` : `decoder.${l - nEnc}`;
+    init(`W${l}`, `${layer}.weight`);
+    init(`b${l}`, `${layer}.bias`);
     const last = l === nLayers - 1;
     const out = last ? 'scores' : `a${l}`;
     nodes.push(node('Gemm', [h, `W${l}`, `b${l}`], [out], `layer${l}`));

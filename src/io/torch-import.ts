@@ -51,17 +51,26 @@ export async function importTorchStateDict(file: string, options: TorchImportOpt
   const model = variational ? new MultVAE(arch) : new MultDAE(arch);
   const state = await model.createState(nItems, 0, options.itemIds);
   const flat = new Float32Array(state.native.numParams);
-  let at = 0;
-  for (const l of [...q, ...p]) {
+  // Placed by the engine's own layout: q_layers.K -> encoder.K, p_layers.K -> decoder.K.
+  const ours = model.namedTensors(state.config, flat);
+  let imported = 0;
+  const layerPairs: Array<[string, { weight: NamedTensor; bias: NamedTensor }]> = [
+    ...q.map((l, k): [string, typeof l] => [`encoder.${k}`, l]),
+    ...p.map((l, k): [string, typeof l] => [`decoder.${k}`, l]),
+  ];
+  for (const [name, l] of layerPairs) {
+    const weight = ours.get(`${name}.weight`);
+    const bias = ours.get(`${name}.bias`);
     const [o, i] = l.weight.shape;
+    if (!weight || !bias || weight.shape[0] !== i || weight.shape[1] !== o)
+      throw new VaecfInputError(`${file}: ${name} does not fit the architecture built from the file (${weight ? weight.shape.join(' x ') : 'no such layer'} vs [${i} x ${o}])`);
     const w = l.weight.data as Float32Array;
     // torch [out, in] -> ours [in, out]
-    for (let r = 0; r < i; r++) for (let c = 0; c < o; c++) flat[at + r * o + c] = w[c * i + r];
-    at += i * o;
-    flat.set(l.bias.data as Float32Array, at);
-    at += o;
+    for (let r = 0; r < i; r++) for (let c = 0; c < o; c++) weight.data[r * o + c] = w[c * i + r];
+    bias.data.set(l.bias.data as Float32Array);
+    imported += i * o + o;
   }
-  if (at !== flat.length) throw new VaecfInputError(`${file}: ${at} parameters imported, the architecture has ${flat.length}`);
+  if (imported !== flat.length) throw new VaecfInputError(`${file}: ${imported} parameters imported, the architecture has ${flat.length}`);
   state.native.setParameters(flat);
   state.protocol = { importedFrom: file, format: 'pytorch state_dict (q_layers / p_layers)' };
   return model;

@@ -3,7 +3,7 @@
 
 import { type CsrMatrix, VaecfInputError, checkCsrShape } from '../data/csr';
 import { readModelFileAsync, writeModelFile, yieldToEventLoop, type ModelFile, type NamedTensor } from '../io/model-file';
-import { checkThreads, loadNative, prepareDevice, resolveDevice, type NativeModel, type NativeModelConfig } from '../native';
+import { checkThreads, loadNative, prepareDevice, resolveDevice, type NativeModel, type NativeModelConfig, type ParameterTensor } from '../native';
 import type { TrainOptions, TrainingHistory, TrainingState } from '../training/options';
 import { VERSION } from '../version';
 import { candidateMask, indexOfIds, recommendHistories, resolveK } from './histories';
@@ -115,8 +115,35 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
 
   /** The native architecture this model builds for `nItems` items. */
   abstract architecture(nItems: number): NativeModelConfig;
-  /** The tensors of the flat parameter vector of `config`, in order. */
-  abstract layerShapes(config: NativeModelConfig): LayerShape[];
+  /**
+   * The named tensors of the flat parameter vector of `config`, in order, with their offsets. The engine
+   * gives them (native/core/engine.cpp, native/cpu/recvae_cpu.cpp): the one source of the layout that
+   * model files, the ONNX export and the PyTorch import use.
+   */
+  parameterTensors(config: NativeModelConfig): ParameterTensor[] {
+    return loadNative().parameterLayout(config);
+  }
+
+  /** The same grouped by layer: `${name}.weight` then `${name}.bias`. */
+  layerShapes(config: NativeModelConfig): LayerShape[] {
+    const tensors = this.parameterTensors(config);
+    const layers: LayerShape[] = [];
+    for (let i = 0; i + 1 < tensors.length; i += 2) {
+      const name = tensors[i].name.replace(/\.weight$/, '');
+      if (tensors[i].name !== `${name}.weight` || tensors[i + 1].name !== `${name}.bias`)
+        throw new Error(`the engine's layout is not weight / bias pairs at ${tensors[i].name}`);
+      layers.push({ name, weight: tensors[i].shape, bias: tensors[i + 1].shape });
+    }
+    return layers;
+  }
+
+  /** Views of the named tensors in a flat parameter vector of `config` (getParameters()'s layout). */
+  namedTensors(config: NativeModelConfig, params: Float32Array): Map<string, { shape: number[]; data: Float32Array }> {
+    const out = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const t of this.parameterTensors(config))
+      out.set(t.name, { shape: t.shape, data: params.subarray(t.offset, t.offset + t.shape.reduce((a, b) => a * b, 1)) });
+    return out;
+  }
   /** @internal the architecture stored in a model file, checked, as a native config (threads and device given). */
   protected abstract storedConfig(file: string, arch: Record<string, unknown>, nItems: number, threads: number, device: 'cpu' | 'cuda'): NativeModelConfig;
   /** @internal the device and addon a loaded model runs on. */
@@ -250,18 +277,8 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
     // Copied out of the engine on a worker thread (the event loop stays free), then written in pieces.
     // Queued behind any scoring call in flight (a server may save the model it serves).
     const state = await this.scoringQueue.run(() => s.native.exportState({ optimizer: includeState, snapshot: includeState, auxiliary: includeState }));
-    const params = state.parameters;
-    const tensors: NamedTensor[] = [];
-    const layerNames: string[] = [];
-    let offset = 0;
-    for (const layer of this.layerShapes(s.config)) {
-      layerNames.push(layer.name);
-      for (const [part, shape] of [['weight', layer.weight], ['bias', layer.bias]] as const) {
-        const n = shape.reduce((a, b) => a * b, 1);
-        tensors.push({ name: `${layer.name}.${part}`, shape: [...shape], data: params.subarray(offset, offset + n) });
-        offset += n;
-      }
-    }
+    const tensors: NamedTensor[] = [...this.namedTensors(s.config, state.parameters)].map(([name, t]) => ({ name, shape: t.shape, data: t.data }));
+    const layerNames = this.layerShapes(s.config).map((l) => l.name);
     if (includeState && state.m && state.v) {
       tensors.push({ name: 'optimizer.m', shape: [state.m.length], data: state.m });
       tensors.push({ name: 'optimizer.v', shape: [state.v.length], data: state.v });
@@ -330,34 +347,31 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
     const { NativeModel: Ctor } = addon;
     this.dispose();
     const native = new Ctor(config);
+    const specs = this.parameterTensors(config);
     const parts: Float32Array[] = [];
-    for (const layer of shapes) {
-      for (const part of ['weight', 'bias']) {
-        const t = tensors.get(`${layer.name}.${part}`);
-        if (!t || !(t.data instanceof Float32Array)) {
-          native.dispose();
-          throw new VaecfInputError(`${file}: tensor ${layer.name}.${part} is missing or not float32`);
-        }
-        parts.push(t.data);
+    for (const spec of specs) {
+      const t = tensors.get(spec.name);
+      if (!t || !(t.data instanceof Float32Array)) {
+        native.dispose();
+        throw new VaecfInputError(`${file}: tensor ${spec.name} is missing or not float32`);
       }
+      parts.push(t.data);
     }
     const total = parts.reduce((a, p) => a + p.length, 0);
     if (total !== native.numParams) {
       native.dispose();
       throw new VaecfInputError(`${file}: the tensors hold ${total} parameters, the architecture needs ${native.numParams}`);
     }
-    // vaecf writes the layers back to back: then the parameter vector is one view of the file's bytes.
-    const contiguous = parts.every((p, i) => i === 0 || (p.buffer === parts[0].buffer && p.byteOffset === parts[i - 1].byteOffset + parts[i - 1].byteLength));
+    // vaecf writes the tensors back to back in layout order: then the parameter vector is one view of
+    // the file's bytes; otherwise each tensor is copied to its offset.
+    const contiguous = specs.every((spec, i) => spec.offset === (i === 0 ? 0 : specs[i - 1].offset + parts[i - 1].length)) &&
+      parts.every((p, i) => i === 0 || (p.buffer === parts[0].buffer && p.byteOffset === parts[i - 1].byteOffset + parts[i - 1].byteLength));
     let params: Float32Array;
     if (contiguous) {
       params = new Float32Array(parts[0].buffer, parts[0].byteOffset, total);
     } else {
       params = new Float32Array(total);
-      let offset = 0;
-      for (const p of parts) {
-        params.set(p, offset);
-        offset += p.length;
-      }
+      specs.forEach((spec, i) => params.set(parts[i], spec.offset));
     }
     const training =
       (metadata.training as (TrainingState & { optimizerStep?: number; optimizerGroupSteps?: number[]; weightsOnly?: boolean }) | null) ?? null;
@@ -432,18 +446,6 @@ export abstract class MultFamilyModel extends VaeFamilyModel<ArchitectureOptions
     const { device } = resolveDevice(o.device);
     const { precision } = resolvePrecision(o.precision, device);
     return { encoderDims, decoderDims, variational: this.variational, encoderDropout, decoderDropout, threads, precision, device };
-  }
-
-  /** Encoder layers then decoder layers; the latent layer of a VAE outputs 2 x latent values (mu, logvar). */
-  layerShapes(config: NativeModelConfig): LayerShape[] {
-    const { encoderDims: e, decoderDims: d } = config;
-    const shapes: LayerShape[] = [];
-    for (let i = 0; i + 1 < e.length; i++) {
-      const out = i + 2 === e.length && config.variational ? 2 * e[i + 1] : e[i + 1];
-      shapes.push({ name: `encoder.${i}`, weight: [e[i], out], bias: [out] });
-    }
-    for (let i = 0; i + 1 < d.length; i++) shapes.push({ name: `decoder.${i}`, weight: [d[i], d[i + 1]], bias: [d[i + 1]] });
-    return shapes;
   }
 
   protected describeArchitecture(config: NativeModelConfig): Record<string, unknown> {

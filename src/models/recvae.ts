@@ -6,7 +6,7 @@
 import { VaecfInputError } from '../data/csr';
 import { readModelFileAsync } from '../io/model-file';
 import { checkThreads, resolveDevice, type NativeModelConfig, type NativeRecVaeConfig } from '../native';
-import { type EngineOptions, type LayerShape, VaeFamilyModel } from './mult-vae';
+import { type EngineOptions, VaeFamilyModel } from './mult-vae';
 
 export interface RecVaeOptions extends EngineOptions {
   /** units of each encoder layer (default 600) */
@@ -71,20 +71,6 @@ export class RecVAE extends VaeFamilyModel<RecVaeOptions> {
       encoderDims: [recvae.items, recvae.hidden, recvae.latent], decoderDims: [recvae.latent, recvae.items], variational: true,
       encoderDropout: [recvae.inputDropout, 0], decoderDropout: [0], threads, precision: 'fp32', device: 'cpu', recvae,
     };
-  }
-
-  /** encoder.fc{k}, encoder.ln{k} (LayerNorm gain and shift as weight and bias), encoder.head (mu, then logvar), decoder. */
-  layerShapes(config: NativeModelConfig): LayerShape[] {
-    const r = config.recvae;
-    if (!r) throw new VaecfInputError('RecVAE: the architecture has no RecVAE section');
-    const shapes: LayerShape[] = [];
-    for (let k = 0; k < r.layers; k++) {
-      shapes.push({ name: `encoder.fc${k}`, weight: [k === 0 ? r.items : r.hidden, r.hidden], bias: [r.hidden] });
-      shapes.push({ name: `encoder.ln${k}`, weight: [r.hidden], bias: [r.hidden] });
-    }
-    shapes.push({ name: 'encoder.head', weight: [r.hidden, 2 * r.latent], bias: [2 * r.latent] });
-    shapes.push({ name: 'decoder', weight: [r.latent, r.items], bias: [r.items] });
-    return shapes;
   }
 
   protected describeArchitecture(config: NativeModelConfig): Record<string, unknown> {
