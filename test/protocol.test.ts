@@ -100,3 +100,34 @@ test('a given split reports what it leaves out: test-only users and their clicks
   t.regex(describeData(d), /left out: 1 test users without a training row/);
   t.regex(describeData(d), /left out: 3 test clicks of those users/);
 });
+
+test("the paper's protocol reports every row, user and click it leaves out, and the counts add up", async (t) => {
+  const { describe: describeData } = await import('../src/index');
+  const { tempDir } = await import('./helpers');
+  const dir = tempDir();
+  // Users 1-5 rate items 1-6 with 5 stars and one item of their own (100 + u); user 1 also rates item 7
+  // with 2 stars (not a click); user 6 has two clicks (fewer than 5: left out). Whoever is held out has
+  // exactly one click on an item no training user clicked (their own item).
+  const lines = ['userId,movieId,rating,timestamp'];
+  for (let u = 1; u <= 5; u++) {
+    for (let i = 1; i <= 6; i++) lines.push(`${u},${i},5,0`);
+    lines.push(`${u},${100 + u},5,0`);
+  }
+  lines.push('1,7,2,0', '6,1,5,0', '6,2,5,0');
+  const file = path.join(dir, 'ratings.csv');
+  fs.writeFileSync(file, `${lines.join('\n')}\n`);
+  const d = preparePaperProtocol(await readInteractions(file), { heldOutUsers: 1 });
+  const dropped = d.dropped as Record<string, number>;
+  t.is(dropped['rows with a rating at or below 3.5 (not clicks)'], 1);
+  t.is(dropped['users with fewer than 5 clicks'], 1);
+  t.is(dropped['rows of those users'], 2);
+  t.is(dropped['held-out clicks on items no training user clicked (left out, as the reference does)'], 2);
+  t.is(dropped['held-out users with fewer than 5 clicks (all fold-in: not evaluated)'], 0);
+  t.is(d.counts.users, 5);
+  // Every click is in a matrix or in the report.
+  const nnz = (m: CsrMatrix): number => m.indptr[m.rows];
+  const kept = nnz(d.train) + nnz(d.validation.foldIn) + nnz(d.validation.targets) + nnz(d.test.foldIn) + nnz(d.test.targets);
+  t.is(d.counts.clicks, kept + dropped['held-out clicks on items no training user clicked (left out, as the reference does)'] + dropped['repeated clicks of a user on an item (merged into one)']);
+  t.regex(describeData(d), /left out: 1 rows with a rating at or below 3\.5/);
+  t.regex(describeData(d), /left out: 2 held-out clicks on items no training user clicked/);
+});

@@ -79,18 +79,39 @@ export function preparePaperProtocol(x: Interactions, options: ProtocolOptions):
   const nUsersAll = x.userIds.length;
   const nItemsAll = x.itemIds.length;
 
-  // 1. Binarise.
+  // What each step leaves out, counted for the report (PreparedDataset.dropped).
+  let belowThreshold = 0;
+  let rareItemRows = 0;
+  let shortUserRows = 0;
+  let markerRows = 0;
+  // 1. Binarise. A row with item code -1 marks a user with no items (one-line-per-user input): no click.
   const keep = new Uint8Array(x.length);
-  for (let k = 0; k < x.length; k++) keep[k] = threshold === null || (x.ratings as Float64Array)[k] > threshold ? 1 : 0;
+  for (let k = 0; k < x.length; k++) {
+    if (x.itemCodes[k] < 0) {
+      markerRows++;
+      continue;
+    }
+    keep[k] = threshold === null || (x.ratings as Float64Array)[k] > threshold ? 1 : 0;
+    if (!keep[k]) belowThreshold++;
+  }
   // 2. filter_triplets: items with >= min_sc rows, then users with >= min_uc rows.
   if (minSc > 0) {
     const itemCount = new Int32Array(nItemsAll);
     for (let k = 0; k < x.length; k++) if (keep[k]) itemCount[x.itemCodes[k]]++;
-    for (let k = 0; k < x.length; k++) if (keep[k] && itemCount[x.itemCodes[k]] < minSc) keep[k] = 0;
+    for (let k = 0; k < x.length; k++)
+      if (keep[k] && itemCount[x.itemCodes[k]] < minSc) {
+        keep[k] = 0;
+        rareItemRows++;
+      }
   }
   const userCount = new Int32Array(nUsersAll);
   for (let k = 0; k < x.length; k++) if (keep[k]) userCount[x.userCodes[k]]++;
-  for (let k = 0; k < x.length; k++) if (keep[k] && userCount[x.userCodes[k]] < minUc) keep[k] = 0;
+  const usersWithRows = userCount.reduce((a, c) => a + (c > 0 ? 1 : 0), 0);
+  for (let k = 0; k < x.length; k++)
+    if (keep[k] && userCount[x.userCodes[k]] < minUc) {
+      keep[k] = 0;
+      shortUserRows++;
+    }
   let clicks = 0;
   const itemSeen = new Uint8Array(nItemsAll);
   let items = 0;
@@ -106,6 +127,8 @@ export function preparePaperProtocol(x: Interactions, options: ProtocolOptions):
   // 3. unique_uid: remaining users sorted by id, then permuted.
   const users: number[] = [];
   for (let u = 0; u < nUsersAll; u++) if (userCount[u] >= minUc && userCount[u] > 0) users.push(u);
+  const usersWithoutRows = nUsersAll - usersWithRows;
+  const shortUsers = usersWithRows - users.length;
   users.sort((a, b) => compareIds(x.userIds[a], x.userIds[b]));
   const n = users.length;
   const heldOut = options.heldOutUsers < 1 ? Math.floor(options.heldOutUsers * n) : options.heldOutUsers;
@@ -160,7 +183,10 @@ export function preparePaperProtocol(x: Interactions, options: ProtocolOptions):
   }
   const train = mergeDuplicates({ rows: nTrain, cols, indptr: trainPtr, indices: Int32Array.from(trainIdx) });
 
-  // 7. split_train_test_proportion for the validation users, then the test users.
+  // 7. split_train_test_proportion for the validation users, then the test users. The reference keeps
+  // only held-out clicks on items of the training vocabulary; those and the users left without any row
+  // are counted.
+  const heldOutReport = { unseenItemClicks: 0, usersWithoutKnownItems: 0, usersWithoutTargets: 0 };
   const split = (from: number, to: number): HeldOutUsers => {
     const rng = new NumpyRandomState(seed);
     const byId = Array.from({ length: to - from }, (_, i) => permuted[from + i]).sort((a, b) => compareIds(x.userIds[a], x.userIds[b]));
@@ -169,7 +195,11 @@ export function preparePaperProtocol(x: Interactions, options: ProtocolOptions):
     for (const u of byId) {
       const row: number[] = [];
       rowsOf(u, row);
-      if (row.length === 0) continue; // no rows in the vocabulary: absent from the reference's tables
+      heldOutReport.unseenItemClicks += start[u + 1] - start[u] - row.length;
+      if (row.length === 0) {
+        heldOutReport.usersWithoutKnownItems++;
+        continue; // no rows in the vocabulary: absent from the reference's tables
+      }
       const f: number[] = [];
       const t: number[] = [];
       if (row.length >= minForTargets) {
@@ -178,6 +208,7 @@ export function preparePaperProtocol(x: Interactions, options: ProtocolOptions):
         row.forEach((c, j) => (chosen[j] ? t : f).push(c));
       } else {
         f.push(...row);
+        heldOutReport.usersWithoutTargets++;
       }
       fold.set(u, f);
       targ.set(u, t);
@@ -211,7 +242,23 @@ export function preparePaperProtocol(x: Interactions, options: ProtocolOptions):
       inputRows: x.length, clicks, users: n, items, trainUsers: nTrain, trainItems: cols, trainClicks,
       validationUsers: validation.foldIn.rows, testUsers: test.foldIn.rows,
     },
+    dropped: {
+      ...(threshold === null ? {} : { [`rows with a rating at or below ${threshold} (not clicks)`]: belowThreshold }),
+      ...(minSc > 0 ? { [`rows of items with fewer than ${minSc} rows`]: rareItemRows } : {}),
+      [`users with fewer than ${minUc} clicks`]: shortUsers,
+      'rows of those users': shortUserRows,
+      'users with no click left after the threshold and the item filter': usersWithoutRows,
+      'lines of users with no item (one-line-per-user input)': markerRows,
+      'repeated clicks of a user on an item (merged into one)': clicks - train.indptr[nTrain] - heldOutClicks(validation) - heldOutClicks(test) - heldOutReport.unseenItemClicks,
+      'held-out clicks on items no training user clicked (left out, as the reference does)': heldOutReport.unseenItemClicks,
+      'held-out users with no click on a training item (left out)': heldOutReport.usersWithoutKnownItems,
+      [`held-out users with fewer than ${minForTargets} clicks (all fold-in: not evaluated)`]: heldOutReport.usersWithoutTargets,
+    },
   };
+}
+
+function heldOutClicks(h: HeldOutUsers): number {
+  return h.foldIn.indptr[h.foldIn.rows] + h.targets.indptr[h.targets.rows];
 }
 
 /**
