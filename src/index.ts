@@ -25,7 +25,7 @@ export type {
 export { ModelFileError, readModelFile, readModelFileAsync, readSafetensors, readSafetensorsAsync } from './io/model-file';
 export { importTorchStateDict, type TorchImportOptions } from './io/torch-import';
 export { exportOnnx, type OnnxExportOptions } from './io/onnx-export';
-export { createRecommendServer, listen, shutdown, type ServeOptions, type ServableModel } from './serve/server';
+export { createRecommendHandler, createRecommendServer, listen, shutdown, type RecommendHandler, type ServeOptions, type ServableModel } from './serve/server';
 export { loadOrPrepare, describe, type DataOptions } from './data/load';
 export { runTrain, TRAIN_DEFAULTS, RECVAE_DEFAULTS, type TrainConfig, type TrainResults } from './experiments/run';
 export { ProgressLine } from './util/progress';

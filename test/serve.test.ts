@@ -171,3 +171,48 @@ test('a RecVAE is served the same way (its answers equal recommend())', async (t
     rec.dispose();
   }
 });
+
+test('the handler mounts in a plain node:http server: a 405 names the allowed method, CORS when asked, one JSON log line per request', async (t) => {
+  const http = await import('node:http');
+  const { createRecommendHandler } = await import('../src/index');
+  const lines: string[] = [];
+  const handler = createRecommendHandler(model, { cors: 'https://shop.example', logRequests: true, log: (l) => lines.push(l) });
+  // Mounted under a route of the host application, as Express's app.use would.
+  const server = http.createServer((req, res) => {
+    if (req.url?.startsWith('/api/')) {
+      req.url = req.url.slice('/api'.length);
+      handler(req, res);
+    } else {
+      res.writeHead(200).end('the host app');
+    }
+  });
+  const address = await listen(server, 0);
+  const url = `http://127.0.0.1:${address.port}`;
+  try {
+    t.is(await (await fetch(`${url}/other`)).text(), 'the host app');
+    const ok = await post(`${url}/api/recommend`, { items: ['item0', 'item1'], k: 3 }, { Origin: 'https://shop.example' });
+    t.is(ok.status, 200);
+    t.is(ok.headers.get('access-control-allow-origin'), 'https://shop.example');
+    t.is(((await ok.json()) as { items: string[] }).items.length, 3);
+    const wrong = await fetch(`${url}/api/recommend`);
+    t.is(wrong.status, 405);
+    t.is(wrong.headers.get('allow'), 'POST');
+    t.is((await fetch(`${url}/api/health`, { method: 'DELETE' })).headers.get('allow'), 'GET');
+    const preflight = await fetch(`${url}/api/recommend`, { method: 'OPTIONS', headers: { Origin: 'https://shop.example', 'Access-Control-Request-Method': 'POST' } });
+    t.is(preflight.status, 204);
+    t.regex(preflight.headers.get('access-control-allow-headers') ?? '', /Authorization/);
+    t.is(handler.stats.requests, 1);
+    const logged = lines.map((l) => JSON.parse(l) as { method: string; path: string; status: number; ms: number; users: number });
+    t.deepEqual(logged.map((l) => [l.method, l.path, l.status, l.users]), [
+      ['POST', '/recommend', 200, 1], ['GET', '/recommend', 405, 0], ['DELETE', '/health', 405, 0], ['OPTIONS', '/recommend', 204, 0],
+    ]);
+    t.true(logged.every((l) => typeof l.ms === 'number' && l.ms >= 0));
+  } finally {
+    await shutdown(server, 2000);
+  }
+  // Without the cors option no CORS header is sent.
+  await withServer({}, async (plain) => {
+    const r = await post(`${plain}/recommend`, { items: ['item0'], k: 2 }, { Origin: 'https://elsewhere.example' });
+    t.is(r.headers.get('access-control-allow-origin'), null);
+  });
+});

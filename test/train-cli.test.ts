@@ -104,3 +104,16 @@ test('vaecf --help lists every command the CLI dispatches', async (t) => {
   const { stdout } = await run(process.execPath, [CLI, '--help']);
   for (const c of commands) t.regex(stdout, new RegExp(`^  vaecf ${c}\\b`, 'm'), `vaecf ${c} is missing from --help`);
 });
+
+test("vaecf --version prints the version; vaecf COMMAND --help prints that command's usage without reading data", async (t) => {
+  const { VERSION } = await import('../src/version');
+  t.is((await run(process.execPath, [CLI, '--version'])).stdout.trim(), `vaecf ${VERSION} (node ${process.version})`);
+  const train = (await run(process.execPath, [CLI, 'train', '--dataset', '/no/such/file', '--help'])).stdout;
+  t.regex(train, /^usage:\n {2}vaecf train --dataset/);
+  t.regex(train, /vaecf train --model recvae/);
+  t.regex(train, /data options \(for raw files\)/);
+  t.notRegex(train, /vaecf serve/);
+  const serve = (await run(process.execPath, [CLI, 'serve', '-h'])).stdout;
+  t.regex(serve, /--cors ORIGIN\|\*/);
+  t.notRegex(serve, /data options/);
+});

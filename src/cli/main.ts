@@ -10,6 +10,7 @@ import { runEvaluate } from './evaluate-command';
 import { runFetch } from './fetch-command';
 import { runPrepare } from './prepare-command';
 import { runServe } from './serve-command';
+import { VERSION } from '../version';
 import { RECIPES, recipeConfig, runBetaStudy, runSweep, runTrain, TRAIN_DEFAULTS, RECVAE_DEFAULTS, writeReport, type SweepSpec, type TrainConfig } from '../index';
 
 const HELP = `vaecf: Mult-VAE / Mult-DAE (Liang et al. 2018) and RecVAE (Shenbin et al. 2020) collaborative filtering with a native engine
@@ -49,9 +50,11 @@ usage:
       the prepared dataset (binary CSR + manifest) once.
   vaecf evaluate FILE|DIR --model popularity|ease|MODEL_FILE [--lambda L[,L...]] [--split test|validation]
                  [--metrics recall@20,recall@50,ndcg@100] [--json OUT] [data options]
-  vaecf serve MODEL_FILE [--port 8080] [--host 127.0.0.1] [--token-file FILE | --token T] [--threads N] [--no-coalesce]
+  vaecf serve MODEL_FILE [--port 8080] [--host 127.0.0.1] [--token-file FILE | --token T] [--threads N] [--no-coalesce] [--cors ORIGIN|*] [--log-requests]
       Answer HTTP requests with a saved model: POST /recommend {"items": [...], "k": 10}, GET /health,
       GET /model (the token also from VAECF_TOKEN; a file or the variable keeps it out of ps).
+
+  vaecf COMMAND --help   that command's options;   vaecf --version
 
 data options (for raw files): --format NAME, --held-out N (users per held-out set; default 10% up to
   10,000), --threshold X|none (keep rating > X; default 3.5 when there are ratings), --min-user-clicks N
@@ -111,9 +114,36 @@ function trainConfigFrom(values: Record<string, string | boolean | undefined>, w
   return config;
 }
 
+/** The part of HELP about one command (every usage line of it), with the data options where it takes them. */
+function commandHelp(command: string): string | null {
+  const lines = HELP.split('\n');
+  const out: string[] = [];
+  let inside = false;
+  for (const line of lines) {
+    if (/^ {2}vaecf /.test(line)) inside = line.startsWith(`  vaecf ${command} `) || line === `  vaecf ${command}`;
+    else if (!/^ {3,}/.test(line)) inside = false;
+    if (inside) out.push(line);
+  }
+  if (!out.length) return null;
+  const dataOptions = HELP.slice(HELP.indexOf('\ndata options (for raw files)') + 1);
+  return `usage:\n${out.join('\n')}\n${out.some((l) => l.includes('[data options]')) ? `\n${dataOptions}` : ''}`;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
+  if (command === '--version' || command === '-v' || command === 'version') {
+    log(`vaecf ${VERSION} (node ${process.version})`);
+    return 0;
+  }
+  // `vaecf COMMAND --help`: that command's usage, before any option is parsed or data is read.
+  if (command && (rest.includes('--help') || rest.includes('-h'))) {
+    const help = commandHelp(command);
+    if (help) {
+      process.stdout.write(help);
+      return 0;
+    }
+  }
   switch (command) {
     case 'demo': {
       const { values } = parseArgs({
@@ -233,9 +263,10 @@ async function main(argv: string[]): Promise<number> {
         options: {
           port: { type: 'string', default: '8080' }, host: { type: 'string', default: '127.0.0.1' }, token: { type: 'string' }, 'token-file': { type: 'string' },
           threads: { type: 'string' }, 'no-coalesce': { type: 'boolean', default: false },
+          cors: { type: 'string' }, 'log-requests': { type: 'boolean', default: false },
         },
       });
-      if (positionals.length !== 1) throw new Error('usage: vaecf serve MODEL_FILE [--port 8080] [--host 127.0.0.1] [--token-file FILE | --token T] [--threads N] [--no-coalesce]');
+      if (positionals.length !== 1) throw new Error('usage: vaecf serve MODEL_FILE [--port 8080] [--host 127.0.0.1] [--token-file FILE | --token T] [--threads N] [--no-coalesce] [--cors ORIGIN|*] [--log-requests]');
       // The token from a file (first line) or VAECF_TOKEN keeps it out of `ps`; --token is for quick local use.
       const tokenFile = values['token-file'] as string | undefined;
       let fileToken: string | undefined;
@@ -253,6 +284,8 @@ async function main(argv: string[]): Promise<number> {
         token: fileToken ?? (values.token as string | undefined) ?? process.env.VAECF_TOKEN,
         threads: numberFlag('threads', values.threads),
         coalesce: !values['no-coalesce'],
+        cors: values.cors === undefined ? undefined : values.cors === '*' ? true : (values.cors as string),
+        logRequests: values['log-requests'] as boolean,
       }, log);
       return 0;
     }

@@ -1,15 +1,21 @@
 // `vaecf serve MODEL`: load a saved model and answer HTTP requests until SIGINT / SIGTERM.
 import * as fs from 'node:fs';
 
-import { createRecommendServer, listen, loadModel, readModelFile, shutdown, VaecfInputError } from '../index';
+import { createRecommendServer, listen, loadModel, readModelFileAsync, shutdown, VaecfInputError } from '../index';
 
-export async function runServe(file: string, o: { port: number; host: string; token?: string; threads?: number; coalesce?: boolean }, log: (s: string) => void): Promise<void> {
+export async function runServe(
+  file: string,
+  o: { port: number; host: string; token?: string; threads?: number; coalesce?: boolean; cors?: boolean | string; logRequests?: boolean },
+  log: (s: string) => void,
+): Promise<void> {
   if (!fs.existsSync(file)) throw new VaecfInputError(`${file}: no such model file`);
   const model = await loadModel(file, { threads: o.threads });
-  const { metadata } = readModelFile(file);
+  const { metadata } = await readModelFileAsync(file);
   const server = createRecommendServer(model, {
     token: o.token,
     coalesce: o.coalesce,
+    cors: o.cors,
+    logRequests: o.logRequests,
     log,
     metadata: {
       items: model.numItems, architecture: metadata.architecture, hyperparameters: metadata.hyperparameters, protocol: metadata.protocol,

@@ -6,6 +6,8 @@
 // Unknown item ids are reported in the answer, not fatal; malformed bodies get 400 with the reason;
 // body size, history length and k are bounded; an optional bearer token; graceful shutdown.
 // Concurrent single-user requests are scored together (micro-batching, batcher.ts).
+// createRecommendHandler gives the same service as a (req, res) handler to mount in node:http, Express
+// (app.use('/vaecf', handler)) or Fastify (reply.hijack(); handler(request.raw, reply.raw)).
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -40,14 +42,30 @@ export interface ServeOptions {
   requestTimeoutMs?: number;
   /** ms an idle keep-alive connection stays open (default 5 s) */
   keepAliveTimeoutMs?: number;
+  /**
+   * Cross-origin requests from browsers: true answers any origin (`Access-Control-Allow-Origin: *`),
+   * a string answers that origin only; preflight OPTIONS requests get 204. Default: off.
+   */
+  cors?: boolean | string;
+  /** one JSON line per request through `log`: time, method, path, status, milliseconds, users (default false) */
+  logRequests?: boolean;
   log?: (line: string) => void;
 }
 
+/** The service as a (req, res) handler; `stats` are what GET /health reports. */
+export interface RecommendHandler {
+  (req: http.IncomingMessage, res: http.ServerResponse): void;
+  readonly stats: { requests: number; abortedRequests: number };
+}
+
 class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
     super(message);
   }
 }
+
+// 405 with the methods the route takes (RFC 9110: a 405 carries Allow).
+const wrongMethod = (allow: string, message: string): HttpError => new HttpError(405, message, { Allow: allow });
 
 // The client went away before its request arrived whole: nothing to answer, counted (not logged: an
 // unauthenticated client could otherwise fill the log).
@@ -65,14 +83,13 @@ function idList(value: unknown, field: string, max: number): ItemId[] {
   return value as ItemId[];
 }
 
-export function createRecommendServer(model: ServableModel, options: ServeOptions = {}): http.Server {
+/** The service as a (req, res) handler for node:http, Express or Fastify (see the file's comment). */
+export function createRecommendHandler(model: ServableModel, options: ServeOptions = {}): RecommendHandler {
   const maxBody = options.maxBodyBytes ?? 1 << 20;
   const maxK = options.maxK ?? 1000;
   const maxHistory = options.maxHistory ?? 10_000;
   const maxUsers = options.maxUsersPerRequest ?? 1000;
   const started = Date.now();
-  let served = 0;
-  let aborted = 0;
   // Every scoring call goes through one queue: the model runs one call at a time.
   const batcher = new RecommendBatcher(model, options.coalesce !== false, options.maxCoalescedUsers ?? 64);
 
@@ -95,26 +112,29 @@ export function createRecommendServer(model: ServableModel, options: ServeOption
     });
 
   const expectedAuth = options.token ? crypto.createHash('sha256').update(`Bearer ${options.token}`).digest() : null;
-  const handle = async (req: http.IncomingMessage): Promise<[number, unknown]> => {
+  const cors = options.cors === true ? '*' : typeof options.cors === 'string' ? options.cors : null;
+  const handle = async (req: http.IncomingMessage): Promise<[number, unknown, number]> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    // A browser's preflight carries no credentials: answered before the token check.
+    if (cors && req.method === 'OPTIONS') return [204, null, 0];
     if (expectedAuth) {
       // Constant-time comparison (of SHA-256 digests, so the lengths match too): no timing oracle on the token.
       const given = crypto.createHash('sha256').update(req.headers.authorization ?? '').digest();
       if (!crypto.timingSafeEqual(given, expectedAuth)) throw new HttpError(401, 'missing or wrong bearer token');
     }
     if (url.pathname === '/health') {
-      if (req.method !== 'GET') throw new HttpError(405, 'use GET /health');
+      if (req.method !== 'GET') throw wrongMethod('GET', 'use GET /health');
       return [200, {
-        status: 'ok', model: model.kind, uptimeSeconds: (Date.now() - started) / 1000, requests: served, abortedRequests: aborted,
+        status: 'ok', model: model.kind, uptimeSeconds: (Date.now() - started) / 1000, requests: stats.requests, abortedRequests: stats.abortedRequests,
         scoring: { ...batcher.stats },
-      }];
+      }, 0];
     }
     if (url.pathname === '/model') {
-      if (req.method !== 'GET') throw new HttpError(405, 'use GET /model');
-      return [200, { kind: model.kind, ...(options.metadata ?? {}) }];
+      if (req.method !== 'GET') throw wrongMethod('GET', 'use GET /model');
+      return [200, { kind: model.kind, ...(options.metadata ?? {}) }, 0];
     }
     if (url.pathname === '/recommend') {
-      if (req.method !== 'POST') throw new HttpError(405, 'use POST /recommend with a JSON body');
+      if (req.method !== 'POST') throw wrongMethod('POST', 'use POST /recommend with a JSON body');
       const text = await readBody(req);
       let body: Record<string, unknown>;
       try {
@@ -135,28 +155,53 @@ export function createRecommendServer(model: ServableModel, options: ServeOption
         histories = body.histories.map((h, i) => idList(h, `histories[${i}]`, maxHistory));
       } else throw new HttpError(400, 'give "items" (one user\'s item ids) or "histories" (several users)');
       const recs = await batcher.recommend(histories, { k: k as number, exclude, allow });
-      served++;
-      return [200, single ? recs[0] : { results: recs }];
+      stats.requests++;
+      return [200, single ? recs[0] : { results: recs }, histories.length];
     }
     throw new HttpError(404, `no route ${req.method} ${url.pathname}; try POST /recommend, GET /health, GET /model`);
   };
 
-  // Node checks the header and request timeouts every connectionsCheckingInterval (30 s by default).
-  const server = http.createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
+  const stats = { requests: 0, abortedRequests: 0 };
+  const corsHeaders: Record<string, string> = cors
+    ? { 'Access-Control-Allow-Origin': cors, 'Access-Control-Allow-Methods': 'GET, POST, OPTIONS', 'Access-Control-Allow-Headers': 'Authorization, Content-Type', ...(cors === '*' ? {} : { Vary: 'Origin' }) }
+    : {};
+  const handler = ((req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const t0 = process.hrtime.bigint();
+    const logLine = (status: number, users: number): void => {
+      if (!options.logRequests) return;
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      options.log?.(JSON.stringify({ time: new Date().toISOString(), method: req.method, path: (req.url ?? '/').split('?')[0], status, ms: Number(ms.toFixed(2)), users }));
+    };
     handle(req).then(
-      ([status, body]) => send(res, status, body),
+      ([status, body, users]) => {
+        send(res, status, body, corsHeaders);
+        logLine(status, users);
+      },
       (err: Error) => {
         if (err instanceof ClientGone) {
-          aborted++;
+          stats.abortedRequests++;
           res.destroy();
           return;
         }
         const status = err instanceof HttpError ? err.status : 500;
         if (status === 500) options.log?.(`error: ${err.message}`);
-        send(res, status, { error: err instanceof HttpError ? err.message : 'internal error' });
+        send(res, status, { error: err instanceof HttpError ? err.message : 'internal error' }, { ...corsHeaders, ...(err instanceof HttpError ? err.headers : {}) });
+        logLine(status, 0);
       },
     );
-  });
+  }) as RecommendHandler;
+  Object.defineProperty(handler, 'stats', { get: () => ({ ...stats }) });
+  return handler;
+}
+
+/**
+ * An http.Server around createRecommendHandler, with tight timeouts for slow clients. Listen with
+ * listen(); stop with shutdown().
+ */
+export function createRecommendServer(model: ServableModel, options: ServeOptions = {}): http.Server {
+  const handler = createRecommendHandler(model, options);
+  // Node checks the header and request timeouts every connectionsCheckingInterval (30 s by default).
+  const server = http.createServer({ connectionsCheckingInterval: 1000 }, handler);
   // Slow clients (slow-loris) hold a socket for seconds, not Node's minutes.
   server.headersTimeout = options.headersTimeoutMs ?? 10_000;
   server.requestTimeout = options.requestTimeoutMs ?? 30_000;
@@ -164,10 +209,15 @@ export function createRecommendServer(model: ServableModel, options: ServeOption
   return server;
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown): void {
+function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent) return;
+  if (status === 204) {
+    res.writeHead(204, headers);
+    res.end();
+    return;
+  }
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers });
   res.end(text);
 }
 
