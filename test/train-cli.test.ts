@@ -117,3 +117,14 @@ test("vaecf --version prints the version; vaecf COMMAND --help prints that comma
   t.regex(serve, /--cors ORIGIN\|\*/);
   t.notRegex(serve, /data options/);
 });
+
+test("vaecf train warns when beta cannot reach its cap within the run, and says what to pass", async (t) => {
+  const base = ['train', '--dataset', sharedFile('ml-latest-small', 'ratings.csv'), '--held-out', '50', '--n-epochs', '1', '--batch-size', '100',
+    '--p-dims', '8,16', '--threads', '1'];
+  const paper = (await run(process.execPath, [CLI, ...base, '--run-dir', path.join(tempDir(), 'paper')])).stdout;
+  // 503 training users in batches of 100: 6 updates, far from the 40,000 that 200,000 steps x cap 0.2 need.
+  t.regex(paper, /warning: beta reaches 0\.000030 by the last epoch, not its cap 0\.2: the run makes 6 updates and --total-anneal-steps 200000 needs 40000/);
+  t.regex(paper, /--total-anneal-steps epoch-relative .* or --total-anneal-steps 30\b/);
+  const relative = (await run(process.execPath, [CLI, ...base, '--total-anneal-steps', 'epoch-relative', '--run-dir', path.join(tempDir(), 'rel')])).stdout;
+  t.notRegex(relative, /warning: beta/);
+});

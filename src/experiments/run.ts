@@ -121,6 +121,16 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
   }
   const data = await loadOrPrepare(config.dataset, config, log);
   log(describe(data));
+  // The paper's schedule counts updates: beta = min(cap, step / total). 200,000 steps suit ML-20M; on a
+  // small dataset the run can end long before beta reaches its cap. Say so, and how to change it.
+  if (config.model === 'vae' && !config.constantAnneal && typeof config.totalAnnealSteps === 'number') {
+    const steps = Math.ceil(data.train.rows / config.batchSize) * config.nEpochs;
+    const reached = steps / config.totalAnnealSteps;
+    if (reached < config.annealCap)
+      log(`warning: beta reaches ${reached.toPrecision(2)} by the last epoch, not its cap ${config.annealCap}: the run makes ${steps} updates and ` +
+        `--total-anneal-steps ${config.totalAnnealSteps} needs ${Math.ceil(config.annealCap * config.totalAnnealSteps)} to reach the cap. ` +
+        `Pass --total-anneal-steps epoch-relative (the cap at 85% of the epochs, as RecoTour) or --total-anneal-steps ${Math.ceil(steps / config.annealCap)}.`);
+  }
   const last = path.join(runDir, 'last.safetensors');
   const best = path.join(runDir, 'best.safetensors');
   const metricsFile = path.join(runDir, 'metrics.jsonl');
