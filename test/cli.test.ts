@@ -46,3 +46,27 @@ test('bad command lines say what is wrong', async (t) => {
   const f = await t.throwsAsync(run(process.execPath, [CLI, 'frobnicate']));
   t.regex((f as Error & { stderr: string }).stderr, /unknown command "frobnicate"/);
 });
+
+test('the progress bar shows elapsed time, rate and time left on a terminal, and nothing elsewhere', async (t) => {
+  const { ProgressLine } = await import('../src/index');
+  const written: string[] = [];
+  let clock = 0;
+  const terminal = { isTTY: true, columns: 120, write: (s: string) => written.push(s) } as unknown as NodeJS.WriteStream;
+  const bar = new ProgressLine(terminal, () => clock);
+  bar.update('epoch 1/3', 0, 100);
+  clock = 10_000;
+  bar.update('epoch 1/3', 25, 100, 'loss 3.2');
+  t.regex(written[written.length - 1], /epoch 1\/3 \[#{7}\.{21}\] 25\/100 10 s, 2\.5\/s, 30 s left loss 3\.2/);
+  clock = 40_000;
+  bar.update('epoch 1/3', 100, 100);
+  t.regex(written[written.length - 1], /100\/100 40 s, 2\.5\/s, done/);
+  // A new label starts a new phase.
+  clock = 41_000;
+  bar.update('epoch 2/3', 0, 100);
+  clock = 42_000;
+  bar.update('epoch 2/3', 50, 100);
+  t.regex(written[written.length - 1], /50\/100 1\.0 s, 50\/s, 1\.0 s left/);
+  const plain = { isTTY: false, write: (s: string) => written.push(`plain:${s}`) } as unknown as NodeJS.WriteStream;
+  new ProgressLine(plain).update('x', 1, 2);
+  t.false(written.some((w) => w.startsWith('plain:')));
+});

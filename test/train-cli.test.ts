@@ -39,6 +39,8 @@ test('an interrupted run resumed with --resume ends where an uninterrupted run e
   t.regex(out, /resume with: vaecf train --resume/);
   const resumed = await run(process.execPath, [CLI, 'train', '--resume', broken], { maxBuffer: 1 << 24 });
   t.regex(resumed.stdout, /resuming .* after epoch [23]/);
+  t.regex(resumed.stdout, /report: .*report\.html/);
+  t.true(fs.existsSync(path.join(broken, 'report.html')), 'a resumed run writes its report too');
   const a = JSON.parse(fs.readFileSync(path.join(straight, 'results.json'), 'utf8'));
   const b = JSON.parse(fs.readFileSync(path.join(broken, 'results.json'), 'utf8'));
   t.deepEqual(b.test, a.test);
@@ -52,6 +54,11 @@ test('train refuses to overwrite a run and names what is missing', async (t) => 
   t.regex((e as Error & { stderr: string }).stderr, /--dataset FILE\|DIR is required/);
   const f = await t.throwsAsync(run(process.execPath, [CLI, 'train', '--resume', tempDir()]));
   t.regex((f as Error & { stderr: string }).stderr, /no config\.json here/);
+  // A dataset that cannot be read leaves no half-made run directory behind.
+  const runDir = path.join(tempDir(), 'never');
+  const g = await t.throwsAsync(run(process.execPath, [CLI, 'train', '--dataset', path.join(tempDir(), 'missing.csv'), '--run-dir', runDir]));
+  t.regex((g as Error & { stderr: string }).stderr, /missing\.csv/);
+  t.false(fs.existsSync(runDir), 'the run directory was made before the data was read');
 });
 
 test('--model dae without --p-dims gets the same default as MultDAE: the paper\'s I-200-I', async (t) => {

@@ -204,6 +204,8 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parseArgs({ args: rest, options: TRAIN_FLAGS });
       if (values.resume) {
         await runTrain({ ...TRAIN_DEFAULTS, dataset: '' }, values.resume as string, true, log);
+        const report = await writeReport(values.resume as string);
+        log(`report: ${report.html}`);
         return 0;
       }
       const config = trainConfigFrom(values);

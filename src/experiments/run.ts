@@ -113,13 +113,15 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
   if (resume) {
     if (!fs.existsSync(configFile)) throw new VaecfInputError(`${runDir}: no config.json here: not a vaecf run directory`);
     config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
-  } else {
-    if (fs.existsSync(path.join(runDir, 'last.safetensors')))
-      throw new VaecfInputError(`${runDir} already holds a run: continue it with --resume ${runDir}, or choose another --run-dir`);
+  } else if (fs.existsSync(path.join(runDir, 'last.safetensors'))) {
+    throw new VaecfInputError(`${runDir} already holds a run: continue it with --resume ${runDir}, or choose another --run-dir`);
+  }
+  const data = await loadOrPrepare(config.dataset, config, log);
+  // The run directory is made once the data has been read: a bad dataset leaves no half-made run behind.
+  if (!resume) {
     fs.mkdirSync(runDir, { recursive: true });
     fs.writeFileSync(configFile, JSON.stringify(config, null, 2));
   }
-  const data = await loadOrPrepare(config.dataset, config, log);
   log(describe(data));
   // The paper's schedule counts updates: beta = min(cap, step / total). 200,000 steps suit ML-20M; on a
   // small dataset the run can end long before beta reaches its cap. Say so, and how to change it.

@@ -1,22 +1,50 @@
-// Progress output for long work: a one-line bar on a terminal, plain lines otherwise.
+// Progress output for long work: a one-line bar on a terminal (with elapsed time, rate and time left),
+// plain lines otherwise.
+
+function duration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
+  const m = Math.floor(seconds / 60);
+  if (m < 60) return `${m} min ${Math.round(seconds - 60 * m)} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
 export class ProgressLine {
   private lastDraw = 0;
-  constructor(private readonly stream: NodeJS.WriteStream = process.stderr) {}
+  private label = '';
+  private lastDone = 0;
+  private startedAt = 0;
+
+  constructor(
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   get interactive(): boolean {
     return Boolean(this.stream.isTTY);
   }
 
-  /** Redraw the bar (throttled); no output when not a terminal. */
+  /**
+   * Redraw the bar (throttled); no output when not a terminal. A new label, or `done` going back, starts
+   * a new phase: its elapsed time, rate and time left are measured from there.
+   */
   update(label: string, done: number, total: number, suffix = ''): void {
     if (!this.interactive) return;
-    const now = Date.now();
+    const now = this.now();
+    if (label !== this.label || done < this.lastDone) {
+      this.label = label;
+      this.startedAt = now;
+    }
+    this.lastDone = done;
     if (now - this.lastDraw < 100 && done < total) return;
     this.lastDraw = now;
     const width = 28;
-    const filled = total > 0 ? Math.round((done / total) * width) : 0;
+    const filled = total > 0 ? Math.round((Math.min(done, total) / total) * width) : 0;
     const bar = '#'.repeat(filled) + '.'.repeat(width - filled);
-    this.stream.write(`\r${label} [${bar}] ${done}/${total} ${suffix}`.padEnd(this.stream.columns ? this.stream.columns - 1 : 100));
+    const elapsed = (now - this.startedAt) / 1000;
+    const rate = elapsed > 0 ? done / elapsed : NaN;
+    const timing = done > 0 && elapsed > 0 ? ` ${duration(elapsed)}, ${rate >= 10 ? rate.toFixed(0) : rate.toFixed(1)}/s, ${done < total ? `${duration((total - done) / rate)} left` : 'done'}` : '';
+    this.stream.write(`\r${label} [${bar}] ${done}/${total}${timing} ${suffix}`.padEnd(this.stream.columns ? this.stream.columns - 1 : 100));
   }
 
   clear(): void {
