@@ -6,6 +6,7 @@ export { saveDataset, loadDataset, isDatasetDir, type DatasetManifest } from './
 export { preparePaperProtocol, prepareGivenSplit, type GivenSplitOptions, mergeDuplicates, interactionsFromCsr, type PreparedDataset, type ProtocolOptions, type HeldOutUsers } from './data/prepare';
 export { readInteractions, detectFormat, ParseError, type ReaderFormat, type ReadOptions, type DelimitedColumns } from './data/readers';
 export type { Interactions } from './data/interactions';
+export { interactionsFromArrays, clicksFromArrays, type InteractionArrays } from './data/from-arrays';
 export { fetchDataset, DATASETS, type DatasetSource, type FetchOptions, type FetchResult } from './data/fetch';
 export { NumpyRandomState } from './data/numpy-random';
 export { rankingMetrics, summarize, parseMetric, type MetricReport, type MetricSummary, type MetricName } from './metrics/ranking';
