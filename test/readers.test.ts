@@ -174,3 +174,47 @@ test('seeded fuzz: 300 damaged rating files each read or fail with a coded error
   }
   t.is(failedBadly, 0);
 });
+
+test('quoted CSV fields (delimiters and doubled quotes inside) are read; plain lines keep the fast path; a quote left open names the line', async (t) => {
+  const dir = tempDir();
+  const file = path.join(dir, 'quoted.csv');
+  fs.writeFileSync(file, [
+    '"user","item","rating"',
+    'u1,plain item,5',
+    '"u2","Toy Story, (1995)",4',
+    '"u3","The ""Best"" Film",3',
+    'u1,"Toy Story, (1995)",2',
+  ].join('\n'));
+  const x = await readInteractions(file);
+  t.is(x.source.format, 'delimited');
+  t.deepEqual(x.userIds, ['u1', 'u2', 'u3']);
+  t.deepEqual(x.itemIds, ['plain item', 'Toy Story, (1995)', 'The "Best" Film']);
+  t.deepEqual(Array.from(x.itemCodes), [0, 1, 2, 1]);
+  t.deepEqual(Array.from(x.ratings!), [5, 4, 3, 2]);
+  const broken = path.join(dir, 'broken.csv');
+  fs.writeFileSync(broken, 'user,item\nu1,"an open quote\nu2,i2\n');
+  const e = await t.throwsAsync(readInteractions(broken));
+  t.regex(e!.message, /broken\.csv:2: a quoted field is malformed or continues past the end of the line/);
+});
+
+test('columns and the delimiter can be named: --user-col / --item-col / --rating-col / --delimiter', async (t) => {
+  const dir = tempDir();
+  const file = path.join(dir, 'events.txt');
+  fs.writeFileSync(file, 'visitor;product;stars;when\n7;a;5;1\n8;b;1;2\n7;b;4;3\n');
+  const { loadOrPrepare } = await import('../src/index');
+  const e = await t.throwsAsync(loadOrPrepare(file, { format: 'delimited', delimiter: ';' }, () => undefined));
+  t.regex(e!.message, /no user column in the header \(visitor, product, stars, when\); name it with columns\.user/);
+  const x = await readInteractions(file, { format: 'delimited', delimiter: ';', columns: { user: 'visitor', item: 'product', rating: 'stars' } });
+  t.deepEqual(x.userIds, [7, 8]);
+  t.deepEqual(Array.from(x.ratings!), [5, 1, 4]);
+  // The same through the command line's data options.
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const cli = path.join(__dirname, '..', 'src', 'cli', 'main.js');
+  const more = path.join(dir, 'more-events.txt');
+  fs.writeFileSync(more, `visitor;product;stars;when\n${Array.from({ length: 6 }, (_, u) => `${u};a;5;1\n${u};b;4;2\n`).join('')}`);
+  const r = await promisify(execFile)(process.execPath, [cli, 'prepare', more, '--out', path.join(dir, 'prepared'), '--format', 'delimited', '--delimiter', ';',
+    '--user-col', 'visitor', '--item-col', 'product', '--rating-col', 'stars', '--threshold', 'none', '--min-user-clicks', '1', '--held-out', '1']);
+  t.regex(r.stdout, /read 12 rows \(delimited\)/);
+  t.regex(r.stdout, /train 4 users x 2 items/);
+});

@@ -7,7 +7,7 @@ import { ProgressLine } from '../util/progress';
 import { VaecfInputError } from './csr';
 import { isDatasetDir, loadDataset } from './dataset-file';
 import { prepareGivenSplit, preparePaperProtocol, type PreparedDataset } from './prepare';
-import { readInteractions, type ReaderFormat } from './readers';
+import { readInteractions, type DelimitedColumns, type ReaderFormat } from './readers';
 
 export interface DataOptions {
   format?: string;
@@ -18,6 +18,10 @@ export interface DataOptions {
   minUserClicks?: number;
   minItemClicks?: number;
   seed?: number;
+  /** the header names of the columns of a delimited file (default: recognised names such as userId, item, rating) */
+  columns?: DelimitedColumns;
+  /** the delimiter of a delimited file (default: a tab when the header has one, else a comma) */
+  delimiter?: string;
 }
 
 export async function loadOrPrepare(source: string, o: DataOptions, log: (s: string) => void): Promise<PreparedDataset> {
@@ -33,7 +37,9 @@ export async function loadOrPrepare(source: string, o: DataOptions, log: (s: str
     const t = performance.now();
     const x = await readInteractions(file, {
       format: o.format as ReaderFormat | undefined,
-      onProgress: (rows, bytes) => bar.update(`reading ${file}`, rows, rows, `lines, ${(bytes / 1e6).toFixed(0)} MB`),
+      ...(o.columns ? { columns: o.columns } : {}),
+      ...(o.delimiter ? { delimiter: o.delimiter } : {}),
+      onProgress: (rows, bytes) => bar.update(`reading ${file}`, rows, 0, `lines, ${(bytes / 1e6).toFixed(0)} MB`),
     });
     bar.clear();
     log(`read ${x.length} rows (${x.source.format}) from ${file} in ${((performance.now() - t) / 1000).toFixed(1)} s`);

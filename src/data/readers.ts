@@ -21,9 +21,10 @@ export type ReaderFormat =
   | 'user-lines'
   | 'delimited';
 
+/** Header names of a delimited file's columns; a column not named is found by its usual names (userId, item, rating, ...). */
 export interface DelimitedColumns {
-  user: string;
-  item: string;
+  user?: string;
+  item?: string;
   rating?: string;
   timestamp?: string;
 }
@@ -57,6 +58,25 @@ const TIME_NAMES = ['timestamp', 'time', 'unixreviewtime', 'date', 'ts'];
  * of space-separated numbers is a table of `user item rating` rows as much as one user's items per
  * line, so it asks for the format instead of guessing.
  */
+// The fields of one delimited line. Plain lines are split directly (the fast path); a line with a double
+// quote is parsed by csv-parse (RFC 4180: quoted fields may hold the delimiter and doubled quotes). A
+// quoted field cannot span lines here: that is an error naming the line.
+let parseCsvLine: ((line: string, delimiter: string) => string[]) | undefined;
+function fieldsOf(file: string, lineNo: number, line: string, delimiter: string): string[] {
+  if (!line.includes('"')) return line.split(delimiter);
+  if (!parseCsvLine) {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const { parse } = require('csv-parse/sync') as typeof import('csv-parse/sync');
+    parseCsvLine = (l, d) => (parse(l, { delimiter: d, relax_column_count: true }) as string[][])[0] ?? [];
+  }
+  try {
+    return parseCsvLine(line, delimiter);
+  } catch (e) {
+    const why = (e as Error).message.replace(/^Invalid Opening Quote: /, '').replace(/,? at line \d+.*$/s, '');
+    throw new ParseError(file, lineNo, `a quoted field is malformed or continues past the end of the line (${why})`);
+  }
+}
+
 export function detectFormat(file: string, firstLine: string, sample: string[] = []): ReaderFormat {
   const base = path.basename(file).replace(/\.gz$/, '').toLowerCase();
   if (base === 'u.data') return 'movielens-100k';
@@ -77,7 +97,7 @@ export function detectFormat(file: string, firstLine: string, sample: string[] =
     return 'user-lines';
   }
   if (/[A-Za-z]/.test(firstLine) && (firstLine.includes('\t') || firstLine.includes(','))) {
-    const cells = firstLine.split(firstLine.includes('\t') ? '\t' : ',').map((c) => c.trim().toLowerCase());
+    const cells = firstLine.split(firstLine.includes('\t') ? '\t' : ',').map((c) => c.trim().replace(/^"(.*)"$/, '$1').toLowerCase());
     if (cells.some((c) => USER_NAMES.includes(c))) return 'delimited';
   }
   if (firstLine.split(',').length === 4) return 'amazon-csv';
@@ -240,7 +260,7 @@ export async function readInteractions(file: string, options: ReadOptions = {}):
     b.hasTimestamps = hasTime;
     onLine = (line, lineNo) => {
       if (line.length === 0) return;
-      const f = line.split(sep);
+      const f = sep === ',' ? fieldsOf(file, lineNo, line, sep) : line.split(sep);
       if (f.length < 2 + Number(hasRating) + Number(hasTime))
         throw new ParseError(file, lineNo, `expected ${fieldNames.join(sep === '\t' ? '<TAB>' : sep)}, got "${line.slice(0, 80)}"`);
       if (f[0] === '' || f[1] === '') throw new ParseError(file, lineNo, `field "${f[0] === '' ? fieldNames[0] : fieldNames[1]}" is empty`);
@@ -268,7 +288,7 @@ export async function readInteractions(file: string, options: ReadOptions = {}):
     case 'movielens-csv':
     case 'delimited': {
       const delimiter = options.delimiter ?? (format === 'movielens-csv' ? ',' : first.includes('\t') ? '\t' : ',');
-      const header = first.split(delimiter).map((h) => h.trim());
+      const header = fieldsOf(file, 1, first, delimiter).map((h) => h.trim());
       const lower = header.map((h) => h.toLowerCase());
       const find = (wanted: string | undefined, names: string[], what: string, required: boolean): number => {
         if (wanted !== undefined) {
@@ -290,7 +310,7 @@ export async function readInteractions(file: string, options: ReadOptions = {}):
       const need = Math.max(cu, ci, cr, ct) + 1;
       onLine = (line, lineNo) => {
         if (lineNo === 1 || line.length === 0) return;
-        const f = line.split(delimiter);
+        const f = fieldsOf(file, lineNo, line, delimiter);
         if (f.length < need) throw new ParseError(file, lineNo, `expected ${header.length} fields (${header.join(', ')}), got ${f.length}`);
         if (f[cu] === '') throw new ParseError(file, lineNo, `field "${header[cu]}" is empty`);
         if (f[ci] === '') throw new ParseError(file, lineNo, `field "${header[ci]}" is empty`);

@@ -38,12 +38,18 @@ export class ProgressLine {
     this.lastDone = done;
     if (now - this.lastDraw < 100 && done < total) return;
     this.lastDraw = now;
-    const width = 28;
-    const filled = total > 0 ? Math.round((Math.min(done, total) / total) * width) : 0;
-    const bar = '#'.repeat(filled) + '.'.repeat(width - filled);
     const elapsed = (now - this.startedAt) / 1000;
     const rate = elapsed > 0 ? done / elapsed : NaN;
-    const timing = done > 0 && elapsed > 0 ? ` ${duration(elapsed)}, ${rate >= 10 ? rate.toFixed(0) : rate.toFixed(1)}/s, ${done < total ? `${duration((total - done) / rate)} left` : 'done'}` : '';
+    const speed = done > 0 && elapsed > 0 ? ` ${duration(elapsed)}, ${rate >= 10 ? rate.toFixed(0) : rate.toFixed(1)}/s` : '';
+    // total <= 0: the total is not known (a file being read): a count and a rate, no bar.
+    if (total <= 0) {
+      this.stream.write(`\r${label} ${done}${speed} ${suffix}`.padEnd(this.stream.columns ? this.stream.columns - 1 : 100));
+      return;
+    }
+    const width = 28;
+    const filled = Math.round((Math.min(done, total) / total) * width);
+    const bar = '#'.repeat(filled) + '.'.repeat(width - filled);
+    const timing = speed ? `${speed}, ${done < total ? `${duration((total - done) / rate)} left` : 'done'}` : '';
     this.stream.write(`\r${label} [${bar}] ${done}/${total}${timing} ${suffix}`.padEnd(this.stream.columns ? this.stream.columns - 1 : 100));
   }
 
