@@ -169,6 +169,41 @@ if (cudaTarball && !(report.cudaFlavour || '').includes(path.join('node_modules'
   console.error('pack-check: FAILED: the loader does not find the installed CUDA package');
   process.exit(1);
 }
+// ESM through the exports map, and a strict TypeScript consumer (module node16) type-checked against
+// the installed declarations.
+fs.writeFileSync(path.join(app, 'esm.mjs'), `
+import vaecf, { generateClicks, MultVAE, loadModel } from 'vaecf';
+const train = generateClicks({ users: 200, items: 150, meanClicksPerUser: 15, seed: 2 });
+const model = new MultVAE({ pDims: [8, 32], threads: 1 });
+await model.fit({ train }, { epochs: 1, seed: 2 });
+const [rec] = await model.recommend([[1, 2, 3]], { k: 3 });
+if (rec.items.length !== 3 || vaecf.MultVAE !== MultVAE || typeof loadModel !== 'function') throw new Error('the ESM entry answers differently');
+model.dispose();
+console.log('esm ok');
+`);
+const esm = spawnSync(process.execPath, ['esm.mjs'], { cwd: app, env, encoding: 'utf8' });
+if (esm.status !== 0 || !/esm ok/.test(esm.stdout)) {
+  console.error(`pack-check: FAILED: import ... from 'vaecf' (ESM) does not work\n${esm.stderr}`);
+  process.exit(1);
+}
+fs.writeFileSync(path.join(app, 'check.ts'), `
+import { train, loadModel, clicksFromArrays, type TrainOptions, type Recommendation } from 'vaecf';
+export async function run(): Promise<Recommendation[]> {
+  const { matrix, itemIds } = clicksFromArrays(['a', 'a', 'b'], ['x', 'y', 'x']);
+  const options: TrainOptions = { epochs: 1 };
+  const model = await train({ train: matrix, itemIds }, { ...options, architecture: { pDims: [4, 8] } });
+  await model.save('m.safetensors');
+  const again = await loadModel('m.safetensors');
+  return again.recommend([['x']], { k: 1 });
+}
+`);
+const tsc = spawnSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--strict', '--noEmit', '--module', 'node16', '--moduleResolution', 'node16',
+  '--target', 'es2022', '--typeRoots', path.join(root, 'node_modules', '@types'), '--types', 'node', 'check.ts'], { cwd: app, env, encoding: 'utf8' });
+if (tsc.status !== 0) {
+  console.error(`pack-check: FAILED: a strict TypeScript consumer does not type-check against the installed declarations\n${tsc.stdout}${tsc.stderr}`);
+  process.exit(1);
+}
+console.log("ESM import and a strict TypeScript consumer (module node16): ok");
 if (report.auto.device !== 'cpu' || (cudaTarball && !/opt-in/.test(report.auto.note))) {
   console.error("pack-check: FAILED: device 'auto' must be the CPU engine and, with the CUDA package installed, say that CUDA is opt-in");
   process.exit(1);

@@ -105,6 +105,7 @@ function checkDims(name: string, dims: unknown): number[] {
 export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptions> implements Recommender {
   abstract readonly kind: ModelKind;
   readonly options: Readonly<O>;
+  /** @internal */
   protected state: LearnedState | null = null;
   private idIndex: Map<ItemId, number> | null = null;
   private readonly scoringQueue = new ScoringQueue();
