@@ -135,3 +135,18 @@ test("vaecf train warns when beta cannot reach its cap within the run, and says 
   const relative = (await run(process.execPath, [CLI, ...base, '--total-anneal-steps', 'epoch-relative', '--run-dir', path.join(tempDir(), 'rel')])).stdout;
   t.notRegex(relative, /warning: beta/);
 });
+
+test('--checkpoint-every N is kept in config.json and given to training; the last checkpoint holds the last epoch; a bad N names the option', async (t) => {
+  const dir = path.join(tempDir(), 'every2');
+  const base = ['train', '--dataset', sharedFile('ml-latest-small', 'ratings.csv'), '--held-out', '50', '--n-epochs', '3', '--batch-size', '100',
+    '--p-dims', '8,16', '--total-anneal-steps', 'epoch-relative', '--threads', '1'];
+  await run(process.execPath, [CLI, ...base, '--checkpoint-every', '2', '--run-dir', dir]);
+  t.is(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).checkpointEvery, 2);
+  const { readModelFile } = await import('../src/io/model-file');
+  t.is((readModelFile(path.join(dir, 'last.safetensors')).metadata.training as { epoch: number }).epoch, 3);
+  const bad = path.join(tempDir(), 'bad');
+  const e = await t.throwsAsync(run(process.execPath, [CLI, ...base, '--checkpoint-every', '0', '--run-dir', bad]));
+  t.regex((e as Error & { stderr: string }).stderr, /checkpointEvery: expected a positive integer, got 0/);
+  t.notRegex((e as Error & { stdout: string }).stdout, /read \d+ rows/, 'the option is checked before the data is read');
+  t.false(fs.existsSync(bad), 'no run directory is left behind');
+});

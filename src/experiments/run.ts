@@ -12,6 +12,7 @@ import { RecVAE } from '../models/recvae';
 import { resolveDevice } from '../native';
 import { Popularity } from '../models/popularity';
 import { evaluateHeldOut } from '../training/evaluate';
+import { validateTrainOptions } from '../training/train';
 import type { TrainOptions } from '../training/options';
 import { ProgressLine } from '../util/progress';
 
@@ -45,6 +46,8 @@ export interface TrainConfig extends DataOptions {
   earlyStopPatience?: number;
   earlyStopScoreFn: 'metric' | 'loss';
   evalEvery: number;
+  /** a resumable checkpoint (last.safetensors) every N epochs and at the end (default 1) */
+  checkpointEvery?: number;
   seed: number;
   device: 'auto' | 'cpu' | 'cuda';
   threads?: number;
@@ -116,6 +119,8 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
   } else if (fs.existsSync(path.join(runDir, 'last.safetensors'))) {
     throw new VaecfInputError(`${runDir} already holds a run: continue it with --resume ${runDir}, or choose another --run-dir`);
   }
+  // Options are checked before the data is read: a bad one fails at once and leaves no run directory.
+  validateTrainOptions({ ...trainOptionsOf(config), checkpointEvery: config.checkpointEvery ?? 1 }, config.model === 'recvae' ? 'recvae' : config.model === 'dae' ? 'mult-dae' : 'mult-vae');
   const data = await loadOrPrepare(config.dataset, config, log);
   // The run directory is made once the data has been read: a bad dataset leaves no half-made run behind.
   if (!resume) {
@@ -171,6 +176,7 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
       ...options,
       signal: controller.signal,
       checkpointPath: last,
+      checkpointEvery: config.checkpointEvery ?? 1,
       onBatch: (b) => bar.update(`epoch ${b.epoch}/${config.nEpochs}`, b.batch + 1, b.batches, `loss ${b.loss.toFixed(1)}`),
       onEpoch: async (r) => {
         bar.clear();

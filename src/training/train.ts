@@ -29,7 +29,7 @@ function expect(cond: boolean, field: string, expected: string, got: unknown): v
   if (!cond) throw new VaecfInputError(`${field}: expected ${expected}, got ${JSON.stringify(got)}`);
 }
 
-function resolveOptions(o: TrainOptions, model: VaeFamilyModel<object>, trainRows: number): Resolved {
+function resolveOptions(o: TrainOptions, model: Pick<VaeFamilyModel<object>, 'kind'>, trainRows: number): Resolved {
   const known = new Set([
     'epochs', 'batchSize', 'learningRate', 'optimizer', 'weightDecay', 'l2', 'beta', 'seed', 'evaluateEvery', 'metric',
     'earlyStopping', 'reduceLearningRateOnPlateau', 'restoreBestWeights', 'signal', 'onEpoch', 'onBatch',
@@ -116,6 +116,14 @@ function resolveOptions(o: TrainOptions, model: VaeFamilyModel<object>, trainRow
     recvae = { gamma, encoderEpochs, decoderEpochs, alternating };
   }
   return { epochs, batchSize, learningRate, optimizer, weightDecay, l2, seed, evaluateEvery, metric, checkpointEvery, beta, earlyStopping, plateau, recvae };
+}
+
+/**
+ * Checks training options for a model kind before any data is read (the same checks fit() makes), so
+ * that a command line with a bad option fails at once, leaving nothing behind.
+ */
+export function validateTrainOptions(options: TrainOptions, kind: VaeFamilyModel<object>['kind']): void {
+  resolveOptions(options, { kind }, 1);
 }
 
 /**
