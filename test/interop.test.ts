@@ -10,6 +10,23 @@ import { tempDir } from './helpers';
 
 const FIXTURES = path.join(__dirname, '..', '..', 'test', 'fixtures');
 
+/** The ONNX file's outputs for the users whose clicked item indices are `histories` (dense input). */
+async function runOnnx(file: string, histories: number[][], items: number) {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
+  const dense = new Float32Array(histories.length * items);
+  histories.forEach((h, u) => h.forEach((i) => (dense[u * items + i] = 1)));
+  const session = await ort.InferenceSession.create(file);
+  return session.run({ clicks: new ort.Tensor('float32', dense, [histories.length, items]) });
+}
+
+/** The largest |a - b| / max(1, |a|). */
+function worstRelative(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(a[i])));
+  return worst;
+}
+
 test('a PyTorch Mult-VAE state_dict gives the same scores as PyTorch within 1e-5', async (t) => {
   const expected = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'torch-multvae-scores.json'), 'utf8'));
   for (const precision of ['fp32'] as const) {
@@ -17,8 +34,7 @@ test('a PyTorch Mult-VAE state_dict gives the same scores as PyTorch within 1e-5
     t.is(model.kind, 'mult-vae');
     t.is(model.numItems, expected.items);
     const scores = model.scoreRows(csrFromRows(expected.histories, expected.items));
-    let worst = 0;
-    expected.scores.flat().forEach((v: number, i: number) => (worst = Math.max(worst, Math.abs(v - scores[i]) / Math.max(1, Math.abs(v)))));
+    const worst = worstRelative(expected.scores.flat(), scores);
     t.true(worst < 1e-5, `largest difference ${worst}`);
     // And it round-trips through vaecf's own format.
     const file = path.join(tempDir(), 'imported.safetensors');
@@ -56,8 +72,6 @@ test('a real safetensors file without q_layers / p_layers is refused with the te
 });
 
 test("the ONNX export of a model loaded from disk follows the file's architecture, not constructor defaults", async (t) => {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
   const { train, exportOnnx } = await import('../src/index');
   const { twoGroups } = await import('./helpers');
   for (const kind of ['mult-vae', 'mult-dae', 'recvae'] as const) {
@@ -70,14 +84,8 @@ test("the ONNX export of a model loaded from disk follows the file's architectur
     const onnx = path.join(tempDir(), `${kind}.onnx`);
     exportOnnx(loaded, onnx, { k: 3 });
     const histories = [[0, 1], [11, 12, 13]];
-    const dense = new Float32Array(histories.length * 20);
-    histories.forEach((h, u) => h.forEach((i) => (dense[u * 20 + i] = 1)));
-    const session = await ort.InferenceSession.create(onnx);
-    const out = await session.run({ clicks: new ort.Tensor('float32', dense, [histories.length, 20]) });
-    const ours = trained.scoreRows(csrFromRows(histories, 20));
-    const theirs = out.scores.data as Float32Array;
-    let worst = 0;
-    for (let i = 0; i < ours.length; i++) worst = Math.max(worst, Math.abs(ours[i] - theirs[i]) / Math.max(1, Math.abs(ours[i])));
+    const out = await runOnnx(onnx, histories, 20);
+    const worst = worstRelative(trained.scoreRows(csrFromRows(histories, 20)), out.scores.data as Float32Array);
     t.true(worst < 1e-5, `${kind}: the loaded model's ONNX scores differ from the trained model's by ${worst}`);
     trained.dispose();
     loaded.dispose();
@@ -85,10 +93,7 @@ test("the ONNX export of a model loaded from disk follows the file's architectur
 });
 
 test('the ONNX export gives the same scores and top-k in onnxruntime-node (Mult-VAE, Mult-DAE, RecVAE)', async (t) => {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
-  const { train } = await import('../src/index');
-  const { exportOnnx } = await import('../src/index');
+  const { train, exportOnnx } = await import('../src/index');
   const { twoGroups } = await import('./helpers');
   for (const kind of ['mult-vae', 'mult-dae', 'recvae'] as const) {
     const architecture = kind === 'recvae' ? { hidden: 24, latent: 8, layers: 3, threads: 1 } : { pDims: kind === 'mult-vae' ? [8, 32] : [16], threads: 1, precision: 'fp32' as const };
@@ -96,14 +101,8 @@ test('the ONNX export gives the same scores and top-k in onnxruntime-node (Mult-
     const file = path.join(tempDir(), `${kind}.onnx`);
     exportOnnx(model, file, { k: 5 });
     const histories = [[0, 1, 2], [12, 15], [3]];
-    const dense = new Float32Array(histories.length * 20);
-    histories.forEach((h, u) => h.forEach((i) => (dense[u * 20 + i] = 1)));
-    const session = await ort.InferenceSession.create(file);
-    const out = await session.run({ clicks: new ort.Tensor('float32', dense, [histories.length, 20]) });
-    const ours = model.scoreRows(csrFromRows(histories, 20));
-    const theirs = out.scores.data as Float32Array;
-    let worst = 0;
-    for (let i = 0; i < ours.length; i++) worst = Math.max(worst, Math.abs(ours[i] - theirs[i]) / Math.max(1, Math.abs(ours[i])));
+    const out = await runOnnx(file, histories, 20);
+    const worst = worstRelative(model.scoreRows(csrFromRows(histories, 20)), out.scores.data as Float32Array);
     t.true(worst < 1e-5, `${kind}: largest score difference ${worst}`);
     const top = await model.recommendRows(csrFromRows(histories, 20), { k: 5 });
     t.deepEqual(Array.from(out.top_items.data as BigInt64Array, Number), Array.from(top.items), `${kind}: top-k`);
