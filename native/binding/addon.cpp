@@ -821,7 +821,8 @@ Napi::Value Model::SnapshotParameters(const Napi::CallbackInfo& info) {
         e.getParameters(snapshot_.data());
       },
       [this, fresh](Napi::Env env) {
-        if (fresh && !snapshot_.empty()) adjustExternal(env, int64_t(snapshot_.size()) * 4);
+        // (A dispose() asked for during the task has released everything, its bytes included.)
+        if (engine_ && fresh && !snapshot_.empty()) adjustExternal(env, int64_t(snapshot_.size()) * 4);
         return env.Undefined();
       },
       {});
@@ -938,7 +939,7 @@ Napi::Value Model::ImportState(const Napi::CallbackInfo& info) {
           std::vector<float>().swap(snapshot_);
       },
       [this, snapshotBefore](Napi::Env env) {
-        adjustExternal(env, (int64_t(snapshot_.size()) - snapshotBefore) * 4);
+        if (engine_) adjustExternal(env, (int64_t(snapshot_.size()) - snapshotBefore) * 4);
         return env.Undefined();
       },
       {o});
