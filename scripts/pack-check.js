@@ -62,7 +62,7 @@ if (!buildEnv.npm_config_nodedir && fs.existsSync(localHeaders)) buildEnv.npm_co
 const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'vaecf-prebuild-'));
 for (const f of ['package.json', 'binding.gyp', 'native']) fs.cpSync(path.join(root, f), path.join(staging, f), { recursive: true });
 fs.symlinkSync(path.join(root, 'node_modules'), path.join(staging, 'node_modules'));
-run(process.execPath, [prebuildify, '--napi', '--strip', '--cwd', staging, '--out', root], { env: buildEnv });
+run(process.execPath, [prebuildify, '--napi', '--strip', '--tag-libc', '--cwd', staging, '--out', root], { env: buildEnv });
 fs.rmSync(staging, { recursive: true, force: true });
 const prebuilt = fs.readdirSync(path.join(root, 'prebuilds', platformTag)).filter((f) => f.endsWith('.node'));
 if (prebuilt.length === 0) throw new Error(`pack-check: no .node file in prebuilds/${platformTag}`);

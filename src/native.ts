@@ -201,10 +201,15 @@ export function loadNative(): NativeAddon {
     cached = load(packageRoot);
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
+    // musl (Alpine) has no prebuilt binary: the glibc one is tagged and never picked there.
+    const musl = process.platform === 'linux' && !(process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
     throw new Error(
       `vaecf: the native engine could not be loaded (${reason}). ` +
-        `Build it with "npm run build:native" (needs cmake, a C++17 compiler and libopenblas-dev: ` +
-        `apt-get install cmake g++ libopenblas-dev), or reinstall the package to get the prebuilt binary.`,
+        (musl
+          ? 'This is a musl system (Alpine): vaecf ships no prebuilt binary for it. Build it from source with "npm run build:native" ' +
+            '(apk add cmake g++ make openblas-dev; Highway headers from libhwy), or use a glibc-based image (Debian, Ubuntu).'
+          : `Build it with "npm run build:native" (needs cmake, a C++17 compiler and libopenblas-dev: ` +
+            `apt-get install cmake g++ libopenblas-dev libhwy-dev), or reinstall the package to get the prebuilt binary.`),
     );
   }
   return cached;
