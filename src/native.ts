@@ -326,7 +326,7 @@ export async function prepareDevice(wanted: DeviceChoice | undefined): Promise<v
  * on a GPU through its C++ harness (bench/results/gpu-*.json), but the Node binding's CUDA flavour has
  * not yet run on a GPU. Until it has, CUDA is opt-in.
  */
-export const CUDA_OPT_IN_NOTE = "CUDA is opt-in until its Node binding has run on a GPU: device 'cuda' or VAECF_DEVICE=cuda";
+export const CUDA_OPT_IN_NOTE = "CUDA is opt-in: device 'cuda' or VAECF_DEVICE=cuda";
 
 let cudaAddon: NativeAddon | undefined;
 

@@ -65,7 +65,9 @@ export function resolvePrecision(wanted: Precision | undefined, device: 'cpu' | 
   if (w === 'fp32') return { precision: 'fp32', note: `fp32, ${kernels}` };
   if (bf16Available) return { precision: 'bf16', note: `bf16 output layer (${bf16Description}), ${kernels}` };
   if (w === 'bf16') throw new VaecfInputError(`precision 'bf16' is not available on this machine (${bf16Description}); use 'fp32' or 'auto'`);
-  return { precision: 'fp32', note: `fp32, ${kernels} (bf16: ${bf16Description})` };
+  // Concise: "no bf16 instructions on this CPU", not the oneDNN version (the full description is bf16Description).
+  const why = /no bf16 instructions/.test(bf16Description) ? 'no bf16 instructions on this CPU' : bf16Description;
+  return { precision: 'fp32', note: `fp32, ${kernels} (bf16: ${why})` };
 }
 
 export type ModelKind = 'mult-vae' | 'mult-dae' | 'recvae';
