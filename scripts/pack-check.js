@@ -204,6 +204,13 @@ if (tsc.status !== 0) {
   process.exit(1);
 }
 console.log("ESM import and a strict TypeScript consumer (module node16): ok");
+// The examples ship with the package and run from it.
+const example = spawnSync(process.execPath, [path.join(app, 'node_modules', 'vaecf', 'dist', 'examples', 'train-and-save.js'), '--epochs', '1', '--out', 'example.safetensors'], { cwd: app, env, encoding: 'utf8' });
+if (example.status !== 0 || !fs.existsSync(path.join(app, 'example.safetensors'))) {
+  console.error(`pack-check: FAILED: the shipped example does not run from the installed package\n${example.stderr}`);
+  process.exit(1);
+}
+console.log('the shipped example (dist/examples/train-and-save.js) runs from the installed package: ok');
 if (report.auto.device !== 'cpu' || (cudaTarball && !/opt-in/.test(report.auto.note))) {
   console.error("pack-check: FAILED: device 'auto' must be the CPU engine and, with the CUDA package installed, say that CUDA is opt-in");
   process.exit(1);
