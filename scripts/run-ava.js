@@ -3,8 +3,8 @@
 // "N passed, N failed, N skipped" line (the counts of ava's own `ok` / `not ok` lines); exits non-zero
 // when any run failed.
 //
-// With no file arguments, the files that measure the event loop (ALONE) run first, each on an otherwise
-// idle machine, then every other test file with ava's usual concurrency: a 50 ms bound on the event
+// The files that measure the event loop (ALONE) run first, each on an otherwise idle machine, then every
+// other test file (all of dist/test, or the ones named) with ava's usual concurrency: a bound on the event
 // loop's worst gap means nothing while other test processes compete for the same two cores.
 'use strict';
 const { spawn } = require('node:child_process');
@@ -40,14 +40,13 @@ function runAva(args) {
 
 (async () => {
   const args = process.argv.slice(2);
-  const runs = [];
-  if (args.some((a) => !a.startsWith('-'))) {
-    runs.push(args);
-  } else {
-    const all = fs.readdirSync(path.join(root, 'dist', 'test')).filter((f) => f.endsWith('.test.js')).map((f) => `dist/test/${f}`);
-    for (const file of ALONE.filter((f) => all.includes(f))) runs.push([...args, file]);
-    runs.push([...args, ...all.filter((f) => !ALONE.includes(f))]);
-  }
+  const flags = args.filter((a) => a.startsWith('-'));
+  const named = args.filter((a) => !a.startsWith('-')).map((f) => path.relative(root, path.resolve(root, f)));
+  const files = named.length ? named : fs.readdirSync(path.join(root, 'dist', 'test')).filter((f) => f.endsWith('.test.js')).map((f) => `dist/test/${f}`);
+  // The ALONE files each on their own first (named or not), then the rest together.
+  const runs = ALONE.filter((f) => files.includes(f)).map((f) => [...flags, f]);
+  const rest = files.filter((f) => !ALONE.includes(f));
+  if (rest.length) runs.push([...flags, ...rest]);
   let status = 0;
   for (const run of runs) status = (await runAva(run)) || status;
   console.log(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);

@@ -15,16 +15,8 @@
 namespace vaecf::cpu {
 
 namespace {
-constexpr int64_t kElementChunk = 1 << 14;  // elements per task in element-wise loops
-constexpr int64_t kColumnBlock = 1024;      // columns per task in column sums
+constexpr int64_t kColumnBlock = 1024;  // columns per task in column sums
 constexpr double kLog2Pi = 1.8378770664093453;
-
-template <typename F>
-void forChunks(int64_t n, int threads, const F& f) {
-  const int64_t chunks = (n + kElementChunk - 1) / kElementChunk;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && chunks > 1)
-  for (int64_t c = 0; c < chunks; ++c) f(c * kElementChunk, std::min(n, (c + 1) * kElementChunk));
-}
 template <typename T>
 constexpr bool isFloat() {
   return std::is_same_v<T, float>;

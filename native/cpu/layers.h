@@ -13,6 +13,7 @@
 //                   (Shenbin et al. 2020, eq. 5)
 //   adam            PyTorch's Adam / AdamW on a range of parameters
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -21,6 +22,16 @@
 #include "kernels.h"
 
 namespace vaecf::cpu {
+
+constexpr int64_t kElementChunk = 1 << 14;  // elements per task in element-wise loops
+
+// Runs f(i0, i1) over [0, n) in chunks of kElementChunk split across threads (one thread when small).
+template <typename F>
+void forChunks(int64_t n, int threads, const F& f) {
+  const int64_t chunks = (n + kElementChunk - 1) / kElementChunk;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) f(c * kElementChunk, std::min(n, (c + 1) * kElementChunk));
+}
 
 // The users of one batch as CSR over the items, and the encoder's input values on those clicks.
 template <typename T>

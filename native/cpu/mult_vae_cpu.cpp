@@ -35,16 +35,6 @@ constexpr int64_t kBiasBlock = 1024;   // columns per task in the bias gradients
 
 inline uint32_t hiddenStream(int64_t layer) { return uint32_t(Stream::HiddenDropout) * 1000u + uint32_t(layer); }
 
-constexpr int64_t kElementChunk = 1 << 14;  // elements per task in element-wise loops
-
-// Runs f(i0, i1) over [0, n) in chunks split across threads.
-template <typename F>
-void forChunks(int64_t n, int threads, const F& f) {
-  const int64_t chunks = (n + kElementChunk - 1) / kElementChunk;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && chunks > 1)
-  for (int64_t c = 0; c < chunks; ++c) f(c * kElementChunk, std::min(n, (c + 1) * kElementChunk));
-}
-
 // The element-wise steps: the vector kernels for float, plain loops for the double engine (the
 // gradient-check reference).
 template <typename T>
@@ -64,7 +54,7 @@ MultVaeCpu<T>::MultVaeCpu(const ModelConfig& config) : config_(config), layout_(
   nEnc_ = config_.numEncoderLayers();
   nLayers_ = config_.numLayers();
   latent_ = config_.latent();
-  params_.resize(size_t(layout_.total));
+  ensureZeroed(params_, size_t(layout_.total));
   // Gradients and Adam moments are allocated on the first training step (a model that only scores
   // never holds them).
   acts_.resize(nLayers_);
@@ -139,8 +129,8 @@ void MultVaeCpu<T>::initialize(uint64_t seed) {
     T* b = params_.data() + l.biasOffset;
     for (int64_t i = 0; i < l.out; ++i) b[i] = T(0.001 * brng.normal(uint64_t(i)));
   }
-  ZeroedVector<T>().swap(adamM_);  // released: regrown zeroed (resize after clear() would keep old values)
-  ZeroedVector<T>().swap(adamV_);
+  releaseZeroed(adamM_);  // regrown zeroed by the next ensureOptimizerState
+  releaseZeroed(adamV_);
   adamT_ = 0;
   parametersChanged();
 }
@@ -304,7 +294,7 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     PhaseTimer timer(profile_, Profile::Optimizer);
     // Weight gradients are written whole below (matrix products with beta 0, the sparse layer row by
     // row); the bias gradients are sums and start at zero.
-    if (grads_.size() != size_t(layout_.total)) grads_.resize(size_t(layout_.total));
+    ensureZeroed(grads_, size_t(layout_.total));
     for (const auto& L : layout_.layers) std::fill(grads_.begin() + L.biasOffset, grads_.begin() + L.biasOffset + L.out, T(0));
   }
   T* dcur = logits;
@@ -429,9 +419,9 @@ void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
 
 template <typename T>
 void MultVaeCpu<T>::ensureOptimizerState() {
-  if (grads_.size() != size_t(layout_.total)) grads_.resize(size_t(layout_.total));
-  if (adamM_.size() != size_t(layout_.total)) adamM_.resize(size_t(layout_.total));
-  if (adamV_.size() != size_t(layout_.total)) adamV_.resize(size_t(layout_.total));
+  ensureZeroed(grads_, size_t(layout_.total));
+  ensureZeroed(adamM_, size_t(layout_.total));
+  ensureZeroed(adamV_, size_t(layout_.total));
 }
 
 template <typename T>

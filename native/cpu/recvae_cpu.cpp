@@ -50,8 +50,8 @@ template <typename T>
 RecVaeCpu<T>::RecVaeCpu(const RecVaeConfig& config) : config_(config), layout_(config) {
   for (int k = 0; k < 3; ++k) priorShape_.weights[k] = config.mixtureWeights[k];
   priorShape_.wideLogVar = config.wideLogVar;
-  params_.resize(size_t(layout_.total));
-  prior_.resize(size_t(layout_.encoderCount));
+  ensureZeroed(params_, size_t(layout_.total));
+  ensureZeroed(prior_, size_t(layout_.encoderCount));
 }
 
 template <typename T>
@@ -90,8 +90,8 @@ void RecVaeCpu<T>::initialize(uint64_t seed) {
     }
   }
   fill(prior_.data(), uint64_t(1) << 16);
-  ZeroedVector<T>().swap(adamM_);  // released: regrown zeroed (resize after clear() would keep old values)
-  ZeroedVector<T>().swap(adamV_);
+  releaseZeroed(adamM_);  // regrown zeroed by the next ensureOptimizerState
+  releaseZeroed(adamV_);
   encoderSteps_ = decoderSteps_ = 0;
   parametersChanged();
 }
@@ -223,7 +223,7 @@ template <typename T>
 StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma) {
   const int64_t m = input_.rows(), D = config_.latent, I = config_.items;
   const bool encoder = phase != Phase::Decoder, decoder = phase != Phase::Encoder;
-  if (grads_.size() != size_t(layout_.total)) grads_.resize(size_t(layout_.total));
+  ensureZeroed(grads_, size_t(layout_.total));
   StepResult r;
   if (encoder) {
     // The prior's encoder sees the clicks without dropout (the authors' encoder_old(x, dropout 0)).
@@ -282,9 +282,9 @@ void RecVaeCpu<T>::forwardEval() {
 
 template <typename T>
 void RecVaeCpu<T>::ensureOptimizerState() {
-  if (grads_.size() != size_t(layout_.total)) grads_.resize(size_t(layout_.total));
-  if (adamM_.size() != size_t(layout_.total)) adamM_.resize(size_t(layout_.total));
-  if (adamV_.size() != size_t(layout_.total)) adamV_.resize(size_t(layout_.total));
+  ensureZeroed(grads_, size_t(layout_.total));
+  ensureZeroed(adamM_, size_t(layout_.total));
+  ensureZeroed(adamV_, size_t(layout_.total));
 }
 
 template <typename T>

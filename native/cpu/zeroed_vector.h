@@ -39,8 +39,20 @@ struct ZeroedAllocator {
   bool operator!=(const ZeroedAllocator<U>&) const noexcept { return false; }
 };
 
-// Grow only from empty with resize(): elements kept from an earlier size are not re-zeroed.
 template <typename T>
 using ZeroedVector = std::vector<T, ZeroedAllocator<T>>;
+
+// v holds n zeros when it did not hold n elements (fresh storage: resize() after clear() would keep the
+// old values, since construction writes nothing); kept as is when it already did.
+template <typename T>
+void ensureZeroed(ZeroedVector<T>& v, size_t n) {
+  if (v.size() != n) ZeroedVector<T>(n).swap(v);
+}
+
+// Releases v's storage; the next ensureZeroed gives zeros again.
+template <typename T>
+void releaseZeroed(ZeroedVector<T>& v) {
+  ZeroedVector<T>().swap(v);
+}
 
 }  // namespace vaecf::cpu
