@@ -30,9 +30,9 @@ PY
   done
   L=$R/usr/lib/x86_64-linux-gnu
   DEPS=(-DOPENBLAS_LIB="$L/openblas-pthread/libopenblas.so" -DCBLAS_INCLUDE="$R/usr/include/x86_64-linux-gnu/openblas-pthread"
-        -DDNNL_LIB="$L/libdnnl.so" -DDNNL_INCLUDE="$R/usr/include")
+        -DDNNL_LIB="$L/libdnnl.so" -DDNNL_INCLUDE="$R/usr/include" -DHWY_INCLUDE="$R/usr/include")
   export LD_LIBRARY_PATH="$L/openblas-pthread:$L${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  log "OpenBLAS and oneDNN from .gpu-debs (unpacked in $R)"
+  log "OpenBLAS, oneDNN and Highway from .gpu-debs (unpacked in $R)"
 fi
 
 # ---- cuBLAS: the toolkit's when it has it, else only its files from the nvidia-cublas Python package,

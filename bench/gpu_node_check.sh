@@ -21,7 +21,8 @@ chmod +x "$NODE"
 log "node $("$NODE" --version)"
 # The CPU addon where node-gyp-build looks for it; the CUDA flavour by its variable.
 mkdir -p build/Release && cp .gpu-node/vaecf.node build/Release/vaecf.node
-[ -d node_modules/node-gyp-build ] || { mkdir -p node_modules && cp -r .gpu-node/node_modules/node-gyp-build node_modules/; }
+mkdir -p node_modules
+for m in .gpu-node/node_modules/*; do [ -d "node_modules/$(basename "$m")" ] || cp -r "$m" node_modules/; done
 export VAECF_CUDA_ADDON=$PWD/.gpu-node/vaecf_cuda.node
 "$NODE" dist/bench/gpu-node-check.js --data .gpu-node/ml1m_pairs_rating_ge4.tsv.gz --epochs "${EPOCHS:-200}" --json "$OUT/gpu-node-result.json" ${REHEARSE:+--rehearse}
 status=$?

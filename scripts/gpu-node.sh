@@ -19,6 +19,9 @@ libs=$(bash scripts/cuda-libs.sh)
 VAECF_CUDA_LIBS="$libs" node scripts/build-cuda.js --portable > /dev/null
 cp build/Release/vaecf.node .gpu-node/vaecf.node
 cp build/cuda-portable/vaecf_cuda.node .gpu-node/vaecf_cuda.node
-rm -rf .gpu-node/node_modules && mkdir -p .gpu-node/node_modules && cp -r node_modules/node-gyp-build .gpu-node/node_modules/
+# What dist/src needs at run time on the way to train() (vega is loaded only for plots, cmake-js only for
+# source builds): node-gyp-build, yauzl (and pend), csv-parse.
+rm -rf .gpu-node/node_modules && mkdir -p .gpu-node/node_modules
+for m in node-gyp-build yauzl pend csv-parse; do cp -r node_modules/$m .gpu-node/node_modules/; done
 du -sh .gpu-node .gpu-debs dist
 echo 'carry: [".gpu-debs", ".gpu-node", "dist"]; command: OUT=$OUT bash bench/gpu_node_check.sh'
