@@ -6,10 +6,10 @@
 # toolkit's own headers). Sets DEPS and EXTRA (CMake flags naming them), CUBLAS_LIB_DIR and
 # LD_LIBRARY_PATH (for programs that load them at run time).
 
-# ---- OpenBLAS / oneDNN: the system's, or Debian's carried in .gpu-debs, unpacked into a private folder
+# ---- OpenBLAS, oneDNN, Highway: Debian's carried in .gpu-debs (unless VAECF_SYSTEM_LIBS=1), unpacked into a private folder
 # (unpacking into / can break the image) and named to CMake explicitly ----
 DEPS=()
-if [ -d .gpu-debs ] && { [ -n "${VAECF_USE_DEBS:-}" ] || ! ldconfig -p | grep -q libopenblas; }; then
+if [ -d .gpu-debs ] && [ -z "${VAECF_SYSTEM_LIBS:-}" ]; then
   R=/tmp/vaecf-debs
   mkdir -p "$R"
   for d in .gpu-debs/*.deb; do
