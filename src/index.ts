@@ -34,5 +34,5 @@ export { writeReport, type ReportResult } from './experiments/report';
 export { runBetaStudy, type BetaStudyResult } from './experiments/beta-study';
 export { runSweep, expandSweep, type SweepSpec } from './experiments/sweep';
 export { RECIPES, recipeConfig, type Recipe } from './experiments/recipes';
-export { resolveDevice, probeCuda, probeCudaAsync, CUDA_OPT_IN_NOTE, type CudaProbe } from './native';
+export { resolveDevice, prepareDevice, probeCuda, probeCudaAsync, type CudaProbe } from './native';
 export { VERSION } from './version';

@@ -168,6 +168,8 @@ export interface NativeAddon {
   simdTargets: { name: string; supported: boolean }[];
   cudaBuilt: boolean;
   cudaDevice?: () => { available: boolean; description: string };
+  /** CUDA flavour: make the process's CUDA context and load cuBLAS; "" or why it failed. Blocks its thread. */
+  cudaWarmUp?: () => string;
 }
 
 let cached: NativeAddon | undefined;
@@ -316,30 +318,80 @@ function wantedDevice(wanted: DeviceChoice | undefined): DeviceChoice {
   return w;
 }
 
-/** Run the CUDA probe ahead (asynchronously) when `wanted` needs it, so that resolveDevice answers from the cache. */
+/**
+ * Run the CUDA probe ahead (asynchronously) when `wanted` needs it, so that resolveDevice answers from
+ * the cache; then load the CUDA flavour and warm the GPU up off this thread (warmCudaAsync).
+ */
 export async function prepareDevice(wanted: DeviceChoice | undefined): Promise<void> {
-  if (wantedDevice(wanted) === 'cuda') await probeCudaAsync();
+  const w = wantedDevice(wanted);
+  if (w === 'cpu' || (w === 'auto' && !cudaFlavourPath())) return;
+  const probe = await probeCudaAsync();
+  if (probe.ok) await warmCudaAsync();
 }
 
+let cudaWarming: Promise<void> | undefined;
+
 /**
- * Why 'auto' is the CPU engine: the CUDA engine has passed its agreement checks against the CPU engine
- * on a GPU through its C++ harness (bench/results/gpu-*.json), but the Node binding's CUDA flavour has
- * not yet run on a GPU. Until it has, CUDA is opt-in.
+ * Loads the CUDA flavour with the event loop running. Its first load maps cuBLAS (hundreds of MB) and
+ * its first engine creates the CUDA context and cuBLAS's state: hundreds of ms on the calling thread
+ * (354 ms measured through fit() on an H200, bench/results/gpu-node-ml1m-2026-11-30.json). A worker
+ * thread loads the addon (the libraries stay mapped for the process) and calls cudaWarmUp (the
+ * context is the process's); this thread's require then finds everything loaded, and the worker is
+ * ended only after it. Failures are left to the calling thread's own load, which reports them.
  */
-export const CUDA_OPT_IN_NOTE = "CUDA is opt-in: device 'cuda' or VAECF_DEVICE=cuda";
+export function warmCudaAsync(): Promise<void> {
+  const file = cudaFlavourPath();
+  if (!file || cudaAddon) return Promise.resolve();
+  cudaWarming ??= new Promise<void>((resolve) => {
+    const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
+    const source = [
+      "const { parentPort, workerData } = require('node:worker_threads');",
+      'let why = "";',
+      'try { const a = require(workerData); why = a.cudaWarmUp ? a.cudaWarmUp() : ""; } catch (e) { why = String((e && e.message) || e); }',
+      'parentPort.on("message", () => {});', // stays up (keeping the addon loaded) until terminated
+      'parentPort.postMessage(why);',
+    ].join('\n');
+    let worker: import('node:worker_threads').Worker;
+    try {
+      worker = new Worker(source, { eval: true, workerData: file });
+    } catch {
+      resolve();
+      return;
+    }
+    worker.unref();
+    const finish = (): void => {
+      try {
+        // eslint-disable-next-line @typescript-eslint/no-var-requires
+        cudaAddon ??= require(file) as NativeAddon;
+      } catch {
+        // resolveDevice loads it again and reports the error
+      }
+      worker.terminate().then(() => resolve(), () => resolve());
+    };
+    worker.once('message', finish);
+    worker.once('error', () => resolve());
+    worker.once('exit', () => resolve());
+  });
+  return cudaWarming;
+}
 
 let cudaAddon: NativeAddon | undefined;
 
 /**
- * The addon for a device. 'auto' is the CPU engine (CUDA_OPT_IN_NOTE says why); 'cuda' needs the
- * CUDA flavour and a GPU (a clear ERR_VAECF_NO_CUDA error otherwise).
+ * The addon for a device. 'cuda' needs the CUDA flavour and a GPU (a clear ERR_VAECF_NO_CUDA error
+ * otherwise). 'auto' is the CUDA engine where the CUDA flavour is installed and its probe finds a GPU,
+ * else the CPU engine, and the note says why: the Node binding's CUDA flavour trained Mult-VAE on an
+ * H200 to the CPU engine's NDCG@100 (bench/results/gpu-node-ml1m-2026-11-30.json) after its C++
+ * harness's agreement checks passed (bench/results/gpu-*.json). Call prepareDevice first to probe
+ * without holding the event loop; uncached, the probe here waits for its child process.
  */
 export function resolveDevice(wanted: DeviceChoice | undefined): { device: 'cpu' | 'cuda'; addon: NativeAddon; note: string } {
   const w = wantedDevice(wanted);
   if (w === 'cpu') return { device: 'cpu', addon: loadNative(), note: 'cpu' };
-  if (w === 'auto') return { device: 'cpu', addon: loadNative(), note: cudaFlavourPath() ? `cpu (${CUDA_OPT_IN_NOTE})` : 'cpu' };
+  if (w === 'auto' && !cudaFlavourPath()) return { device: 'cpu', addon: loadNative(), note: 'cpu' };
   const probe = probeCuda();
   if (!probe.ok) {
+    if (w === 'auto') return { device: 'cpu', addon: loadNative(), note: `cpu (the CUDA flavour found no usable GPU: ${probe.reason})` };
     const e = new Error(`device 'cuda' is not usable: ${probe.reason}`) as Error & { code: string };
     e.code = 'ERR_VAECF_NO_CUDA';
     throw e;

@@ -1,16 +1,28 @@
-// Device selection: 'cpu' always works; 'auto' is the CPU engine while CUDA is opt-in; 'cuda' where no
-// GPU (or no CUDA flavour) is usable is a clear error, and where a GPU answers it must agree with the CPU.
+// Device selection: 'cpu' always works; 'auto' is the CUDA engine only where the CUDA flavour finds a
+// GPU; 'cuda' where no GPU (or no CUDA flavour) is usable is a clear error, and where a GPU answers it
+// must agree with the CPU.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
 import test from 'ava';
 
 import { cudaFlavourPath, loadNative } from '../src/native';
-import { CUDA_OPT_IN_NOTE, generateClicks, MultVAE, probeCuda, resolveDevice, resolvePrecision, selectRows } from '../src/index';
+import { generateClicks, MultVAE, prepareDevice, probeCuda, resolveDevice, resolvePrecision, selectRows } from '../src/index';
 import { twoGroups } from './helpers';
 
-test("'auto' is the CPU engine until CUDA has run through Node, and says how to opt in; 'cpu' works", async (t) => {
+test("'auto' is the CUDA engine only where the CUDA flavour finds a GPU, else the CPU engine with the reason; 'cpu' works", async (t) => {
+  await prepareDevice('auto');
   const auto = resolveDevice('auto');
-  t.is(auto.device, 'cpu');
-  if (cudaFlavourPath()) t.is(auto.note, `cpu (${CUDA_OPT_IN_NOTE})`);
-  else t.is(auto.note, 'cpu');
+  if (!cudaFlavourPath()) {
+    t.is(auto.device, 'cpu');
+    t.is(auto.note, 'cpu');
+  } else {
+    const probe = probeCuda();
+    t.is(auto.device, probe.ok ? 'cuda' : 'cpu');
+    t.is(auto.note, probe.ok ? `cuda (${probe.reason})` : `cpu (the CUDA flavour found no usable GPU: ${probe.reason})`);
+  }
   const model = new MultVAE({ pDims: [8, 16], threads: 1, device: 'cpu' });
   await model.fit({ train: twoGroups() }, { epochs: 1 });
   t.true(model.isFitted);
@@ -42,6 +54,24 @@ if (cuda.ok) {
   });
   test.skip(`device 'cuda' trains and scores like the CPU engine: skipped, no usable GPU (${cuda.reason})`, () => undefined);
 }
+
+// In a child process (its own caches and VAECF_CUDA_ADDON): a "CUDA flavour" that is not an addon.
+test('the CUDA warm-up settles when the flavour cannot load, and leaves the error to the device check', (t) => {
+  const native = path.join(__dirname, '..', 'src', 'native.js');
+  const script = `
+    const n = require(${JSON.stringify(native)});
+    const timer = setTimeout(() => { console.log('hung'); process.exit(2); }, 20000);
+    n.warmCudaAsync().then(() => {
+      clearTimeout(timer);
+      let code = 'none';
+      try { n.resolveDevice('cuda'); } catch (e) { code = e.code; }
+      console.log('settled ' + code);
+    }, (e) => console.log('rejected ' + e.message));`;
+  const fake = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vaecf-fake-cuda-')), 'vaecf_cuda.node');
+  fs.writeFileSync(fake, 'not a shared library');
+  const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, VAECF_CUDA_ADDON: fake } });
+  t.is(out.trim(), 'settled ERR_VAECF_NO_CUDA');
+});
 
 test("precision: 'tf32' is refused on the CPU with what to use; CUDA resolves 'auto' to bf16", (t) => {
   const e = t.throws(() => resolvePrecision('tf32', 'cpu'));

@@ -1065,6 +1065,10 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     o.Set("description", cuda::deviceAvailable(nullptr) ? cuda::deviceDescription() : why);
     return o;
   }));
+  // Blocks its thread: the Node side calls it on a worker thread (src/native.ts warmCudaAsync).
+  exports.Set("cudaWarmUp", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Napi::String::New(info.Env(), cuda::warmUp());
+  }));
 #else
   exports.Set("cudaBuilt", Napi::Boolean::New(env, false));
 #endif

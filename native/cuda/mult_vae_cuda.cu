@@ -454,6 +454,18 @@ std::string deviceDescription() {
   return buf;
 }
 
+std::string warmUp() {
+  std::string why;
+  if (!deviceAvailable(&why)) return why;
+  cudaError_t e = cudaSetDevice(0);
+  if (e == cudaSuccess) e = cudaFree(nullptr);  // the primary context
+  if (e != cudaSuccess) return cudaGetErrorString(e);
+  cublasHandle_t handle = nullptr;
+  if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) return "cublasCreate failed";
+  cublasDestroy(handle);
+  return "";
+}
+
 // ---- the engine ----
 
 struct CudaEngine::Impl {

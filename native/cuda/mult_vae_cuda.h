@@ -17,6 +17,10 @@ namespace vaecf::cuda {
 bool deviceAvailable(std::string* why);
 // "NVIDIA H100 80GB HBM3, compute 9.0, 79.1 GiB, driver 13.0" or the reason there is none.
 std::string deviceDescription();
+// Creates the process's CUDA context on device 0 and loads cuBLAS (a handle made and destroyed), the
+// slow part of a first engine (hundreds of ms). Any thread may call it: the context is the process's,
+// so an engine made afterwards on another thread finds it ready. Returns "" or why it failed.
+std::string warmUp();
 
 // How the matrix products compute. Fp32: plain fp32 (cuBLAS SGEMM, no tensor-core down-conversion).
 // Tf32: every dense product on TF32 tensor cores (fp32 storage, 10-bit mantissa inputs). Bf16: the

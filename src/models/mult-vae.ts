@@ -16,7 +16,7 @@ export interface EngineOptions {
   threads?: number;
   /** Matrix-product precision (see ArchitectureOptions.precision). */
   precision?: Precision;
-  /** 'auto' (default; VAECF_DEVICE overrides): the CPU engine while CUDA is opt-in (CUDA_OPT_IN_NOTE); 'cuda': the CUDA flavour on a GPU */
+  /** 'auto' (default; VAECF_DEVICE overrides): the CUDA engine where the CUDA flavour is installed and finds a GPU, else the CPU engine; 'cpu'; 'cuda': the CUDA flavour on a GPU, or an error */
   device?: 'auto' | 'cpu' | 'cuda';
 }
 
@@ -42,7 +42,7 @@ export interface ArchitectureOptions extends EngineOptions {
    * on CUDA always bf16).
    */
   precision?: Precision;
-  /** 'auto' (default; VAECF_DEVICE overrides): the CPU engine while CUDA is opt-in (CUDA_OPT_IN_NOTE); 'cuda': the CUDA flavour on a GPU */
+  /** 'auto' (default; VAECF_DEVICE overrides): the CUDA engine where the CUDA flavour is installed and finds a GPU, else the CPU engine; 'cpu'; 'cuda': the CUDA flavour on a GPU, or an error */
   device?: 'auto' | 'cpu' | 'cuda';
 }
 
