@@ -337,11 +337,13 @@ let cudaWarming: Promise<void> | undefined;
  * (354 ms measured through fit() on an H200, bench/results/gpu-node-ml1m-2026-11-30.json). A worker
  * thread loads the addon (the libraries stay mapped for the process) and calls cudaWarmUp (the
  * context is the process's); this thread's require then finds everything loaded, and the worker is
- * ended only after it. Failures are left to the calling thread's own load, which reports them.
+ * ended only after it. Runs once per process, also when this thread has loaded the flavour already
+ * (resolveDevice without prepareDevice): the context is then still to be made. Failures are left to
+ * the calling thread's own load, which reports them.
  */
 export function warmCudaAsync(): Promise<void> {
   const file = cudaFlavourPath();
-  if (!file || cudaAddon) return Promise.resolve();
+  if (!file) return Promise.resolve();
   cudaWarming ??= new Promise<void>((resolve) => {
     const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
     const source = [
