@@ -27,6 +27,7 @@
 #include "cpu/recvae_cpu.h"
 #ifdef VAECF_HAVE_CUDA
 #include "cuda/mult_vae_cuda.h"
+#include "cuda/recvae_cuda.h"
 #endif
 
 using namespace vaecf;
@@ -1040,6 +1041,212 @@ static int gpuCheck(int argc, char** argv) {
                  gradDiffer += w + b;
                }
                return differ == 0 && gradDiffer == 0;
+             });
+  }
+  // 7. RecVAE (the CUDA engine composed of the same layers as the CPU one): each phase's step against the
+  // CPU engine (loss, every tensor's gradient of the phase's group, the weights after Adam), then an
+  // alternating run with a prior update (weights, both moments, step counts, the prior), scores and
+  // top-k; finally one step each phase at the ML-20M shape with the authors' sizes, timed.
+  {
+    auto recvaeConfig = [](int64_t items, int64_t hidden, int64_t latent, int64_t layers) {
+      RecVaeConfig c;
+      c.items = items;
+      c.hidden = hidden;
+      c.latent = latent;
+      c.layers = layers;
+      return c;
+    };
+    // Relative error of each tensor of a group (encoder: offset < encoderCount) into r as "<what>.<name>".
+    auto perTensorRecVae = [](const RecVaeConfig& c, const std::vector<float>& got, const std::vector<float>& want, const std::string& what,
+                              JsonObject& r, int group, const std::vector<uint8_t>* mask) {
+      const cpu::RecVaeLayout layout(c);
+      double worst = 0;
+      for (const auto& t : cpu::parameterTensors(c)) {
+        const bool encoderTensor = t.offset < layout.encoderCount;
+        if ((group == 0 && !encoderTensor) || (group == 1 && encoderTensor)) continue;
+        int64_t n = 1;
+        for (auto d : t.shape) n *= d;
+        const double e = relError(got.data() + t.offset, want.data() + t.offset, size_t(n), mask ? mask->data() + t.offset : nullptr);
+        r.set(what + "." + t.name, e);
+        worst = std::isfinite(e) ? std::max(worst, e) : INFINITY;
+      }
+      return worst;
+    };
+    // Entries whose gradient is at rounding level (|g| < 1e-4 x the tensor's rms): Adam's first step is
+    // +-lr whatever their sign, so they are left out of the after-Adam comparison and counted.
+    auto wellConditionedRecVae = [](const RecVaeConfig& c, const std::vector<float>& grad, int64_t* excluded) {
+      std::vector<uint8_t> mask(grad.size(), 1);
+      *excluded = 0;
+      for (const auto& t : cpu::parameterTensors(c)) {
+        int64_t n = 1;
+        for (auto d : t.shape) n *= d;
+        double sq = 0;
+        for (int64_t i = 0; i < n; ++i) sq += double(grad[size_t(t.offset + i)]) * double(grad[size_t(t.offset + i)]);
+        const double floor = 1e-4 * std::sqrt(sq / double(std::max<int64_t>(n, 1)));
+        for (int64_t i = 0; i < n; ++i)
+          if (std::fabs(double(grad[size_t(t.offset + i)])) < floor) {
+            mask[size_t(t.offset + i)] = 0;
+            *excluded += 1;
+          }
+      }
+      return mask;
+    };
+
+    for (int phaseIndex = 0; phaseIndex < 2; ++phaseIndex) {
+      const bool encoderPhase = phaseIndex == 0;
+      runCheck(report, std::string("RecVAE fp32 ") + (encoderPhase ? "encoder" : "decoder") + " step",
+               "loss and each tensor's gradient of the phase's group < 1e-4; weights after Adam < 1e-4 (rounding-level gradients left out)",
+               [&](JsonObject& r) {
+                 const int64_t items = 2501, users = 300, m = 200;
+                 std::mt19937 gen(41 + uint32_t(phaseIndex));
+                 const RandomClicks clicks = randomClicks(users, items, 60, gen);
+                 const CsrView data = clicks.view(items);
+                 const RecVaeConfig cfg = recvaeConfig(items, 96, 24, 4);
+                 cpu::RecVaeEngine cpuEngine(cfg);
+                 cuda::RecVaeCudaEngine gpu(cfg);
+                 cpuEngine.initialize(5);
+                 gpu.initialize(5);
+                 std::vector<int64_t> rows(static_cast<size_t>(users));
+                 for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = (i * 7919) % users;
+                 StepOptions so;
+                 so.phase = encoderPhase ? Phase::Encoder : Phase::Decoder;
+                 so.gamma = 0.005;
+                 so.seed = 9;
+                 so.step = 3;
+                 so.update = false;
+                 const StepResult rc = cpuEngine.trainStep(data, rows.data(), m, so);
+                 const StepResult rg = gpu.trainStep(data, rows.data(), m, so);
+                 const double lossErr = std::fabs(rc.loss - rg.loss) / std::fabs(rc.loss);
+                 const double klErr = encoderPhase ? std::fabs(rc.kl - rg.kl) / std::max(1e-12, std::fabs(rc.kl)) : 0.0;
+                 r.set("loss", lossErr).set("kl", klErr).set("loss_cpu", rc.loss).set("kl_cpu", rc.kl);
+                 const size_t P = size_t(cpuEngine.numParams());
+                 std::vector<float> gc(P), gg(P);
+                 cpuEngine.getGradients(gc.data());
+                 gpu.getGradients(gg.data());
+                 const int group = encoderPhase ? 0 : 1;
+                 const double gradWorst = perTensorRecVae(cfg, gg, gc, "grad", r, group, nullptr);
+                 so.update = true;
+                 cpuEngine.trainStep(data, rows.data(), m, so);
+                 gpu.trainStep(data, rows.data(), m, so);
+                 std::vector<float> pc(P), pg(P);
+                 cpuEngine.getParameters(pc.data());
+                 gpu.getParameters(pg.data());
+                 int64_t excluded = 0;
+                 const std::vector<uint8_t> mask = wellConditionedRecVae(cfg, gc, &excluded);
+                 r.set("after_adam_entries_left_out", double(excluded));
+                 const double paramWorst = perTensorRecVae(cfg, pg, pc, "after_adam", r, group, &mask);
+                 const auto sc = cpuEngine.optimizerGroupSteps(), sg = gpu.optimizerGroupSteps();
+                 r.set("steps_cpu", double(sc[0] * 1000 + sc[1])).set("steps_gpu", double(sg[0] * 1000 + sg[1]));
+                 return lossErr < 1e-4 && klErr < 1e-4 && gradWorst < 1e-4 && paramWorst < 1e-4 && sc == sg;
+               });
+    }
+
+    runCheck(report, "RecVAE fp32 alternating steps, prior update, scores and top-k",
+             "weights, both moments and the prior < 1e-3 after 3 encoder steps, a prior update, 2 decoder steps and 1 encoder step; "
+             "same step counts; scores < 1e-4; top-k kernel = host top-k of its scores",
+             [&](JsonObject& r) {
+               const int64_t items = 1801, users = 400, m = 160;
+               std::mt19937 gen(53);
+               const RandomClicks clicks = randomClicks(users, items, 50, gen);
+               const CsrView data = clicks.view(items);
+               const RecVaeConfig cfg = recvaeConfig(items, 64, 16, 3);
+               cpu::RecVaeEngine cpuEngine(cfg);
+               cuda::RecVaeCudaEngine gpu(cfg);
+               cpuEngine.initialize(7);
+               gpu.initialize(7);
+               std::vector<int64_t> rows(static_cast<size_t>(users));
+               for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = (i * 104729) % users;
+               uint64_t step = 0;
+               auto run = [&](Phase phase, int64_t offset) {
+                 StepOptions so;
+                 so.phase = phase;
+                 so.gamma = 0.005;
+                 so.seed = 21;
+                 so.step = step++;
+                 so.optimizer.learningRate = 5e-4;
+                 cpuEngine.trainStep(data, rows.data() + offset, m, so);
+                 gpu.trainStep(data, rows.data() + offset, m, so);
+               };
+               for (int i = 0; i < 3; ++i) run(Phase::Encoder, (i * m) % (users - m));
+               cpuEngine.updatePrior();
+               gpu.updatePrior();
+               run(Phase::Decoder, 0);
+               run(Phase::Decoder, users - m);
+               run(Phase::Encoder, 40);
+               const size_t P = size_t(cpuEngine.numParams()), A = size_t(cpuEngine.numAuxiliary());
+               std::vector<float> pc(P), pg(P), mc(P), mg(P), vc(P), vg(P), ac(A), ag(A);
+               int64_t tc = 0, tg = 0;
+               cpuEngine.getParameters(pc.data());
+               gpu.getParameters(pg.data());
+               cpuEngine.getOptimizerState(mc.data(), vc.data(), &tc);
+               gpu.getOptimizerState(mg.data(), vg.data(), &tg);
+               cpuEngine.getAuxiliary(ac.data());
+               gpu.getAuxiliary(ag.data());
+               const double wErr = perTensorRecVae(cfg, pg, pc, "weights", r, -1, nullptr);
+               const double mErr = relError(mg, mc), vErr = relError(vg, vc), aErr = relError(ag, ac);
+               r.set("adam_m", mErr).set("adam_v", vErr).set("prior", aErr).set("steps_cpu", double(tc)).set("steps_gpu", double(tg));
+               const int64_t sm = 40, k = 20;
+               std::vector<float> sc(size_t(sm * items)), sg(size_t(sm * items));
+               cpuEngine.scores(data, 0, sm, sc.data());
+               gpu.scores(data, 0, sm, sg.data());
+               const double scoreErr = relError(sg, sc);
+               std::vector<int32_t> ic(size_t(sm * k)), ig(size_t(sm * k)), ih;
+               std::vector<float> xc(size_t(sm * k)), xg(size_t(sm * k));
+               cpuEngine.recommend(data, 0, sm, k, true, nullptr, ic.data(), xc.data());
+               gpu.recommend(data, 0, sm, k, true, nullptr, ig.data(), xg.data());
+               hostTopK(sg, data, items, sm, k, ih);
+               int64_t sameCpu = 0, sameOwn = 0;
+               for (size_t i = 0; i < ic.size(); ++i) {
+                 sameCpu += ic[i] == ig[i];
+                 sameOwn += ih[i] == ig[i];
+               }
+               r.set("scores", scoreErr).set("topk_agreement_with_cpu", double(sameCpu) / double(ic.size()));
+               r.set("topk_kernel_mismatches", double(int64_t(ic.size()) - sameOwn));
+               return wErr < 1e-3 && mErr < 1e-3 && vErr < 1e-3 && aErr < 1e-3 && tc == tg && scoreErr < 1e-4 && sameOwn == int64_t(ic.size());
+             });
+
+    runCheck(report, "RecVAE ML-20M shape, one step each phase",
+             "loss and each tensor's gradient < 1e-4 (20,108 items, 5 x 600 hidden, latent 200, batch 500); device time per step reported",
+             [&](JsonObject& r) {
+               const int64_t items = 20108, users = 1000, m = 500;
+               std::mt19937 gen(61);
+               const RandomClicks clicks = randomClicks(users, items, 150, gen);
+               const CsrView data = clicks.view(items);
+               const RecVaeConfig cfg = recvaeConfig(items, 600, 200, 5);
+               cpu::RecVaeEngine cpuEngine(cfg);
+               cuda::RecVaeCudaEngine gpu(cfg);
+               cpuEngine.setThreads(int(std::thread::hardware_concurrency()));
+               cpuEngine.initialize(3);
+               gpu.initialize(3);
+               std::vector<int64_t> rows(static_cast<size_t>(users));
+               for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = i;
+               double worst = 0;
+               for (int phaseIndex = 0; phaseIndex < 2; ++phaseIndex) {
+                 StepOptions so;
+                 so.phase = phaseIndex == 0 ? Phase::Encoder : Phase::Decoder;
+                 so.gamma = 0.005;
+                 so.seed = 4;
+                 so.step = 1;
+                 so.update = false;
+                 const StepResult rc = cpuEngine.trainStep(data, rows.data(), m, so);
+                 const StepResult rg = gpu.trainStep(data, rows.data(), m, so);
+                 const std::string tag = phaseIndex == 0 ? "encoder" : "decoder";
+                 const double lossErr = std::fabs(rc.loss - rg.loss) / std::fabs(rc.loss);
+                 r.set(tag + ".loss", lossErr);
+                 const size_t P = size_t(cpuEngine.numParams());
+                 std::vector<float> gc(P), gg(P);
+                 cpuEngine.getGradients(gc.data());
+                 gpu.getGradients(gg.data());
+                 worst = std::max({worst, lossErr, perTensorRecVae(cfg, gg, gc, tag + ".grad", r, phaseIndex, nullptr)});
+                 // Device time of the step with its update (the batch gathered on the host and uploaded each step).
+                 so.update = true;
+                 const int reps = 10;
+                 gpu.trainStep(data, rows.data(), m, so);
+                 const auto t0 = std::chrono::steady_clock::now();
+                 for (int i = 0; i < reps; ++i) gpu.trainStep(data, rows.data() + (i % 2) * m, m, so);
+                 r.set(tag + ".ms_per_step", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3 / reps);
+               }
+               return worst < 1e-4;
              });
   }
   if (checksOnly) {
