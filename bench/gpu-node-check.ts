@@ -3,12 +3,12 @@
 // must agree within 0.005. Also reported: what 'auto' chooses and why, the CUDA probe's answer, seconds
 // per epoch on each engine, and the event loop's worst gap during the device preparation and the fit. Runs on the GPU machine
 // through bench/gpu_node_check.sh (Node carried there); here it stops at the probe with exit code 3.
-// usage: node dist/bench/gpu-node-check.js --data ML1M_PAIRS_FILE[.gz] [--epochs 200] [--json OUT] [--rehearse]
+// usage: node dist/bench/gpu-node-check.js --data ML1M_PAIRS_FILE[.gz] [--model mult-vae|recvae] [--epochs 200] [--json OUT] [--rehearse]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
 
-import { evaluateHeldOut, MultVAE, preparePaperProtocol, probeCudaAsync, readInteractions, resolveDevice } from '../src/index';
+import { evaluateHeldOut, MultVAE, preparePaperProtocol, probeCudaAsync, readInteractions, RecVAE, resolveDevice } from '../src/index';
 import { prepareDevice } from '../src/native';
 import { worstEventLoopGap } from '../src/util/event-loop';
 import { option } from './native-tools';
@@ -17,8 +17,11 @@ async function main(): Promise<number> {
   const file = option('data');
   if (!file) throw new Error('usage: node dist/bench/gpu-node-check.js --data ml1m_pairs_rating_ge4.tsv[.gz] [--epochs 200] [--json OUT]');
   const epochs = Number(option('epochs') ?? 200);
+  // mult-vae (default): the paper's I-600-200-600-I, beta annealed to 0.2; recvae: the authors' defaults, fp32.
+  const modelName = option('model') ?? 'mult-vae';
+  if (modelName !== 'mult-vae' && modelName !== 'recvae') throw new Error(`--model: expected mult-vae or recvae, got ${modelName}`);
   const out = option('json');
-  const report: Record<string, unknown> = { check: 'Mult-VAE through Node: cuda against cpu on ML-1M', node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length, epochs };
+  const report: Record<string, unknown> = { check: `${modelName === 'recvae' ? 'RecVAE' : 'Mult-VAE'} through Node: cuda against cpu on ML-1M`, model: modelName, node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length, epochs };
   const save = (): void => {
     if (out) fs.writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
   };
@@ -38,7 +41,7 @@ async function main(): Promise<number> {
   const data = preparePaperProtocol(await readInteractions(file), { heldOutUsers: 600 });
   const results: Record<string, unknown> = {};
   for (const device of probe.ok ? (['cpu', 'cuda'] as const) : (['cpu'] as const)) {
-    const model = new MultVAE({ pDims: [200, 600], precision: 'fp32', device });
+    const model = modelName === 'recvae' ? new RecVAE({ device }) : new MultVAE({ pDims: [200, 600], precision: 'fp32', device });
     let seconds = 0;
     // The device's preparation (the CUDA probe, the flavour's load, the warm-up) apart from the fit, so
     // that a long gap says which part held the event loop.
@@ -50,7 +53,8 @@ async function main(): Promise<number> {
     const created = await worstEventLoopGap(() => model.createState(data.train.cols, 98765, undefined));
     const firstEngine = { worstEventLoopGapMs: Number(created.worst.toFixed(1)) };
     const { worst } = await worstEventLoopGap(async () => {
-      const h = await model.fit({ train: data.train, validation: data.validation }, { epochs, seed: 98765, beta: { schedule: 'epoch-relative', cap: 0.2 } });
+      const schedule = modelName === 'recvae' ? {} : { beta: { schedule: 'epoch-relative' as const, cap: 0.2 } };
+      const h = await model.fit({ train: data.train, validation: data.validation }, { epochs, seed: 98765, ...schedule });
       seconds = h.seconds;
     });
     const test = await evaluateHeldOut(model, data.test, ['recall@20', 'recall@50', 'ndcg@100']);

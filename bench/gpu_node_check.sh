@@ -24,7 +24,7 @@ mkdir -p build/Release && cp .gpu-node/vaecf.node build/Release/vaecf.node
 mkdir -p node_modules
 for m in .gpu-node/node_modules/*; do [ -d "node_modules/$(basename "$m")" ] || cp -r "$m" node_modules/; done
 export VAECF_CUDA_ADDON=$PWD/.gpu-node/vaecf_cuda.node
-"$NODE" dist/bench/gpu-node-check.js --data .gpu-node/ml1m_pairs_rating_ge4.tsv.gz --epochs "${EPOCHS:-200}" --json "$OUT/gpu-node-result.json" ${REHEARSE:+--rehearse}
+"$NODE" dist/bench/gpu-node-check.js --data .gpu-node/ml1m_pairs_rating_ge4.tsv.gz --model "${MODEL:-mult-vae}" --epochs "${EPOCHS:-200}" --json "$OUT/gpu-node-result${MODEL:+-$MODEL}.json" ${REHEARSE:+--rehearse}
 status=$?
 log "exit code $status"
 exit $status

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import test from 'ava';
 
 import { cudaFlavourPath, loadNative } from '../src/native';
-import { generateClicks, MultVAE, prepareDevice, probeCuda, resolveDevice, resolvePrecision, selectRows } from '../src/index';
+import { generateClicks, MultVAE, prepareDevice, probeCuda, RecVAE, resolveDevice, resolvePrecision, selectRows } from '../src/index';
 import { twoGroups } from './helpers';
 
 test("'auto' is the CUDA engine only where the CUDA flavour finds a GPU, else the CPU engine with the reason; 'cpu' works", async (t) => {
@@ -45,6 +45,19 @@ if (cuda.ok) {
     for (let i = 0; i < scores[0].length; i++) worst = Math.max(worst, Math.abs(scores[0][i] - scores[1][i]) / Math.max(1, Math.abs(scores[0][i])));
     t.true(worst < 1e-3, `largest score difference after 2 epochs: ${worst}`);
   });
+  test(`RecVAE with device 'cuda' trains and scores like the CPU engine (${cuda.reason})`, async (t) => {
+    const data = generateClicks({ users: 600, items: 300, meanClicksPerUser: 20, seed: 6 });
+    const scores: Float32Array[] = [];
+    for (const device of ['cpu', 'cuda'] as const) {
+      const model = new RecVAE({ hidden: 32, latent: 8, layers: 3, threads: 1, device });
+      await model.fit({ train: data }, { epochs: 2, seed: 3 });
+      scores.push(model.scoreRows(selectRows(data, [0, 1, 2, 3])));
+      model.dispose();
+    }
+    let worst = 0;
+    for (let i = 0; i < scores[0].length; i++) worst = Math.max(worst, Math.abs(scores[0][i] - scores[1][i]) / Math.max(1, Math.abs(scores[0][i])));
+    t.true(worst < 1e-3, `largest score difference after 2 epochs: ${worst}`);
+  });
 } else {
   test("device 'cuda' without a usable GPU is a clear error", async (t) => {
     const gpu = new MultVAE({ pDims: [8, 16], threads: 1, device: 'cuda' });
@@ -52,7 +65,13 @@ if (cuda.ok) {
     t.regex(e!.message, /device 'cuda' is not usable: .+/);
     t.is((e as Error & { code: string }).code, 'ERR_VAECF_NO_CUDA');
   });
+  test("RecVAE with device 'cuda' and no usable GPU is the same clear error", async (t) => {
+    const gpu = new RecVAE({ hidden: 8, latent: 4, layers: 2, threads: 1, device: 'cuda' });
+    const e = await t.throwsAsync(gpu.fit({ train: twoGroups() }, { epochs: 1 }));
+    t.is((e as Error & { code: string }).code, 'ERR_VAECF_NO_CUDA');
+  });
   test.skip(`device 'cuda' trains and scores like the CPU engine: skipped, no usable GPU (${cuda.reason})`, () => undefined);
+  test.skip(`RecVAE with device 'cuda' trains and scores like the CPU engine: skipped, no usable GPU (${cuda.reason})`, () => undefined);
 }
 
 // In a child process (its own caches and VAECF_CUDA_ADDON): a "CUDA flavour" that is not an addon.

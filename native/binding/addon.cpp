@@ -18,6 +18,7 @@
 #include "cpu/recvae_cpu.h"
 #ifdef VAECF_HAVE_CUDA
 #include "cuda/mult_vae_cuda.h"
+#include "cuda/recvae_cuda.h"
 #endif
 
 namespace vaecf::binding {
@@ -250,9 +251,17 @@ class Model : public Napi::ObjectWrap<Model> {
     const std::string device = o.Get("device").IsString() ? o.Get("device").As<Napi::String>().Utf8Value() : "cpu";
     const std::string precision = o.Get("precision").IsString() ? o.Get("precision").As<Napi::String>().Utf8Value() : "fp32";
     try {
-      if (device != "cpu") throw InvalidArgument("RecVAE runs on the CPU engine only in this version (device 'cpu')");
+      if (device != "cpu" && device != "cuda") throw InvalidArgument("device: expected 'cpu' or 'cuda', got '" + device + "'");
       if (precision != "fp32") throw InvalidArgument("RecVAE runs in fp32 only in this version (precision 'fp32')");
-      engine_ = std::make_unique<cpu::RecVaeEngine>(cfg);
+      if (device == "cuda") {
+#ifdef VAECF_HAVE_CUDA
+        engine_ = std::make_unique<cuda::RecVaeCudaEngine>(cfg);
+#else
+        throw InvalidArgument("this build of vaecf has no CUDA backend (build the CUDA flavour: npm run build:cuda)");
+#endif
+      } else {
+        engine_ = std::make_unique<cpu::RecVaeEngine>(cfg);
+      }
     } catch (const std::exception& e) {
       throw makeError(env, classify(e));
     }

@@ -162,8 +162,8 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
     }
     log(`resuming ${runDir} after epoch ${startEpoch}`);
   }
-  const engine = resolveDevice(config.model === 'recvae' ? 'cpu' : config.device);
-  log(`engine: ${engine.note}, ${config.model === 'recvae' ? 'fp32 (RecVAE runs in fp32 on the CPU engine)' : resolvePrecision(config.precision, engine.device).note}`);
+  const engine = resolveDevice(config.device);
+  log(`engine: ${engine.note}, ${config.model === 'recvae' ? 'fp32 (RecVAE runs in fp32)' : resolvePrecision(config.precision, engine.device).note}`);
   const controller = new AbortController();
   const onSigint = (): void => {
     log('\ninterrupted: stopping after the current batch; the last checkpoint stays resumable');

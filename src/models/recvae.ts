@@ -53,9 +53,9 @@ export class RecVAE extends VaeFamilyModel<RecVaeOptions> {
 
   architecture(nItems: number): NativeModelConfig {
     const o = this.options;
-    if (o.device === 'cuda') throw new VaecfInputError("device: RecVAE runs on the CPU engine in this version (use 'cpu' or 'auto')");
     if (o.precision !== undefined && o.precision !== 'auto' && o.precision !== 'fp32')
-      throw new VaecfInputError(`precision: RecVAE runs in fp32 in this version ('fp32' or 'auto'), got ${JSON.stringify(o.precision)}`);
+      throw new VaecfInputError(`precision: RecVAE runs in fp32 on either engine in this version ('fp32' or 'auto'), got ${JSON.stringify(o.precision)}`);
+    const { device } = resolveDevice(o.device);
     const recvae = checkRecVae(
       {
         items: nItems, hidden: o.hidden ?? 600, latent: o.latent ?? 200, layers: o.layers ?? 5, layerNormEps: o.layerNormEps ?? 0.1,
@@ -63,13 +63,13 @@ export class RecVAE extends VaeFamilyModel<RecVaeOptions> {
       },
       '',
     );
-    return this.nativeConfig(recvae, checkThreads(o.threads));
+    return this.nativeConfig(recvae, checkThreads(o.threads), device);
   }
 
-  private nativeConfig(recvae: NativeRecVaeConfig, threads: number): NativeModelConfig {
+  private nativeConfig(recvae: NativeRecVaeConfig, threads: number, device: 'cpu' | 'cuda'): NativeModelConfig {
     return {
       encoderDims: [recvae.items, recvae.hidden, recvae.latent], decoderDims: [recvae.latent, recvae.items], variational: true,
-      encoderDropout: [recvae.inputDropout, 0], decoderDropout: [0], threads, precision: 'fp32', device: 'cpu', recvae,
+      encoderDropout: [recvae.inputDropout, 0], decoderDropout: [0], threads, precision: 'fp32', device, recvae,
     };
   }
 
@@ -77,16 +77,12 @@ export class RecVAE extends VaeFamilyModel<RecVaeOptions> {
     return { recvae: config.recvae, encoderDims: config.encoderDims, decoderDims: config.decoderDims, variational: true };
   }
 
-  protected storedConfig(file: string, arch: Record<string, unknown>, nItems: number, threads: number): NativeModelConfig {
+  protected storedConfig(file: string, arch: Record<string, unknown>, nItems: number, threads: number, device: 'cpu' | 'cuda'): NativeModelConfig {
     const stored = arch.recvae as Partial<NativeRecVaeConfig> | undefined;
     if (!stored || typeof stored !== 'object') throw new VaecfInputError(`${file}: no RecVAE architecture in the metadata (a damaged or hand-edited model file?)`);
     const recvae = checkRecVae(stored, `${file}: architecture.recvae.`);
     if (recvae.items !== nItems) throw new VaecfInputError(`${file}: the architecture has ${recvae.items} items but nItems is ${nItems}`);
-    return this.nativeConfig(recvae, threads);
-  }
-
-  protected override resolveEngine(): ReturnType<typeof resolveDevice> {
-    return resolveDevice('cpu');
+    return this.nativeConfig(recvae, threads, device);
   }
 
   /** Load a saved RecVAE. */
