@@ -31,31 +31,28 @@ test("'auto' is the CUDA engine only where the CUDA flavour finds a GPU, else th
 
 // Probed once at registration, in a child process: what this machine's CUDA flavour answers.
 const cuda = probeCuda();
+// Trains a model of each kind on 'cpu' and on 'cuda' (same seed) and gives the largest relative score difference.
+async function cpuCudaScoreDifference(make: (device: 'cpu' | 'cuda') => MultVAE | RecVAE, seed: number): Promise<number> {
+  const data = generateClicks({ users: 600, items: 300, meanClicksPerUser: 20, seed });
+  const scores: Float32Array[] = [];
+  for (const device of ['cpu', 'cuda'] as const) {
+    const model = make(device);
+    await model.fit({ train: data }, { epochs: 2, seed: 3 });
+    scores.push(model.scoreRows(selectRows(data, [0, 1, 2, 3])));
+    model.dispose();
+  }
+  let worst = 0;
+  for (let i = 0; i < scores[0].length; i++) worst = Math.max(worst, Math.abs(scores[0][i] - scores[1][i]) / Math.max(1, Math.abs(scores[0][i])));
+  return worst;
+}
+
 if (cuda.ok) {
   test(`device 'cuda' trains and scores like the CPU engine (${cuda.reason})`, async (t) => {
-    const data = generateClicks({ users: 600, items: 300, meanClicksPerUser: 20, seed: 5 });
-    const scores: Float32Array[] = [];
-    for (const device of ['cpu', 'cuda'] as const) {
-      const model = new MultVAE({ pDims: [16, 64], threads: 1, device, precision: 'fp32' });
-      await model.fit({ train: data }, { epochs: 2, seed: 3 });
-      scores.push(model.scoreRows(selectRows(data, [0, 1, 2, 3])));
-      model.dispose();
-    }
-    let worst = 0;
-    for (let i = 0; i < scores[0].length; i++) worst = Math.max(worst, Math.abs(scores[0][i] - scores[1][i]) / Math.max(1, Math.abs(scores[0][i])));
+    const worst = await cpuCudaScoreDifference((device) => new MultVAE({ pDims: [16, 64], threads: 1, device, precision: 'fp32' }), 5);
     t.true(worst < 1e-3, `largest score difference after 2 epochs: ${worst}`);
   });
   test(`RecVAE with device 'cuda' trains and scores like the CPU engine (${cuda.reason})`, async (t) => {
-    const data = generateClicks({ users: 600, items: 300, meanClicksPerUser: 20, seed: 6 });
-    const scores: Float32Array[] = [];
-    for (const device of ['cpu', 'cuda'] as const) {
-      const model = new RecVAE({ hidden: 32, latent: 8, layers: 3, threads: 1, device });
-      await model.fit({ train: data }, { epochs: 2, seed: 3 });
-      scores.push(model.scoreRows(selectRows(data, [0, 1, 2, 3])));
-      model.dispose();
-    }
-    let worst = 0;
-    for (let i = 0; i < scores[0].length; i++) worst = Math.max(worst, Math.abs(scores[0][i] - scores[1][i]) / Math.max(1, Math.abs(scores[0][i])));
+    const worst = await cpuCudaScoreDifference((device) => new RecVAE({ hidden: 32, latent: 8, layers: 3, threads: 1, device }), 6);
     t.true(worst < 1e-3, `largest score difference after 2 epochs: ${worst}`);
   });
 } else {

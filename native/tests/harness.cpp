@@ -632,6 +632,26 @@ static std::vector<uint8_t> wellConditioned(const ModelConfig& cfg, const std::v
   return mask;
 }
 
+// Top-k (k items, seen ones excluded) of the first `sm` users from both engines, and a host top-k of the
+// GPU's own scores `gpuScores`: the agreement with the CPU engine and the kernel's mismatches against its
+// own scores go into r; true when the kernel matched its own scores exactly.
+static bool compareTopK(Engine& cpuEngine, Engine& gpu, const CsrView& data, int64_t items, int64_t sm, int64_t k,
+                        const std::vector<float>& gpuScores, JsonObject& r) {
+  std::vector<int32_t> ic(size_t(sm * k)), ig(size_t(sm * k)), ih;
+  std::vector<float> vc(size_t(sm * k)), vg(size_t(sm * k));
+  cpuEngine.recommend(data, 0, sm, k, true, nullptr, ic.data(), vc.data());
+  gpu.recommend(data, 0, sm, k, true, nullptr, ig.data(), vg.data());
+  hostTopK(gpuScores, data, items, sm, k, ih);
+  int64_t sameCpu = 0, sameOwn = 0;
+  for (size_t i = 0; i < ic.size(); ++i) {
+    sameCpu += ic[i] == ig[i];
+    sameOwn += ih[i] == ig[i];
+  }
+  r.set("topk_agreement_with_cpu", double(sameCpu) / double(ic.size()));
+  r.set("topk_kernel_mismatches", double(int64_t(ic.size()) - sameOwn));
+  return sameOwn == int64_t(ic.size());
+}
+
 static const char* const kPrecisionNames[] = {"fp32", "tf32", "bf16"};
 
 // The CPU engine as the reference for a CUDA precision: its bf16 output layer (the same rounding points)
@@ -653,6 +673,17 @@ struct EnginePair {
   std::string reference;  // "CPU fp32" or "CPU bf16"
   EnginePair(const ModelConfig& cfg, const cuda::CudaOptions& options, uint64_t seed)
       : cpu(cfg), gpu(cfg, options), reference(setupReference(cpu, options.precision)) {
+    cpu.initialize(seed);
+    gpu.initialize(seed);
+  }
+};
+
+// The CPU RecVAE engine (all threads) and a CUDA one, same configuration, same initial weights and prior.
+struct RecVaePair {
+  cpu::RecVaeEngine cpu;
+  cuda::RecVaeCudaEngine gpu;
+  RecVaePair(const RecVaeConfig& cfg, uint64_t seed) : cpu(cfg), gpu(cfg) {
+    cpu.setThreads(int(std::thread::hardware_concurrency()));
     cpu.initialize(seed);
     gpu.initialize(seed);
   }
@@ -768,19 +799,8 @@ static int gpuCheck(int argc, char** argv) {
         gpu.scores(data, 0, sm, sg.data());
         const double scoreErr = relError(sg, sc);
         r.set("scores", scoreErr);
-        std::vector<int32_t> ic(size_t(sm * k)), ig(size_t(sm * k)), ih;
-        std::vector<float> vc(size_t(sm * k)), vg(size_t(sm * k));
-        cpuEngine.recommend(data, 0, sm, k, true, nullptr, ic.data(), vc.data());
-        gpu.recommend(data, 0, sm, k, true, nullptr, ig.data(), vg.data());
-        hostTopK(sg, data, items, sm, k, ih);
-        int64_t sameCpu = 0, sameOwn = 0;
-        for (size_t i = 0; i < ic.size(); ++i) {
-          sameCpu += ic[i] == ig[i];
-          sameOwn += ih[i] == ig[i];
-        }
-        r.set("topk_agreement_with_cpu", double(sameCpu) / double(ic.size()));
-        r.set("topk_kernel_mismatches", double(int64_t(ic.size()) - sameOwn));
-        return lossErr < tol && gradWorst < tol && paramWorst < tol && scoreErr < tol && residentErr < 1e-6 && sameOwn == int64_t(ic.size());
+        const bool topKExact = compareTopK(cpuEngine, gpu, data, items, sm, k, sg, r);
+        return lossErr < tol && gradWorst < tol && paramWorst < tol && scoreErr < tol && residentErr < 1e-6 && topKExact;
       });
     }
 
@@ -1102,10 +1122,9 @@ static int gpuCheck(int argc, char** argv) {
                  const RandomClicks clicks = randomClicks(users, items, 60, gen);
                  const CsrView data = clicks.view(items);
                  const RecVaeConfig cfg = recvaeConfig(items, 96, 24, 4);
-                 cpu::RecVaeEngine cpuEngine(cfg);
-                 cuda::RecVaeCudaEngine gpu(cfg);
-                 cpuEngine.initialize(5);
-                 gpu.initialize(5);
+                 RecVaePair pair(cfg, 5);
+                 auto& cpuEngine = pair.cpu;
+                 auto& gpu = pair.gpu;
                  std::vector<int64_t> rows(static_cast<size_t>(users));
                  for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = (i * 7919) % users;
                  StepOptions so;
@@ -1150,10 +1169,9 @@ static int gpuCheck(int argc, char** argv) {
                const RandomClicks clicks = randomClicks(users, items, 50, gen);
                const CsrView data = clicks.view(items);
                const RecVaeConfig cfg = recvaeConfig(items, 64, 16, 3);
-               cpu::RecVaeEngine cpuEngine(cfg);
-               cuda::RecVaeCudaEngine gpu(cfg);
-               cpuEngine.initialize(7);
-               gpu.initialize(7);
+               RecVaePair pair(cfg, 7);
+               auto& cpuEngine = pair.cpu;
+               auto& gpu = pair.gpu;
                std::vector<int64_t> rows(static_cast<size_t>(users));
                for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = (i * 104729) % users;
                uint64_t step = 0;
@@ -1190,19 +1208,9 @@ static int gpuCheck(int argc, char** argv) {
                cpuEngine.scores(data, 0, sm, sc.data());
                gpu.scores(data, 0, sm, sg.data());
                const double scoreErr = relError(sg, sc);
-               std::vector<int32_t> ic(size_t(sm * k)), ig(size_t(sm * k)), ih;
-               std::vector<float> xc(size_t(sm * k)), xg(size_t(sm * k));
-               cpuEngine.recommend(data, 0, sm, k, true, nullptr, ic.data(), xc.data());
-               gpu.recommend(data, 0, sm, k, true, nullptr, ig.data(), xg.data());
-               hostTopK(sg, data, items, sm, k, ih);
-               int64_t sameCpu = 0, sameOwn = 0;
-               for (size_t i = 0; i < ic.size(); ++i) {
-                 sameCpu += ic[i] == ig[i];
-                 sameOwn += ih[i] == ig[i];
-               }
-               r.set("scores", scoreErr).set("topk_agreement_with_cpu", double(sameCpu) / double(ic.size()));
-               r.set("topk_kernel_mismatches", double(int64_t(ic.size()) - sameOwn));
-               return wErr < 1e-3 && mErr < 1e-3 && vErr < 1e-3 && aErr < 1e-3 && tc == tg && scoreErr < 1e-4 && sameOwn == int64_t(ic.size());
+               r.set("scores", scoreErr);
+               const bool topKExact = compareTopK(cpuEngine, gpu, data, items, sm, k, sg, r);
+               return wErr < 1e-3 && mErr < 1e-3 && vErr < 1e-3 && aErr < 1e-3 && tc == tg && scoreErr < 1e-4 && topKExact;
              });
 
     runCheck(report, "RecVAE ML-20M shape, one step each phase",
@@ -1213,11 +1221,9 @@ static int gpuCheck(int argc, char** argv) {
                const RandomClicks clicks = randomClicks(users, items, 150, gen);
                const CsrView data = clicks.view(items);
                const RecVaeConfig cfg = recvaeConfig(items, 600, 200, 5);
-               cpu::RecVaeEngine cpuEngine(cfg);
-               cuda::RecVaeCudaEngine gpu(cfg);
-               cpuEngine.setThreads(int(std::thread::hardware_concurrency()));
-               cpuEngine.initialize(3);
-               gpu.initialize(3);
+               RecVaePair pair(cfg, 3);
+               auto& cpuEngine = pair.cpu;
+               auto& gpu = pair.gpu;
                std::vector<int64_t> rows(static_cast<size_t>(users));
                for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = i;
                double worst = 0;
