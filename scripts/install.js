@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // npm's install hook for vaecf (we own it so npm never runs an implicit `node-gyp rebuild`):
 // 1. a native engine that already loads (prebuilds/<platform>-<arch>/ or build/Release) is used as is;
-// 2. otherwise the engine is built from source with cmake-js (CMake, a C++17 compiler, OpenBLAS);
-// 3. if cmake-js cannot run, node-gyp builds the same sources from binding.gyp.
+// 2. otherwise, when the optional packages for a source build are installed (node-addon-api, and cmake-js
+//    or npm's node-gyp), the engine is built from source (CMake, a C++17 compiler, OpenBLAS, Highway);
+// 3. without them, a short message says what did not load and how to build (the install still succeeds).
 'use strict';
 const { spawnSync } = require('node:child_process');
 const path = require('node:path');
@@ -10,18 +11,47 @@ const path = require('node:path');
 const root = path.join(__dirname, '..');
 const fromSource = process.env.npm_config_build_from_source === 'true' || process.env.VAECF_BUILD_FROM_SOURCE === '1';
 
-function loads() {
+// Why the native engine does not load (null: it loads).
+function loadError() {
   try {
     require('node-gyp-build')(root);
+    return null;
+  } catch (e) {
+    return e;
+  }
+}
+
+// The same advice the engine gives when it does not load (dist/src/native.js), or a short fallback.
+function advice(err) {
+  const reason = err instanceof Error ? err.message : String(err);
+  try {
+    return require(path.join(root, 'dist', 'src', 'native.js')).nativeLoadAdvice(reason);
+  } catch {
+    return `vaecf: the native engine could not be loaded (${reason}). To build it from source: npm install cmake-js node-addon-api, ` +
+      'then npm rebuild vaecf (needs CMake, a C++17 compiler, OpenBLAS and Highway).';
+  }
+}
+
+function installed(name) {
+  try {
+    require.resolve(`${name}/package.json`, { paths: [root] });
     return true;
   } catch {
     return false;
   }
 }
 
-if (!fromSource && loads()) {
+const failure = fromSource ? new Error('a build from source was asked for') : loadError();
+if (!failure) {
   console.log('vaecf: using the prebuilt native engine');
   process.exit(0);
+}
+// Building needs the optional packages node-addon-api (the headers) and cmake-js (or npm's node-gyp). Without
+// them, say so in a few lines instead of a build log, and let the install finish: require('vaecf') works
+// and the first call that needs the engine gives the same advice.
+if (!installed('node-addon-api')) {
+  console.warn(`\n${advice(failure)}\n`);
+  process.exit(fromSource ? 1 : 0);
 }
 
 function run(args) {
@@ -48,8 +78,8 @@ try {
 if (nodeGyp && run([nodeGyp, 'rebuild'])) process.exit(0);
 
 console.error(
-  '\nvaecf: could not build the native engine. It needs CMake >= 3.19, a C++17 compiler and OpenBLAS:\n' +
-    '  Debian/Ubuntu: sudo apt-get install cmake g++ libopenblas-dev\n' +
+  '\nvaecf: could not build the native engine. It needs CMake >= 3.19, a C++17 compiler, OpenBLAS and Highway:\n' +
+    '  Debian/Ubuntu: sudo apt-get install cmake g++ libopenblas-dev libhwy-dev\n' +
     'then run `npm rebuild vaecf`. Set VAECF_BUILD_FROM_SOURCE=1 to force a source build.\n',
 );
 process.exit(1);

@@ -169,6 +169,37 @@ if (cudaTarball && !(report.cudaFlavour || '').includes(path.join('node_modules'
   console.error('pack-check: FAILED: the loader does not find the installed CUDA package');
   process.exit(1);
 }
+// A lean install: the optional peers (plots: vega, vega-lite; source builds: cmake-js, node-addon-api) are
+// not installed, and the rest is counted. The import time is measured (printed, not a pass / fail bound:
+// timings belong in benchmarks) in fresh processes, the median of five.
+const modules = path.join(app, 'node_modules');
+const notWanted = ['vega', 'vega-lite', 'cmake-js', 'node-addon-api'].filter((m) => fs.existsSync(path.join(modules, m)));
+if (notWanted.length) {
+  console.error(`pack-check: FAILED: optional peers were installed with vaecf: ${notWanted.join(', ')}`);
+  process.exit(1);
+}
+const packages = [];
+for (const entry of fs.readdirSync(modules)) {
+  if (entry.startsWith('.')) continue;
+  if (entry.startsWith('@')) for (const scoped of fs.readdirSync(path.join(modules, entry))) packages.push(`${entry}/${scoped}`);
+  else packages.push(entry);
+}
+const bytes = Number(spawnSync('du', ['-sb', modules], { encoding: 'utf8' }).stdout.split('\t')[0]);
+const imports = [];
+for (let i = 0; i < 5; i++) {
+  const r = spawnSync(process.execPath, ['-e', "const t = process.hrtime.bigint(); require('vaecf'); console.log(Number(process.hrtime.bigint() - t) / 1e6)"], { cwd: app, env, encoding: 'utf8' });
+  imports.push(Number(r.stdout.trim()));
+}
+imports.sort((a, b) => a - b);
+console.log(`installed: ${packages.length} packages, ${(bytes / 1048576).toFixed(1)} MiB (${packages.join(', ')}); require('vaecf') median ${imports[2].toFixed(1)} ms of 5 (${imports.map((x) => x.toFixed(1)).join(', ')})`);
+// A source build asked for without the optional build packages: a few lines that say what to install, not a build log.
+const forced = spawnSync(process.execPath, [path.join(modules, 'vaecf', 'scripts', 'install.js')], { cwd: path.join(modules, 'vaecf'), env: { ...env, VAECF_BUILD_FROM_SOURCE: '1' }, encoding: 'utf8' });
+const said = `${forced.stdout}${forced.stderr}`;
+if (forced.status !== 1 || !/npm install cmake-js node-addon-api, then npm rebuild vaecf/.test(said) || said.trim().split('\n').length > 6) {
+  console.error(`pack-check: FAILED: a source build without cmake-js / node-addon-api should end with a short advice (exit 1), got exit ${forced.status}:\n${said}`);
+  process.exit(1);
+}
+console.log('a source build without the optional build packages ends with a short advice: ok');
 // ESM through the exports map, and a strict TypeScript consumer (module node16) type-checked against
 // the installed declarations.
 fs.writeFileSync(path.join(app, 'esm.mjs'), `

@@ -191,6 +191,42 @@ export function checkThreads(threads: number | undefined, field = 'threads'): nu
 /** The package root (where package.json, build/ and prebuilds/ live). */
 export const packageRoot: string = path.resolve(__dirname, '..', '..');
 
+// The Debian / Ubuntu package of each shared library the engine can need, for the load-failure advice.
+const LIBRARY_PACKAGES: Record<string, string> = {
+  'libopenblas.so.0': 'libopenblas0', 'libdnnl.so.2': 'libdnnl2', 'libgomp.so.1': 'libgomp1', 'libgfortran.so.5': 'libgfortran5',
+  'libstdc++.so.6': 'libstdc++6', 'libhwy.so.1': 'libhwy1',
+};
+
+/**
+ * What to do when the native engine does not load, from the loader's message: the library that is
+ * missing and its package, a glibc / libstdc++ older than the binary needs, musl, or no binary at all;
+ * and how to build one from source (scripts/install.js prints the same at install time).
+ */
+export function nativeLoadAdvice(reason: string): string {
+  const build =
+    'To build it from source: npm install cmake-js node-addon-api, then npm rebuild vaecf ' +
+    '(needs CMake, a C++17 compiler, OpenBLAS and Highway: apt-get install cmake g++ libopenblas-dev libhwy-dev).';
+  const musl = process.platform === 'linux' && !(process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
+  let what: string;
+  const missing = /([\w.+-]+\.so(?:\.\d+)*): cannot open shared object file/.exec(reason);
+  const version = /(GLIBC(?:XX)?_[\d.]+)' not found/.exec(reason);
+  if (musl) {
+    what = 'This is a musl system (Alpine): vaecf ships no prebuilt binary for it (the glibc one is never picked there). ' +
+      'Build from source (apk add cmake g++ make openblas-dev; Highway headers from libhwy), or use a glibc-based image (Debian, Ubuntu).';
+    return `vaecf: the native engine could not be loaded (${reason}). ${what}`;
+  } else if (missing) {
+    const pkg = LIBRARY_PACKAGES[missing[1]];
+    what = `The shared library ${missing[1]} is missing${pkg ? ` (Debian / Ubuntu package ${pkg}: apt-get install ${pkg})` : ''}.`;
+  } else if (version) {
+    what = `This system's ${version[1].startsWith('GLIBCXX') ? 'libstdc++' : 'glibc'} is older than the prebuilt binary needs (${version[1]}).`;
+  } else if (/No native build was found/.test(reason)) {
+    what = `vaecf has no prebuilt binary for ${process.platform}-${process.arch}.`;
+  } else {
+    what = 'The prebuilt binary did not load.';
+  }
+  return `vaecf: the native engine could not be loaded (${reason}). ${what} ${build}`;
+}
+
 export function loadNative(): NativeAddon {
   if (cached) return cached;
   // Idle OpenMP threads sleep instead of spinning: the engine shares the machine with Node's own
@@ -202,17 +238,7 @@ export function loadNative(): NativeAddon {
     const load = require('node-gyp-build') as (dir: string) => NativeAddon;
     cached = load(packageRoot);
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    // musl (Alpine) has no prebuilt binary: the glibc one is tagged and never picked there.
-    const musl = process.platform === 'linux' && !(process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
-    throw new Error(
-      `vaecf: the native engine could not be loaded (${reason}). ` +
-        (musl
-          ? 'This is a musl system (Alpine): vaecf ships no prebuilt binary for it. Build it from source with "npm run build:native" ' +
-            '(apk add cmake g++ make openblas-dev; Highway headers from libhwy), or use a glibc-based image (Debian, Ubuntu).'
-          : `Build it with "npm run build:native" (needs cmake, a C++17 compiler and libopenblas-dev: ` +
-            `apt-get install cmake g++ libopenblas-dev libhwy-dev), or reinstall the package to get the prebuilt binary.`),
-    );
+    throw new Error(nativeLoadAdvice(err instanceof Error ? err.message : String(err)));
   }
   return cached;
 }

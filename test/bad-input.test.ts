@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import test from 'ava';
 
 import { csrFromRows, loadModel, MultVAE, train, type CsrMatrix } from '../src/index';
-import { loadNative } from '../src/native';
+import { loadNative, nativeLoadAdvice } from '../src/native';
 import { seededRandom, tempDir, twoGroups } from './helpers';
 
 // A Mult-VAE of one epoch on twoGroups(), I-4-8-I: the model the file and option tests poke at.
@@ -234,4 +234,15 @@ test('seeded fuzz: 300 header bit flips, 100 truncations and 100 data bit flips 
     }
   }
   t.is(failedBadly, 0, `${failedBadly} of ${cases.length} damaged files loaded or failed without a coded error naming the file`);
+});
+
+test('a native engine that does not load: the advice names the missing library and its package, or the old glibc, and how to build', (t) => {
+  const missing = nativeLoadAdvice('libopenblas.so.0: cannot open shared object file: No such file or directory');
+  t.regex(missing, /The shared library libopenblas\.so\.0 is missing \(Debian \/ Ubuntu package libopenblas0: apt-get install libopenblas0\)/);
+  t.regex(missing, /npm install cmake-js node-addon-api, then npm rebuild vaecf/);
+  const old = nativeLoadAdvice("/lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found (required by vaecf.node)");
+  t.regex(old, /This system's glibc is older than the prebuilt binary needs \(GLIBC_2\.34\)/);
+  const cxx = nativeLoadAdvice("/lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.30' not found");
+  t.regex(cxx, /libstdc\+\+ is older than the prebuilt binary needs \(GLIBCXX_3\.4\.30\)/);
+  t.regex(nativeLoadAdvice('No native build was found for platform=freebsd arch=x64'), /vaecf has no prebuilt binary for/);
 });

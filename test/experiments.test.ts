@@ -97,3 +97,31 @@ test('importing vaecf does not load the plotting packages (they load with the fi
   const loaded = execFileSync(process.execPath, ['-e', `require(${JSON.stringify(index)}); console.log(JSON.stringify(Object.keys(require.cache).filter((f) => /node_modules[\\\\/]vega/.test(f)).length))`], { encoding: 'utf8' });
   t.is(Number(loaded.trim()), 0);
 });
+
+// vega and vega-lite are optional peers: a process where they cannot be loaded (a --require hook makes
+// them missing) still trains, and its report keeps each plot's Vega-Lite spec and says what to install.
+test('without the optional plotting packages a run still reports: Vega-Lite specs and what to install', async (t) => {
+  const dir = tempDir();
+  const hook = path.join(dir, 'no-vega.js');
+  fs.writeFileSync(hook, `const M = require('node:module');
+const load = M._load;
+M._load = function (request, ...rest) {
+  if (request === 'vega' || request === 'vega-lite') {
+    const e = new Error("Cannot find module '" + request + "'");
+    e.code = 'MODULE_NOT_FOUND';
+    throw e;
+  }
+  return load.call(this, request, ...rest);
+};
+`);
+  const runDir = path.join(dir, 'run');
+  const out = await run(process.execPath, ['--require', hook, CLI, 'train', '--dataset', sharedFile('ml-latest-small', 'ratings.csv'), '--held-out', '50',
+    '--n-epochs', '1', '--batch-size', '50', '--p-dims', '16,32', '--threads', '1', '--run-dir', runDir], { maxBuffer: 1 << 24 });
+  t.regex(out.stdout + out.stderr, /no plots: plots need the optional packages vega and vega-lite \(npm install vega@5 vega-lite@5\)/);
+  const files = fs.readdirSync(runDir);
+  t.true(files.some((f) => f.endsWith('.vl.json')), `files: ${files.join(', ')}`);
+  t.false(files.some((f) => f.endsWith('.svg')));
+  const spec = JSON.parse(fs.readFileSync(path.join(runDir, files.find((f) => f.endsWith('.vl.json')) as string), 'utf8')) as { $schema: string };
+  t.regex(spec.$schema, /vega-lite\/v5/);
+  t.regex(fs.readFileSync(path.join(runDir, 'report.html'), 'utf8'), /Not drawn: plots need the optional packages vega and vega-lite/);
+});

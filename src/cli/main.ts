@@ -208,14 +208,14 @@ async function main(argv: string[]): Promise<number> {
       if (values.resume) {
         await runTrain({ ...TRAIN_DEFAULTS, dataset: '' }, values.resume as string, true, log);
         const report = await writeReport(values.resume as string);
-        log(`report: ${report.html}`);
+        log(`report: ${report.html}${report.plotsSkipped ? ` (no plots: ${report.plotsSkipped}; Vega-Lite specs written beside it)` : ''}`);
         return 0;
       }
       const config = trainConfigFrom(values);
       const runDir = (values['run-dir'] as string | undefined) ?? path.join('runs', new Date().toISOString().replace(/[:.]/g, '-'));
       await runTrain(config, runDir, false, log);
       const report = await writeReport(runDir);
-      log(`report: ${report.html}`);
+      log(`report: ${report.html}${report.plotsSkipped ? ` (no plots: ${report.plotsSkipped}; Vega-Lite specs written beside it)` : ''}`);
       return 0;
     }
     case 'beta-study': {
@@ -225,7 +225,7 @@ async function main(argv: string[]): Promise<number> {
       const r = await runBetaStudy(config, dir, log);
       const report = await writeReport(dir);
       log(`best beta ${r.bestBeta.toFixed(4)}; retrained test ${Object.entries(r.final.test).map(([k, v]) => `${k} ${v.mean.toFixed(4)}`).join(', ')}`);
-      log(`report: ${report.html}`);
+      log(`report: ${report.html}${report.plotsSkipped ? ` (no plots: ${report.plotsSkipped}; Vega-Lite specs written beside it)` : ''}`);
       return 0;
     }
     case 'sweep': {
@@ -258,7 +258,7 @@ async function main(argv: string[]): Promise<number> {
         log(`${k.padEnd(22)}${`${v.mean.toFixed(4)} ± ${v.stderr.toFixed(4)}`.padStart(20)}${(config.published[k]?.toFixed(4) ?? '').padStart(12)}`);
       log(`published: ${RECIPES[name].source}`);
       const report = await writeReport(dir);
-      log(`report: ${report.html}`);
+      log(`report: ${report.html}${report.plotsSkipped ? ` (no plots: ${report.plotsSkipped}; Vega-Lite specs written beside it)` : ''}`);
       return 0;
     }
     case 'serve': {

@@ -2,14 +2,22 @@
 // our numbers beside baselines and published ones.
 // Vega and Vega-Lite are loaded on the first plot, not at `require('vaecf')` (they are most of its
 // import time, and only reports use them).
+// They are optional peer dependencies (41 MiB that only reports use): without them a report keeps each
+// plot's Vega-Lite spec and says how to render it.
 let plotting: { vega: typeof import('vega'); vegaLite: typeof import('vega-lite') } | undefined;
+
+/** Why plots cannot be drawn here, with what to install; thrown by renderSvg (`code`: 'ERR_VAECF_NO_PLOTTING'). */
+export const PLOTTING_MISSING = 'plots need the optional packages vega and vega-lite (npm install vega@5 vega-lite@5)';
+
 function loadPlotting(): NonNullable<typeof plotting> {
   if (!plotting) {
     try {
       // eslint-disable-next-line @typescript-eslint/no-var-requires
       plotting = { vega: require('vega') as typeof import('vega'), vegaLite: require('vega-lite') as typeof import('vega-lite') };
     } catch (e) {
-      throw new Error(`plots need the packages vega and vega-lite (npm install vega vega-lite): ${(e as Error).message}`);
+      const err = new Error(`${PLOTTING_MISSING}: ${(e as Error).message}`) as Error & { code: string };
+      err.code = 'ERR_VAECF_NO_PLOTTING';
+      throw err;
     }
   }
   return plotting;

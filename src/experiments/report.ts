@@ -5,12 +5,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { VaecfInputError } from '../data/csr';
-import { betaStudySpec, comparisonSpec, renderSvg, trainingCurvesSpec, type EpochPoint } from './plots';
+import { betaStudySpec, comparisonSpec, PLOTTING_MISSING, renderSvg, trainingCurvesSpec, type EpochPoint } from './plots';
 import type { TrainResults } from './run';
 
 export interface ReportResult {
   html: string;
   svgs: string[];
+  /** Vega-Lite specs written instead of SVGs where the optional plotting packages are not installed. */
+  specs: string[];
+  /** Why plots were not drawn (with what to install), when they were not. */
+  plotsSkipped?: string;
 }
 
 const escape = (s: string): string => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
@@ -46,8 +50,23 @@ export async function writeReport(dir: string): Promise<ReportResult> {
   if (!fs.existsSync(dir)) throw new VaecfInputError(`${dir}: no such run, beta study or sweep folder`);
   const sections: string[] = [];
   const svgs: string[] = [];
+  const specs: string[] = [];
+  let plotsSkipped: string | undefined;
   const addSvg = async (name: string, spec: Record<string, unknown>, caption: string): Promise<void> => {
-    const svg = await renderSvg(spec);
+    let svg: string;
+    try {
+      svg = await renderSvg(spec);
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ERR_VAECF_NO_PLOTTING') throw e;
+      // No plotting packages: the spec, for any Vega-Lite renderer (vega-embed, the online editor, vl2svg).
+      plotsSkipped = PLOTTING_MISSING;
+      const specFile = path.join(dir, name.replace(/\.svg$/, '.vl.json'));
+      fs.writeFileSync(specFile, `${JSON.stringify({ $schema: 'https://vega.github.io/schema/vega-lite/v5.json', ...spec }, null, 2)}\n`);
+      specs.push(specFile);
+      sections.push(`<figure class="plot" id="${name.replace('.svg', '')}"><p>Not drawn: ${escape(PLOTTING_MISSING)}. ` +
+        `Its Vega-Lite spec is <a href="${escape(path.basename(specFile))}">${escape(path.basename(specFile))}</a>.</p><figcaption>${escape(caption)}</figcaption></figure>`);
+      return;
+    }
     const file = path.join(dir, name);
     fs.writeFileSync(file, svg);
     svgs.push(file);
@@ -100,5 +119,5 @@ ${sections.join('\n')}
 <p><small>made by vaecf ${new Date().toISOString()}</small></p></body></html>`;
   const htmlFile = path.join(dir, 'report.html');
   fs.writeFileSync(htmlFile, html);
-  return { html: htmlFile, svgs };
+  return { html: htmlFile, svgs, specs, ...(plotsSkipped ? { plotsSkipped } : {}) };
 }
