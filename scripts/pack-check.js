@@ -5,7 +5,7 @@
 // with no compiler, CMake or make on PATH; then, in that folder, trains a small model, recommends,
 // saves and loads it, and asks for device 'auto' (CUDA where the CUDA package finds a GPU, else the CPU
 // engine, saying why when the CUDA package is there) and probes the CUDA package (its answer printed). Exit code 0 when all of it works.
-// usage: node scripts/pack-check.js [--out DIR] [--no-cuda] [--keep]
+// usage: node scripts/pack-check.js [--out DIR] [--no-cuda] [--keep] [--json FILE (the measurements: sizes, import time, bundle)]
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -18,6 +18,18 @@ const outIndex = args.indexOf('--out');
 const out = path.resolve(outIndex >= 0 ? args[outIndex + 1] : path.join(root, 'dist-packages'));
 const withCuda = !args.includes('--no-cuda');
 const keep = args.includes('--keep');
+const jsonIndex = args.indexOf('--json');
+const jsonOut = jsonIndex >= 0 ? path.resolve(args[jsonIndex + 1]) : null;
+// What pack-check measured, for --json (a bench/results file names the machine).
+const cpuFlags = (() => {
+  try {
+    const line = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => /^(flags|Features)\s*:/.test(l)) || '';
+    return line.split(':')[1].trim().split(/\s+/).filter((f) => /^(sse4_2|avx|avx2|fma|f16c|avx512f|avx512_bf16|amx_tile|asimd|sve|sve2)$/.test(f));
+  } catch {
+    return [];
+  }
+})();
+const measured = { machine: { cpu: os.cpus()[0] && os.cpus()[0].model, flags: cpuFlags, cores: os.cpus().length, node: process.version, platform: `${process.platform}-${process.arch}` } };
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
 const platformTag = `${process.platform}-${process.arch}`;
 
@@ -60,12 +72,15 @@ if (!buildEnv.npm_config_nodedir && fs.existsSync(localHeaders)) buildEnv.npm_co
 // Built in a staging copy of the sources: node-gyp's `rebuild` empties build/, where the local
 // cmake-js build (and build/cuda) live.
 const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'vaecf-prebuild-'));
-for (const f of ['package.json', 'binding.gyp', 'native']) fs.cpSync(path.join(root, f), path.join(staging, f), { recursive: true });
+for (const f of ['package.json', 'binding.gyp', 'native', 'scripts']) fs.cpSync(path.join(root, f), path.join(staging, f), { recursive: true });
 fs.symlinkSync(path.join(root, 'node_modules'), path.join(staging, 'node_modules'));
 run(process.execPath, [prebuildify, '--napi', '--strip', '--tag-libc', '--cwd', staging, '--out', root], { env: buildEnv });
 fs.rmSync(staging, { recursive: true, force: true });
 const prebuilt = fs.readdirSync(path.join(root, 'prebuilds', platformTag)).filter((f) => f.endsWith('.node'));
 if (prebuilt.length === 0) throw new Error(`pack-check: no .node file in prebuilds/${platformTag}`);
+// Self-contained: oneDNN and OpenMP beside the addon ($ORIGIN), OpenBLAS inside it; the glibc / libstdc++
+// versions it needs checked against their ceilings.
+run(process.execPath, [path.join(root, 'scripts', 'bundle-libs.js'), path.join(root, 'prebuilds', platformTag)]);
 
 // 2. npm pack.
 step('npm pack');
@@ -81,6 +96,7 @@ for (const f of files) {
   if (/^(test|bench|build|node_modules|\.ci)\//.test(f) || f.startsWith('dist/test/')) throw new Error(`pack-check: ${f} should not be in the package`);
 }
 console.log(`${packInfo.filename}: ${files.length} files, ${(packInfo.size / 2 ** 20).toFixed(1)} MiB`);
+measured.tarball = { file: packInfo.filename, files: files.length, mebibytes: Number((packInfo.size / 2 ** 20).toFixed(1)) };
 
 // 3. The CUDA package: the portable flavour (static CUDA runtime; cuBLAS from the system).
 let cudaTarball = null;
@@ -169,6 +185,32 @@ if (cudaTarball && !(report.cudaFlavour || '').includes(path.join('node_modules'
   console.error('pack-check: FAILED: the loader does not find the installed CUDA package');
   process.exit(1);
 }
+// Self-contained: with the system's copies of the bundled libraries and of OpenBLAS made unreadable (a
+// private mount namespace binds /dev/null over each), the installed package still trains and recommends.
+// Needs a mount namespace (root, or unprivileged user namespaces): where there is none it says skipped.
+const bundleReport = path.join(app, 'node_modules', 'vaecf', 'prebuilds', platformTag, 'bundle.json');
+if (process.platform === 'linux' && fs.existsSync(bundleReport)) {
+  const bundledFrom = Object.values(JSON.parse(fs.readFileSync(bundleReport, 'utf8')).files).map((f) => f.from).filter(Boolean);
+  const blas = spawnSync('sh', ['-c', 'ldconfig -p | grep -E "libopenblas|libblas|libgfortran" | sed "s/.*=> //"'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+  const hide = [...new Set([...bundledFrom, ...blas].filter((f) => fs.existsSync(f)).map((f) => fs.realpathSync(f)))];
+  // Absolute paths: the app's PATH holds node and a shell only.
+  const which = (t) => spawnSync('sh', ['-c', `command -v ${t}`], { encoding: 'utf8' }).stdout.trim();
+  const unshare = which('unshare') || 'unshare';
+  const mount = which('mount') || 'mount';
+  const mounts = hide.map((f) => `${mount} --bind /dev/null '${f}'`).join(' && ');
+  const probe = spawnSync(unshare, ['-m', 'sh', '-c', `${mount} --make-rprivate / && true`], { encoding: 'utf8' });
+  if (probe.status !== 0) {
+    console.log(`skipped: the install without the system's BLAS / oneDNN / libgomp (no mount namespace here: ${(probe.stderr || String(probe.error)).trim()})`);
+  } else {
+    const hidden = spawnSync(unshare, ['-m', 'sh', '-c', `${mount} --make-rprivate / && ${mounts} && exec "$0" -e "$1"`, process.execPath, script], { cwd: app, env, encoding: 'utf8' });
+    if (hidden.status !== 0) {
+      console.error(`pack-check: FAILED: with the system's ${hide.map((f) => path.basename(f)).join(', ')} hidden, the installed package does not work\n${hidden.stderr || hidden.error}`);
+      process.exit(1);
+    }
+    console.log(`with the system's ${hide.map((f) => path.basename(f)).join(', ')} hidden, the installed package trains and recommends: ok`);
+    measured.withSystemLibrariesHidden = { hidden: hide, trainsAndRecommends: true };
+  }
+}
 // A lean install: the optional peers (plots: vega, vega-lite; source builds: cmake-js, node-addon-api) are
 // not installed, and the rest is counted. The import time is measured (printed, not a pass / fail bound:
 // timings belong in benchmarks) in fresh processes, the median of five.
@@ -191,6 +233,8 @@ for (let i = 0; i < 5; i++) {
   imports.push(Number(r.stdout.trim()));
 }
 imports.sort((a, b) => a - b);
+measured.installed = { packages, mebibytes: Number((bytes / 1048576).toFixed(1)), requireMilliseconds: imports.map((x) => Number(x.toFixed(1))) };
+if (fs.existsSync(bundleReport)) measured.bundle = JSON.parse(fs.readFileSync(bundleReport, 'utf8'));
 console.log(`installed: ${packages.length} packages, ${(bytes / 1048576).toFixed(1)} MiB (${packages.join(', ')}); require('vaecf') median ${imports[2].toFixed(1)} ms of 5 (${imports.map((x) => x.toFixed(1)).join(', ')})`);
 // A source build asked for without the optional build packages: a few lines that say what to install, not a build log.
 const forced = spawnSync(process.execPath, [path.join(modules, 'vaecf', 'scripts', 'install.js')], { cwd: path.join(modules, 'vaecf'), env: { ...env, VAECF_BUILD_FROM_SOURCE: '1' }, encoding: 'utf8' });
@@ -254,5 +298,6 @@ if (cudaTarball && !report.cudaProbe.reason) {
   console.error('pack-check: FAILED: the CUDA package was probed without an answer');
   process.exit(1);
 }
+if (jsonOut) fs.writeFileSync(jsonOut, `${JSON.stringify(measured, null, 2)}\n`);
 if (!keep) fs.rmSync(fresh, { recursive: true, force: true });
 console.log(`\npack-check: ok (${path.relative(root, tarball)}${cudaTarball ? `, ${path.relative(root, cudaTarball)}` : ''}; installed without a compiler${keep ? ` in ${app}` : ''})`);

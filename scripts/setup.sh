@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/apt-install.sh cmake g++ libopenblas-dev liblapacke-dev libdnnl-dev libhwy-dev
+# patchelf: the prebuild's bundled libraries get the run path $ORIGIN (scripts/bundle-libs.js).
+bash scripts/apt-install.sh cmake g++ libopenblas-dev liblapacke-dev libdnnl-dev libhwy-dev patchelf
 # onnxruntime-node (a dev dependency for the ONNX export test) ships its CPU binaries; skip its optional
 # CUDA download, which needs the internet.
 export ONNXRUNTIME_NODE_INSTALL=skip
