@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // Flags for binding.gyp (node-gyp, and prebuildify through it), found by Node instead of shell probes so
-// the file reads the same on every platform. usage: node scripts/gyp-flags.js libraries|defines|onednn-libraries
-//   libraries   OpenBLAS: its static archive (Debian's openblas-pthread) when there is one, so a prebuilt
-//               binary carries its BLAS (its symbols kept private: --exclude-libs); else -lopenblas
-//   defines     VAECF_HAVE_ONEDNN when oneDNN's headers are installed
-//   onednn-libraries  -ldnnl when they are
+// the file reads the same on every platform. usage: node scripts/gyp-flags.js libraries|defines|includes
+//   libraries   Linux: OpenBLAS's static archive (Debian's openblas-pthread) when there is one, so a
+//               prebuilt binary carries its BLAS (its symbols kept private: --exclude-libs), else
+//               -lopenblas; and -ldnnl where oneDNN is installed for this architecture. macOS: the
+//               Accelerate framework. Windows: openblas.lib from VAECF_OPENBLAS_DIR (vcpkg's or a release).
+//   defines     VAECF_HAVE_ONEDNN where oneDNN is installed; VAECF_USE_ACCELERATE on macOS
+//   includes    the folders of cblas.h and Highway's headers outside the compiler's default paths
+// (macOS and Windows: written for those builds, not yet run on them; see .github/workflows/platforms.yml.)
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -20,18 +23,41 @@ function staticOpenBlas() {
 }
 
 function oneDnn() {
-  return ['/usr/include', '/usr/local/include'].some((d) => fs.existsSync(path.join(d, 'oneapi', 'dnnl', 'dnnl.hpp')));
+  if (process.platform !== 'linux' || !triplet) return false;
+  const headers = ['/usr/include', '/usr/local/include'].some((d) => fs.existsSync(path.join(d, 'oneapi', 'dnnl', 'dnnl.hpp')));
+  return headers && fs.existsSync(path.join('/usr/lib', triplet, 'libdnnl.so'));
+}
+
+// Homebrew's and vcpkg's prefixes, where Highway (and on Windows OpenBLAS) are installed.
+function prefixes() {
+  const out = [];
+  if (process.env.VAECF_OPENBLAS_DIR) out.push(process.env.VAECF_OPENBLAS_DIR);
+  if (process.env.VCPKG_INSTALLED_DIR) out.push(path.join(process.env.VCPKG_INSTALLED_DIR, arch === 'arm64' ? 'arm64-windows' : 'x64-windows'));
+  if (process.platform === 'darwin') out.push('/opt/homebrew', '/usr/local');
+  return out.filter((p) => fs.existsSync(p));
 }
 
 const what = process.argv[2];
+const words = [];
 if (what === 'libraries') {
-  const archive = staticOpenBlas();
-  console.log(archive ? `${archive} -Wl,--exclude-libs,ALL -lpthread` : '-lopenblas');
+  if (process.platform === 'darwin') words.push('-framework Accelerate');
+  else if (process.platform === 'win32') {
+    const lib = prefixes().map((p) => path.join(p, 'lib', 'openblas.lib')).find((f) => fs.existsSync(f));
+    words.push(lib || 'openblas.lib');
+  } else {
+    const archive = staticOpenBlas();
+    words.push(archive ? `${archive} -Wl,--exclude-libs,ALL -lpthread` : '-lopenblas');
+    if (oneDnn()) words.push('-ldnnl');
+  }
 } else if (what === 'defines') {
-  console.log(oneDnn() ? 'VAECF_HAVE_ONEDNN' : '');
-} else if (what === 'onednn-libraries') {
-  console.log(oneDnn() ? '-ldnnl' : '');
+  if (oneDnn()) words.push('VAECF_HAVE_ONEDNN');
+  if (process.platform === 'darwin') words.push('VAECF_USE_ACCELERATE');
+} else if (what === 'includes') {
+  if (process.platform === 'linux' && triplet) words.push(path.join('/usr/include', triplet));
+  for (const p of prefixes()) words.push(path.join(p, 'include'), path.join(p, 'include', 'openblas'));
 } else {
-  console.error('usage: node scripts/gyp-flags.js libraries|defines|onednn-libraries');
+  console.error('usage: node scripts/gyp-flags.js libraries|defines|includes');
   process.exit(2);
 }
+// gyp splits on whitespace: paths with spaces are not supported here.
+console.log(words.join(' '));

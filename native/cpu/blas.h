@@ -8,13 +8,22 @@
 // threads at once are safe. LAPACK (EASE's Cholesky) still uses the server, alone: it takes
 // exclusiveBlas(), products take the shared side of the same lock.
 #pragma once
+#if defined(VAECF_USE_ACCELERATE)
+// macOS: Apple's Accelerate (CBLAS and the classic LAPACK interface); its threads follow VECLIB_MAXIMUM_THREADS.
+#include <Accelerate/Accelerate.h>
+#else
 #include <cblas.h>
+#endif
 
 #include <algorithm>
 #include <mutex>
 #include <shared_mutex>
 
+#if defined(VAECF_USE_ACCELERATE)
+inline void openblas_set_num_threads(int) {}
+#else
 extern "C" void openblas_set_num_threads(int num_threads);
+#endif
 
 namespace vaecf::cpu {
 

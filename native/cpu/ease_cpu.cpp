@@ -11,20 +11,30 @@
 
 #include "blas.h"
 
+#if !defined(VAECF_USE_ACCELERATE)
+// LAPACK's Fortran interface (OpenBLAS); Accelerate's header declares the same functions (non-const).
 extern "C" {
 void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void spotrf_(const char* uplo, const int* n, float* a, const int* lda, int* info);
 void spotri_(const char* uplo, const int* n, float* a, const int* lda, int* info);
 }
+#endif
 
 namespace vaecf::cpu {
 
 namespace {
-inline void potrf(const char* u, const int* n, double* a, const int* lda, int* info) { dpotrf_(u, n, a, lda, info); }
-inline void potrf(const char* u, const int* n, float* a, const int* lda, int* info) { spotrf_(u, n, a, lda, info); }
-inline void potri(const char* u, const int* n, double* a, const int* lda, int* info) { dpotri_(u, n, a, lda, info); }
-inline void potri(const char* u, const int* n, float* a, const int* lda, int* info) { spotri_(u, n, a, lda, info); }
+// LAPACK's integers and characters as the linked library declares them (const_cast for Accelerate's).
+#if defined(VAECF_USE_ACCELERATE)
+#define VAECF_LAPACK_ARGS(u, n, lda) const_cast<char*>(u), const_cast<__CLPK_integer*>(n), a, const_cast<__CLPK_integer*>(lda), info
+#else
+#define VAECF_LAPACK_ARGS(u, n, lda) u, n, a, lda, info
+#endif
+inline void potrf(const char* u, const int* n, double* a, const int* lda, int* info) { dpotrf_(VAECF_LAPACK_ARGS(u, n, lda)); }
+inline void potrf(const char* u, const int* n, float* a, const int* lda, int* info) { spotrf_(VAECF_LAPACK_ARGS(u, n, lda)); }
+inline void potri(const char* u, const int* n, double* a, const int* lda, int* info) { dpotri_(VAECF_LAPACK_ARGS(u, n, lda)); }
+inline void potri(const char* u, const int* n, float* a, const int* lda, int* info) { spotri_(VAECF_LAPACK_ARGS(u, n, lda)); }
+#undef VAECF_LAPACK_ARGS
 }  // namespace
 
 void Ease::fit(const CsrView& train, double lambda, bool doublePrecision) {

@@ -4,7 +4,7 @@
 // are read here, so the engine needs Highway's headers only, never libhwy at run time.
 #include "cpu/kernels.h"
 
-#include <omp.h>
+#include "cpu/platform.h"
 
 #include <algorithm>
 #include <atomic>
@@ -18,6 +18,13 @@
 
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+#if defined(_MSC_VER) && !defined(__clang__) && (defined(_M_X64) || defined(_M_IX86))
+#include <intrin.h>
+#elif defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #endif
 
 #ifndef VAECF_KERNEL_TABLE_DEFINED
@@ -388,7 +395,7 @@ void RowBlockBf16(const uint32_t* HWY_RESTRICT xPairs, int64_t pairs, const bf16
 // AVX-512 processors with AVX512-BF16 (Cooper Lake, Sapphire Rapids, Zen 4): the pair product of a
 // bf16 panel is one instruction (vdpbf16ps), which Highway 1.0 does not expose. Same panel layout and
 // result as RowBlockBf16 (up to the rounding of the pair sum); the only hand-written intrinsics.
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16"))) void RowBlockBf16Dot(
+VAECF_TARGET("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16") void RowBlockBf16Dot(
     const uint32_t* HWY_RESTRICT xPairs, int64_t pairs, const bf16* HWY_RESTRICT panel, const float* HWY_RESTRICT bias,
     float* HWY_RESTRICT y, int64_t cols) {
   __m512 acc[4];
@@ -490,24 +497,60 @@ struct CpuFeatures {
   bool neon = false, sve = false, sve2 = false;                                      // ARM
 };
 
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+void cpuid(int leaf, int subleaf, int r[4]) {
+#if defined(_MSC_VER) && !defined(__clang__)
+  __cpuidex(r, leaf, subleaf);
+#else
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __cpuid_count(unsigned(leaf), unsigned(subleaf), a, b, c, d);
+  r[0] = int(a), r[1] = int(b), r[2] = int(c), r[3] = int(d);
+#endif
+}
+unsigned long long xgetbv0() {
+#if defined(_MSC_VER) && !defined(__clang__)
+  return _xgetbv(0);
+#else
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (static_cast<unsigned long long>(hi) << 32) | lo;
+#endif
+}
+#endif
+
 CpuFeatures readCpuFeatures() {
   CpuFeatures f;
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  f.ssse3 = __builtin_cpu_supports("ssse3");
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+  // CPUID leaves 1 and 7 (subleaves 0 and 1), and XGETBV for the vector registers the OS saves.
+  int r0[4], r1[4], r7[4] = {0, 0, 0, 0}, r71[4] = {0, 0, 0, 0};
+  cpuid(0, 0, r0);
+  cpuid(1, 0, r1);
+  if (r0[0] >= 7) {
+    cpuid(7, 0, r7);
+    cpuid(7, 1, r71);
+  }
+  const bool osxsave = (r1[2] >> 27) & 1;
+  const unsigned long long xcr0 = osxsave ? xgetbv0() : 0;
+  const bool ymm = (xcr0 & 0x6) == 0x6, zmm = ymm && (xcr0 & 0xe0) == 0xe0;
+  auto bit = [](int reg, int b) { return ((unsigned(reg) >> b) & 1u) != 0; };
   // Highway's SSE4 target also uses CLMUL and AES; AVX2 adds BMI1/2, FMA and F16C; AVX3 is AVX-512 F/VL/DQ/BW.
-  f.sse4 = f.ssse3 && __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
-           __builtin_cpu_supports("aes");
-  f.avx2 = f.sse4 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
-           __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
-  f.avx3 = f.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
-  f.avx512bf16 = f.avx3 && __builtin_cpu_supports("avx512bf16");
+  f.ssse3 = bit(r1[2], 9);
+  f.sse4 = f.ssse3 && bit(r1[2], 19) && bit(r1[2], 20) && bit(r1[2], 1) && bit(r1[2], 25);
+  f.avx2 = f.sse4 && ymm && bit(r1[2], 28) && bit(r7[1], 5) && bit(r1[2], 12) && bit(r7[1], 3) && bit(r7[1], 8) && bit(r1[2], 29);
+  f.avx3 = f.avx2 && zmm && bit(r7[1], 16) && bit(r7[1], 31) && bit(r7[1], 17) && bit(r7[1], 30);
+  f.avx512bf16 = f.avx3 && bit(r71[0], 5);
 #elif defined(__aarch64__) && defined(__linux__)
   const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
   f.neon = (hw & HWCAP_ASIMD) && (hw & HWCAP_AES);  // Highway's NEON target on A64 includes AES
   f.sve = (hw & HWCAP_SVE) != 0;
   f.sve2 = f.sve && (hw2 & HWCAP2_SVE2) && (hw2 & HWCAP2_SVEAES);
+#elif defined(__aarch64__) && defined(__APPLE__)
+  // Apple silicon: NEON and AES always; no SVE.
+  int aes = 0;
+  size_t size = sizeof aes;
+  f.neon = sysctlbyname("hw.optional.arm.FEAT_AES", &aes, &size, nullptr, 0) != 0 || aes != 0;
+#elif defined(_M_ARM64)
+  f.neon = true;  // Windows on ARM: NEON is part of the baseline
 #endif
   return f;
 }

@@ -4,6 +4,7 @@
 // (a name from simdTargets()) or forceSimdTarget() picks another. The scalar functions at the end are
 // the plain-C++ references the tests compare every target with.
 #pragma once
+#include <cstring>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -99,7 +100,7 @@ bf16 toBf16Scalar(float f);
 inline float fromBf16(bf16 h) {
   const uint32_t bits = uint32_t(h) << 16;
   float f;
-  __builtin_memcpy(&f, &bits, 4);
+  std::memcpy(&f, &bits, 4);
   return f;
 }
 

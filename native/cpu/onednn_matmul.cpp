@@ -3,7 +3,7 @@
 #include <stdexcept>
 
 #ifdef VAECF_HAVE_ONEDNN
-#include <omp.h>
+#include "platform.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
