@@ -11,10 +11,23 @@ const path = require('node:path');
 const root = path.join(__dirname, '..');
 const fromSource = process.env.npm_config_build_from_source === 'true' || process.env.VAECF_BUILD_FROM_SOURCE === '1';
 
-// Why the native engine does not load (null: it loads).
+// Why the native engine does not load (null: it loads), found as vaecf finds it (src/native.ts: a local
+// build, the platform package @vaecf/<platform>-<arch>-<libc>, prebuilds/); node-gyp-build alone in a
+// checkout whose TypeScript is not compiled yet.
 function loadError() {
+  let native;
   try {
-    require('node-gyp-build')(root);
+    native = require(path.join(root, 'dist', 'src', 'native.js'));
+  } catch {
+    try {
+      require('node-gyp-build')(root);
+      return null;
+    } catch (e) {
+      return e;
+    }
+  }
+  try {
+    native.loadNative();
     return null;
   } catch (e) {
     return e;
@@ -24,6 +37,7 @@ function loadError() {
 // The same advice the engine gives when it does not load (dist/src/native.js), or a short fallback.
 function advice(err) {
   const reason = err instanceof Error ? err.message : String(err);
+  if (reason.startsWith('vaecf: the native engine could not be loaded')) return reason;  // loadNative's own advice
   try {
     return require(path.join(root, 'dist', 'src', 'native.js')).nativeLoadAdvice(reason);
   } catch {

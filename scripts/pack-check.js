@@ -81,22 +81,40 @@ if (prebuilt.length === 0) throw new Error(`pack-check: no .node file in prebuil
 // Self-contained: oneDNN and OpenMP beside the addon ($ORIGIN), OpenBLAS inside it; the glibc / libstdc++
 // versions it needs checked against their ceilings.
 run(process.execPath, [path.join(root, 'scripts', 'bundle-libs.js'), path.join(root, 'prebuilds', platformTag)]);
+// The platform package (@vaecf/linux-x64-gnu): the engine and its libraries, installed by npm as vaecf's
+// optional dependency on this platform only.
+step('the platform package');
+const platformPackages = [];
+for (const { name, dir } of require('./platform-package').platformPackage(path.join(root, 'prebuilds', platformTag), path.join(out, 'platform'))) {
+  const p = spawnSync(process.execPath, [npmCli(), 'pack', '--json', '--pack-destination', out], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (p.status !== 0) throw new Error(`pack-check: npm pack of ${name} failed`);
+  const info = JSON.parse(p.stdout.slice(p.stdout.indexOf('[')))[0];
+  platformPackages.push({ name, tarball: path.join(out, info.filename), mebibytes: Number((info.size / 2 ** 20).toFixed(1)) });
+  console.log(`${info.filename}: ${info.files.length} files, ${(info.size / 2 ** 20).toFixed(1)} MiB`);
+}
 
-// 2. npm pack.
+// 2. npm pack, as it would be published: the package's files with package.json naming the platform
+// packages in optionalDependencies at its own version. (The repository's package.json does not name
+// them: `npm ci` fails on an optional dependency that is not on the registry; scripts/platform-package.js
+// --main-manifest writes the published manifest.)
 step('npm pack');
-const packed = spawnSync(process.execPath, [npmCli(), 'pack', '--json', '--pack-destination', out], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+const mainStage = fs.mkdtempSync(path.join(os.tmpdir(), 'vaecf-main-'));
+for (const f of [...pkg.files, 'README.md']) if (fs.existsSync(path.join(root, f))) fs.cpSync(path.join(root, f), path.join(mainStage, f), { recursive: true });
+fs.writeFileSync(path.join(mainStage, 'package.json'), `${JSON.stringify(require('./platform-package').mainManifest(pkg, platformPackages.map((p) => p.name)), null, 2)}\n`);
+const packed = spawnSync(process.execPath, [npmCli(), 'pack', '--json', '--ignore-scripts', '--pack-destination', out], { cwd: mainStage, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
 if (packed.status !== 0) throw new Error('pack-check: npm pack failed');
 const packInfo = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('[')))[0];
 const tarball = path.join(out, packInfo.filename);
 const files = packInfo.files.map((f) => f.path);
-for (const needed of ['dist/src/index.js', 'dist/src/cli/main.js', 'scripts/install.js', `prebuilds/${platformTag}/${prebuilt[0]}`, 'binding.gyp', 'CMakeLists.txt']) {
+for (const needed of ['dist/src/index.js', 'dist/src/cli/main.js', 'scripts/install.js', 'binding.gyp', 'CMakeLists.txt']) {
   if (!files.includes(needed)) throw new Error(`pack-check: ${needed} is missing from ${packInfo.filename}`);
 }
 for (const f of files) {
-  if (/^(test|bench|build|node_modules|\.ci)\//.test(f) || f.startsWith('dist/test/')) throw new Error(`pack-check: ${f} should not be in the package`);
+  if (/^(test|bench|build|node_modules|prebuilds|\.ci)\//.test(f) || f.startsWith('dist/test/')) throw new Error(`pack-check: ${f} should not be in the package`);
 }
 console.log(`${packInfo.filename}: ${files.length} files, ${(packInfo.size / 2 ** 20).toFixed(1)} MiB`);
 measured.tarball = { file: packInfo.filename, files: files.length, mebibytes: Number((packInfo.size / 2 ** 20).toFixed(1)) };
+measured.platformPackages = platformPackages.map(({ name, mebibytes }) => ({ name, mebibytes }));
 
 // 3. The CUDA package: the portable flavour (static CUDA runtime; cuBLAS from the system).
 let cudaTarball = null;
@@ -143,7 +161,7 @@ delete env.npm_config_prefix;
 for (const tool of ['cc', 'gcc', 'g++', 'c++', 'cmake', 'make']) {
   if (spawnSync('sh', ['-c', `command -v ${tool}`], { env }).status === 0) throw new Error(`pack-check: ${tool} is still on PATH`);
 }
-run(process.execPath, [npmCli(), 'install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...(cudaTarball ? [cudaTarball] : [])], { cwd: app, env });
+run(process.execPath, [npmCli(), 'install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...platformPackages.map((p) => p.tarball), ...(cudaTarball ? [cudaTarball] : [])], { cwd: app, env });
 
 // 5. Use it.
 step('using the installed package');
@@ -177,8 +195,9 @@ if (used.status !== 0) {
 }
 const report = JSON.parse(used.stdout.trim().split('\n').pop());
 console.log(JSON.stringify(report, null, 2));
-if (!/node_modules[\\/]vaecf[\\/]prebuilds/.test(spawnSync(process.execPath, ['-e', "console.log(require('node-gyp-build').path(require('node:path').dirname(require.resolve('vaecf/package.json'))))"], { cwd: path.join(app, 'node_modules', 'vaecf'), env, encoding: 'utf8' }).stdout)) {
-  console.error('pack-check: FAILED: the installed package does not load its prebuilt binary');
+const loadedFrom = spawnSync(process.execPath, ['-e', "const n = require(require('node:path').join(require('node:path').dirname(require.resolve('vaecf/package.json')), 'dist', 'src', 'native.js')); n.loadNative(); console.log(n.nativeAddonPath())"], { cwd: app, env, encoding: 'utf8' }).stdout.trim();
+if (platformPackages.length && !loadedFrom.includes(path.join('node_modules', ...platformPackages[0].name.split('/')))) {
+  console.error(`pack-check: FAILED: the installed package does not load the platform package's binary (it loaded ${loadedFrom || 'nothing'})`);
   process.exit(1);
 }
 if (cudaTarball && !(report.cudaFlavour || '').includes(path.join('node_modules', '@vaecf', `cuda-${platformTag}`))) {
@@ -188,8 +207,8 @@ if (cudaTarball && !(report.cudaFlavour || '').includes(path.join('node_modules'
 // Self-contained: with the system's copies of the bundled libraries and of OpenBLAS made unreadable (a
 // private mount namespace binds /dev/null over each), the installed package still trains and recommends.
 // Needs a mount namespace (root, or unprivileged user namespaces): where there is none it says skipped.
-const bundleReport = path.join(app, 'node_modules', 'vaecf', 'prebuilds', platformTag, 'bundle.json');
-if (process.platform === 'linux' && fs.existsSync(bundleReport)) {
+const bundleReport = platformPackages.length ? path.join(app, 'node_modules', ...platformPackages[0].name.split('/'), 'bundle.json') : '';
+if (process.platform === 'linux' && bundleReport && fs.existsSync(bundleReport)) {
   const bundledFrom = Object.values(JSON.parse(fs.readFileSync(bundleReport, 'utf8')).files).map((f) => f.from).filter(Boolean);
   const blas = spawnSync('sh', ['-c', 'ldconfig -p | grep -E "libopenblas|libblas|libgfortran" | sed "s/.*=> //"'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
   const hide = [...new Set([...bundledFrom, ...blas].filter((f) => fs.existsSync(f)).map((f) => fs.realpathSync(f)))];
@@ -244,6 +263,19 @@ if (forced.status !== 1 || !/npm install cmake-js node-addon-api, then npm rebui
   process.exit(1);
 }
 console.log('a source build without the optional build packages ends with a short advice: ok');
+// Without the platform package (npm install --omit=optional, or a platform with none): the install
+// finishes with the advice, require('vaecf') works, and the first engine call names the package to get.
+const bare = path.join(fresh, 'bare');
+fs.mkdirSync(bare);
+fs.writeFileSync(path.join(bare, 'package.json'), JSON.stringify({ name: 'pack-check-bare', version: '1.0.0', private: true }));
+const bareInstall = spawnSync(process.execPath, [npmCli(), 'install', '--no-audit', '--no-fund', '--prefer-offline', '--omit=optional', '--foreground-scripts', tarball], { cwd: bare, env, encoding: 'utf8' });
+const bareRun = spawnSync(process.execPath, ['-e', "const v = require('vaecf'); new v.MultVAE({ pDims: [4, 8] }).fit({ train: v.generateClicks({ users: 20, items: 10, meanClicksPerUser: 3, seed: 1 }) }, { epochs: 1 }).then(() => console.log('trained?'), (e) => console.log(e.message))"], { cwd: bare, env, encoding: 'utf8' });
+const wantName = platformPackages.length ? platformPackages[0].name : '@vaecf/';
+if (bareInstall.status !== 0 || !`${bareInstall.stdout}${bareInstall.stderr}`.includes(wantName) || !bareRun.stdout.includes(`it comes in the package ${wantName}`)) {
+  console.error(`pack-check: FAILED: without the platform package the install and the first call should name ${wantName}\n${bareInstall.stdout}${bareInstall.stderr}\n${bareRun.stdout}${bareRun.stderr}`);
+  process.exit(1);
+}
+console.log(`without the platform package: the install finishes and says to get ${wantName}; so does the first engine call: ok`);
 // ESM through the exports map, and a strict TypeScript consumer (module node16) type-checked against
 // the installed declarations.
 fs.writeFileSync(path.join(app, 'esm.mjs'), `
@@ -300,4 +332,4 @@ if (cudaTarball && !report.cudaProbe.reason) {
 }
 if (jsonOut) fs.writeFileSync(jsonOut, `${JSON.stringify(measured, null, 2)}\n`);
 if (!keep) fs.rmSync(fresh, { recursive: true, force: true });
-console.log(`\npack-check: ok (${path.relative(root, tarball)}${cudaTarball ? `, ${path.relative(root, cudaTarball)}` : ''}; installed without a compiler${keep ? ` in ${app}` : ''})`);
+console.log(`\npack-check: ok (${[tarball, ...platformPackages.map((p) => p.tarball)].map((t) => path.relative(root, t)).join(', ')}${cudaTarball ? `, ${path.relative(root, cudaTarball)}` : ''}; installed without a compiler${keep ? ` in ${app}` : ''})`);

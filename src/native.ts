@@ -1,4 +1,5 @@
 // Loads the native addon (a prebuilt binary, or the local build) and says what to do when it cannot.
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -206,7 +207,7 @@ export function nativeLoadAdvice(reason: string): string {
   const build =
     'To build it from source: npm install cmake-js node-addon-api, then npm rebuild vaecf ' +
     '(needs CMake, a C++17 compiler, OpenBLAS and Highway: apt-get install cmake g++ libopenblas-dev libhwy-dev).';
-  const musl = process.platform === 'linux' && !(process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
+  const musl = libcTag() === 'musl';
   let what: string;
   const missing = /([\w.+-]+\.so(?:\.\d+)*): cannot open shared object file/.exec(reason);
   const version = /(GLIBC(?:XX)?_[\d.]+)' not found/.exec(reason);
@@ -220,11 +221,51 @@ export function nativeLoadAdvice(reason: string): string {
   } else if (version) {
     what = `This system's ${version[1].startsWith('GLIBCXX') ? 'libstdc++' : 'glibc'} is older than the prebuilt binary needs (${version[1]}).`;
   } else if (/No native build was found/.test(reason)) {
-    what = `vaecf has no prebuilt binary for ${process.platform}-${process.arch}.`;
+    what = `No prebuilt binary for ${process.platform}-${process.arch} is installed: it comes in the package ${platformPackage()}, ` +
+      'which npm installs with vaecf where it exists (not with --omit=optional or --no-optional).';
   } else {
     what = 'The prebuilt binary did not load.';
   }
   return `vaecf: the native engine could not be loaded (${reason}). ${what} ${build}`;
+}
+
+/** The C library of this Linux system ('gnu' or 'musl'); '' elsewhere. */
+function libcTag(): '' | 'gnu' | 'musl' {
+  if (process.platform !== 'linux') return '';
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  return header?.glibcVersionRuntime ? 'gnu' : 'musl';
+}
+
+/**
+ * The name of the npm package with this platform's prebuilt engine, in sharp's style (an optional dependency of
+ * vaecf that npm installs only on its platform): `@vaecf/linux-x64-gnu` and so on. It holds `vaecf.node`
+ * with the libraries it needs beside it (scripts/platform-package.js makes it).
+ */
+export function platformPackage(): string {
+  const libc = libcTag();  // a process report: asked for only when the engine loads, not at import
+  return `@vaecf/${process.platform}-${process.arch}${libc ? `-${libc}` : ''}`;
+}
+
+let loadedFrom: string | undefined;
+
+/** The file the native engine was loaded from (after the first loadNative), for diagnostics. */
+export function nativeAddonPath(): string | undefined {
+  return loadedFrom;
+}
+
+// Where the engine is, in this order: a local build (build/Release: npm run build:native, or a build from
+// source at install), the platform package, then prebuilds/ in this package (node-gyp-build's layout).
+function nativeAddonFile(): string {
+  const local = path.join(packageRoot, 'build', 'Release', 'vaecf.node');
+  if (fs.existsSync(local)) return local;
+  try {
+    const file = path.join(path.dirname(require.resolve(`${platformPackage()}/package.json`, { paths: [packageRoot] })), 'vaecf.node');
+    if (fs.existsSync(file)) return file;
+  } catch {
+    // not installed (another platform, or --omit=optional)
+  }
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  return (require('node-gyp-build') as { path: (dir: string) => string }).path(packageRoot);
 }
 
 export function loadNative(): NativeAddon {
@@ -233,10 +274,10 @@ export function loadNative(): NativeAddon {
   // threads and often with other processes (the user may override this).
   process.env.OMP_WAIT_POLICY ??= 'passive';
   try {
-    // node-gyp-build tries build/Release first, then prebuilds/<platform>-<arch>/.
+    const file = nativeAddonFile();
     // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-    cached = load(packageRoot);
+    cached = require(file) as NativeAddon;
+    loadedFrom = file;
   } catch (err) {
     throw new Error(nativeLoadAdvice(err instanceof Error ? err.message : String(err)));
   }
