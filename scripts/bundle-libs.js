@@ -3,7 +3,7 @@
 // the C / C++ runtime every Linux system has (oneDNN, OpenMP's libgomp, what they need in turn) next to
 // it, under its soname, with the run path $ORIGIN (the addon already has it: binding.gyp), so the loader
 // takes them from the package before the system's. OpenBLAS is linked statically (scripts/gyp-flags.js).
-// Then reports the newest glibc and libstdc++ symbol versions any of those files needs, and fails when
+// Then reports the newest glibc and libstdc++ symbol versions any of those files needs (readelf -V), and fails when
 // they pass the ceilings below (raise them only on purpose: they decide which systems can load vaecf).
 // usage: node scripts/bundle-libs.js [prebuilds/linux-x64]   (writes bundle.json there)
 'use strict';
@@ -30,21 +30,44 @@ function tool(cmd, args) {
   if (r.error || r.status !== 0) fail(`${cmd} ${args.join(' ')} failed: ${r.error ? r.error.message : r.stderr}`);
   return r.stdout;
 }
-// soname -> resolved path of each library `file` loads, as the loader finds them now.
+// The ELF machine of a file ('x86_64', 'aarch64', ...), from its header.
+function machine(file) {
+  const m = /Machine:\s+(.*)/.exec(tool('readelf', ['-h', file]));
+  const text = m ? m[1] : '';
+  return /AArch64/.test(text) ? 'aarch64' : /X86-64/.test(text) ? 'x86_64' : text.trim();
+}
+const HOST = machine(process.execPath);
+// Where a foreign architecture's libraries are on a Debian host (multiarch and the cross toolchain).
+const FOREIGN = (m) => [`/usr/lib/${m}-linux-gnu`, `/lib/${m}-linux-gnu`, `/usr/${m}-linux-gnu/lib`];
+
+// soname -> resolved path of each library `file` needs: as the loader finds them (ldd) for this machine's
+// architecture; from its DT_NEEDED entries and the multiarch folders for another (a cross build).
 function dependencies(file) {
   const out = new Map();
-  for (const line of tool('ldd', [file]).split('\n')) {
-    const m = /^\s*(\S+)\s+=>\s+(\S+)\s/.exec(line);
-    if (m && m[2] !== 'not') out.set(m[1], m[2]);
-    else if (/=> not found/.test(line)) fail(`${file} needs ${line.trim().split(' ')[0]}, which this machine lacks`);
+  const arch = machine(file);
+  if (arch === HOST) {
+    for (const line of tool('ldd', [file]).split('\n')) {
+      const m = /^\s*(\S+)\s+=>\s+(\S+)\s/.exec(line);
+      if (m && m[2] !== 'not') out.set(m[1], m[2]);
+      else if (/=> not found/.test(line)) fail(`${file} needs ${line.trim().split(' ')[0]}, which this machine lacks`);
+    }
+    return out;
+  }
+  for (const m of tool('readelf', ['-d', file]).matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)) {
+    const soname = m[1];
+    const found = [path.dirname(file), ...FOREIGN(arch)].map((d) => path.join(d, soname)).find((f) => fs.existsSync(f));
+    if (found) out.set(soname, found);
+    else if (!SYSTEM.test(soname)) fail(`${file} needs ${soname}, found in none of ${FOREIGN(arch).join(', ')}`);
   }
   return out;
 }
+// The newest GLIBC_ / GLIBCXX_ version a file needs (its version-needs section; any architecture).
 function versions(file) {
-  const text = tool('objdump', ['-T', file]);
+  const text = tool('readelf', ['-V', '-W', file]);
+  const needs = text.slice(text.indexOf(".gnu.version_r'") >= 0 ? text.indexOf(".gnu.version_r'") : text.length);
   const newest = {};
   for (const kind of ['GLIBC', 'GLIBCXX']) {
-    const found = [...text.matchAll(new RegExp(`\\b${kind}_([\\d.]+)\\b`, 'g'))].map((m) => m[1]);
+    const found = [...needs.matchAll(new RegExp(`Name: ${kind}_([\\d.]+)`, 'g'))].map((m) => m[1]);
     newest[kind] = found.sort(compare).pop() || null;
   }
   return newest;
@@ -62,7 +85,7 @@ if (process.platform !== 'linux') {
 }
 const addons = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.node')) : [];
 if (addons.length === 0) fail(`no .node file in ${dir}`);
-for (const t of ['ldd', 'objdump', 'patchelf']) if (spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0) fail(`${t} is needed (Debian: apt-get install ${t === 'objdump' ? 'binutils' : t === 'ldd' ? 'libc-bin' : t})`);
+for (const t of ['ldd', 'readelf', 'patchelf']) if (spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0) fail(`${t} is needed (Debian: apt-get install ${t === 'readelf' ? 'binutils' : t === 'ldd' ? 'libc-bin' : t})`);
 
 // Every non-system library reachable from the addons, copied once (breadth first).
 const bundled = new Map();

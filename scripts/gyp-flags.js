@@ -13,7 +13,8 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const triplets = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu' };
-const arch = process.env.npm_config_arch || process.arch;
+// The target architecture: VAECF_TARGET_ARCH for a cross build (scripts/arm64-prebuild.sh), else this Node's.
+const arch = process.env.VAECF_TARGET_ARCH || process.env.npm_config_arch || process.arch;
 const triplet = triplets[arch];
 
 function staticOpenBlas() {
