@@ -822,6 +822,25 @@ int main() {
   run("gradients of RecVAE's encoder phase match finite differences (double, fixed beta)", [] { recVaeGradientCheck(Phase::Encoder, 0, false); });
   run("gradients of RecVAE's decoder phase match finite differences (double)", [] { recVaeGradientCheck(Phase::Decoder, 0.05, false); });
   run("RecVAE phases train only their own group, with their own Adam step counts; updatePrior copies the encoder", [] { recVaePhases(); });
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
+  // The dispatch reads CPUID itself (every compiler); GCC's own reading must agree on the targets whose
+  // features it can name (a wrong bit would silently pick a narrower or an unsupported target).
+  run("the SIMD targets' support read from CPUID agrees with GCC's __builtin_cpu_supports", [] {
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
+                      __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("sse4.2") &&
+                      __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("aes");
+    const bool avx3 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512bw");
+    const bool bf16 = avx3 && __builtin_cpu_supports("avx512bf16");
+    for (const auto& t : cpu::simdTargets()) {
+      const std::string name = t.name;
+      if (name == "AVX2") CHECK(t.supported == avx2, "AVX2 support differs from GCC's reading");
+      if (name == "AVX-512") CHECK(t.supported == avx3, "AVX-512 support differs from GCC's reading");
+      if (name == "AVX-512+BF16") CHECK(t.supported == bf16, "AVX-512+BF16 support differs from GCC's reading");
+    }
+  });
+#endif
   run("Adam step matches the PyTorch formula", [] { adamMatchesFormula(false); });
   run("AdamW step matches the PyTorch formula", [] { adamMatchesFormula(true); });
   run("epoch order is a seeded permutation", [] {
