@@ -21,15 +21,7 @@ const keep = args.includes('--keep');
 const jsonIndex = args.indexOf('--json');
 const jsonOut = jsonIndex >= 0 ? path.resolve(args[jsonIndex + 1]) : null;
 // What pack-check measured, for --json (a bench/results file names the machine).
-const cpuFlags = (() => {
-  try {
-    const line = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => /^(flags|Features)\s*:/.test(l)) || '';
-    return line.split(':')[1].trim().split(/\s+/).filter((f) => /^(sse4_2|avx|avx2|fma|f16c|avx512f|avx512_bf16|amx_tile|asimd|sve|sve2)$/.test(f));
-  } catch {
-    return [];
-  }
-})();
-const measured = { machine: { cpu: os.cpus()[0] && os.cpus()[0].model, flags: cpuFlags, cores: os.cpus().length, node: process.version, platform: `${process.platform}-${process.arch}` } };
+const measured = { machine: { node: process.version, platform: `${process.platform}-${process.arch}` } };
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
 const platformTag = `${process.platform}-${process.arch}`;
 
@@ -329,6 +321,10 @@ if (report.auto.device !== autoWanted || (cudaTarball && autoWanted === 'cpu' &&
 if (cudaTarball && !report.cudaProbe.reason) {
   console.error('pack-check: FAILED: the CUDA package was probed without an answer');
   process.exit(1);
+}
+if (jsonOut) {
+  // The CPU as the benchmarks name it (model, SIMD flags, the engine's target): bench/native-tools.
+  measured.machine = { ...require(path.join(root, 'dist', 'bench', 'native-tools.js')).cpuDescription(), ...measured.machine };
 }
 if (jsonOut) fs.writeFileSync(jsonOut, `${JSON.stringify(measured, null, 2)}\n`);
 if (!keep) fs.rmSync(fresh, { recursive: true, force: true });

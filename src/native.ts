@@ -230,10 +230,14 @@ export function nativeLoadAdvice(reason: string): string {
 }
 
 /** The C library of this Linux system ('gnu' or 'musl'); '' elsewhere. */
+let libc: '' | 'gnu' | 'musl' | undefined;
 function libcTag(): '' | 'gnu' | 'musl' {
-  if (process.platform !== 'linux') return '';
-  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
-  return header?.glibcVersionRuntime ? 'gnu' : 'musl';
+  if (libc === undefined) {
+    // A process report (about 5 ms): made once, when the engine first loads.
+    const header = process.platform === 'linux' ? (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header : undefined;
+    libc = process.platform !== 'linux' ? '' : header?.glibcVersionRuntime ? 'gnu' : 'musl';
+  }
+  return libc;
 }
 
 /**
@@ -242,8 +246,8 @@ function libcTag(): '' | 'gnu' | 'musl' {
  * with the libraries it needs beside it (scripts/platform-package.js makes it).
  */
 export function platformPackage(): string {
-  const libc = libcTag();  // a process report: asked for only when the engine loads, not at import
-  return `@vaecf/${process.platform}-${process.arch}${libc ? `-${libc}` : ''}`;
+  const tag = libcTag();  // asked for only when the engine loads, not at import
+  return `@vaecf/${process.platform}-${process.arch}${tag ? `-${tag}` : ''}`;
 }
 
 let loadedFrom: string | undefined;
