@@ -104,14 +104,14 @@ class MultVaeCpu {
   bool training_ = false;
 
   // Activations: acts_[k] = output of layer k after its activation ([rows x out_k]); the last is the logits.
-  std::vector<std::vector<T>> acts_, dropped_, masks_;
+  std::vector<ZeroedVector<T>> acts_, dropped_, masks_;  // large ones on huge pages (zeroed_vector.h)
   std::vector<T> z_, eps_, gradA_, gradB_;
   std::vector<double> rowNll_, rowKl_;
   Profile profile_;
   // The float engine fuses bias + likelihood + gradient of the output layer; double keeps the plain path.
   static constexpr bool fusedOutput() { return std::is_same_v<T, float>; }
   bool bf16Output_ = false;
-  std::vector<bf16> outputWeightBf16_, outputInputBf16_, outputGradBf16_;
+  ZeroedVector<bf16> outputWeightBf16_, outputInputBf16_, outputGradBf16_;
   Bf16Matmul matmul_;
   // The output layer's weights packed for scoring a few users (built on first use, stale after any update).
   PackedPanels scoringPanels_;

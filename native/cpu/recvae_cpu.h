@@ -120,7 +120,8 @@ class RecVaeCpu {
   SparseInput<T> input_;
   int64_t capacityRows_ = 0;
   EncoderPass pass_, priorPass_;
-  std::vector<T> z_, eps_, logits_, dEnc_, dz_, dh_, dA_, dResidual_;
+  std::vector<T> z_, eps_, dEnc_, dz_, dh_, dA_, dResidual_;
+  ZeroedVector<T> logits_;  // [m x items]: on huge pages (zeroed_vector.h)
   std::vector<double> rowNll_, klWeight_;
   PackedPanels scoringPanels_;
   bool scoringPanelsStale_ = true;
