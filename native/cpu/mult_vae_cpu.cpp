@@ -202,7 +202,7 @@ void MultVaeCpu<T>::forward(bool training) {
         in = d;
       }
       // A = In W + b: [m x in] x [in x out].
-      PhaseTimer timer(profile_, Profile::Gemm);
+      PhaseTimer timer(profile_, layer == nLayers_ - 1 ? Profile::OutputGemm : Profile::Gemm);
       if (fewRows && layer == nLayers_ - 1) {
         // The item output layer: one pass over its weights, packed in contiguous panels, split across threads.
         if (scoringPanelsStale_ || scoringPanels_.width != panelWidth()) {
@@ -333,7 +333,7 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     {
     const T* W = params_.data() + L.weightOffset;
     // dW = In^T dcur: [in x m] x [m x out].
-    PhaseTimer gemmTimer(profile_, Profile::Gemm);
+    PhaseTimer gemmTimer(profile_, layer == nLayers_ - 1 ? Profile::OutputGemm : Profile::Gemm);
     if (bf16Output_ && layer == nLayers_ - 1) {
       // bf16 operands (the forward's converted input, the bf16 gradient, the bf16 weight copy), fp32 results.
       matmul_.run(true, false, L.in, L.out, m, outputInputBf16_.data(), outputGradBf16_.data(), reinterpret_cast<float*>(dW), threads_);

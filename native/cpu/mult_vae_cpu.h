@@ -18,9 +18,10 @@ namespace vaecf::cpu {
 
 // Wall time per phase of a training step, for the benchmarks (off unless enabled).
 struct Profile {
-  enum Phase { Gather, Noise, SparseForward, Gemm, Elementwise, Likelihood, SparseGradient, BiasGradient, Optimizer, Count };
+  enum Phase { Gather, Noise, SparseForward, Gemm, OutputGemm, Elementwise, Likelihood, SparseGradient, BiasGradient, Optimizer, Count };
   static const char* name(int p) {
-    static const char* names[] = {"gather batch", "noise (dropout, reparameterisation)", "sparse first layer", "matrix products", "element-wise (tanh, dropout, z)",
+    static const char* names[] = {"gather batch", "noise (dropout, reparameterisation)", "sparse first layer", "matrix products (hidden layers)",
+                                  "matrix products (item output layer)", "element-wise (tanh, dropout, z)",
                                   "softmax + likelihood grad", "sparse weight gradient", "bias gradients", "optimizer"};
     return names[p];
   }

@@ -265,15 +265,20 @@ static int profile(int argc, char** argv) {
   std::printf("shape: %lld users x %lld items, %lld clicks, [I-%d-%d-%d-I], batch %lld, %d threads\n", (long long)users,
               (long long)items, (long long)indices.size(), int(opt["hidden"]), int(opt["latent"]), int(opt["hidden"]),
               (long long)batch, int(opt["threads"]));
-  std::printf("%-34s %10s %12s\n", "phase", "ms/batch", "s/epoch");
+  std::printf("%-38s %10s %12s\n", "phase", "ms/batch", "s/epoch");
   double accounted = 0;
   for (int p = 0; p < cpu::Profile::Count; ++p) {
     const double s = engine.model().profile().seconds[p] / double(batches);
     accounted += s;
-    std::printf("%-34s %10.1f %12.1f\n", cpu::Profile::name(p), s * 1e3, s * batchesPerEpoch);
+    std::printf("%-38s %10.1f %12.1f\n", cpu::Profile::name(p), s * 1e3, s * batchesPerEpoch);
   }
-  std::printf("%-34s %10.1f %12.1f\n", "other", (perBatch - accounted) * 1e3, (perBatch - accounted) * batchesPerEpoch);
-  std::printf("%-34s %10.1f %12.1f\n", "total", perBatch * 1e3, perBatch * batchesPerEpoch);
+  std::printf("%-38s %10.1f %12.1f\n", "other", (perBatch - accounted) * 1e3, (perBatch - accounted) * batchesPerEpoch);
+  std::printf("%-38s %10.1f %12.1f\n", "total", perBatch * 1e3, perBatch * batchesPerEpoch);
+  // The item output layer's three products (forward, input gradient, weight gradient) in the step, as a
+  // rate: compare with `vaecf_harness gemm` (the same products alone, warm caches).
+  const double outputFlops = 6.0 * double(batch) * opt["hidden"] * double(items);
+  const double outputSeconds = engine.model().profile().seconds[cpu::Profile::OutputGemm] / double(batches);
+  std::printf("item output layer products in the step: %.0f GFLOP/s\n", outputFlops / outputSeconds / 1e9);
   return 0;
 }
 
