@@ -45,6 +45,9 @@ struct KernelTable {
   void (*addBf16)(float*, const bf16*, int64_t);
   float (*sum)(const float*, int64_t);
   void (*sparseRow)(float*, const float*, int64_t, const int32_t*, const float*, int64_t);
+  float (*layerNormRow)(const float*, int64_t, const float*, const float*, float, float*, float*);
+  void (*layerNormBackwardRow)(const float*, const float*, const float*, float, int64_t, float*);
+  void (*addProduct)(float*, const float*, const float*, int64_t);
   // y[0..cols) = bias[0..cols) + sum_i x[i] W[i * stride + 0..cols): W row-major (stride n) or an fp32 panel
   // (stride = blockWidth); cols <= blockWidth.
   void (*rowBlockF32)(const float* x, int64_t k, const float* W, int64_t stride, const float* bias, float* y, int64_t cols);
@@ -252,6 +255,64 @@ void AddBf16(float* HWY_RESTRICT y, const bf16* HWY_RESTRICT x, int64_t n) {
   ForEachVector(n, [&](int64_t i, size_t c) { StoreCount(hn::Add(LoadCount(d, y + i, c), LoadBf16(x + i, c)), d, y + i, c); });
 }
 
+// y += a * b (LayerNorm's gain gradient, summed over rows).
+void AddProduct(float* HWY_RESTRICT y, const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, int64_t n) {
+  const DF d;
+  ForEachVector(n, [&](int64_t i, size_t c) {
+    StoreCount(hn::MulAdd(LoadCount(d, a + i, c), LoadCount(d, b + i, c), LoadCount(d, y + i, c)), d, y + i, c);
+  });
+}
+
+// One row of LayerNorm (kernels.h): two passes for the statistics (the mean, then the centred squares;
+// a ragged tail is filled with the mean so it adds nothing), then xhat and y in one.
+float LayerNormRow(const float* HWY_RESTRICT a, int64_t n, const float* HWY_RESTRICT gamma, const float* HWY_RESTRICT beta, float eps,
+                   float* HWY_RESTRICT y, float* HWY_RESTRICT xhat) {
+  const DF d;
+  auto s0 = hn::Zero(d), s1 = hn::Zero(d);
+  bool odd = false;
+  ForEachVector(n, [&](int64_t i, size_t c) {
+    (odd ? s1 : s0) = hn::Add(odd ? s1 : s0, LoadCount(d, a + i, c));
+    odd = !odd;
+  });
+  const float mean = hn::GetLane(hn::SumOfLanes(d, hn::Add(s0, s1))) / float(n);
+  const auto vm = hn::Set(d, mean);
+  auto q0 = hn::Zero(d), q1 = hn::Zero(d);
+  odd = false;
+  ForEachVector(n, [&](int64_t i, size_t c) {
+    const auto x = hn::Sub(LoadCount(d, a + i, c, mean), vm);
+    (odd ? q1 : q0) = hn::MulAdd(x, x, odd ? q1 : q0);
+    odd = !odd;
+  });
+  const double var = double(hn::GetLane(hn::SumOfLanes(d, hn::Add(q0, q1)))) / double(n);
+  const float rstd = float(1.0 / std::sqrt(var + double(eps)));
+  const auto vr = hn::Set(d, rstd);
+  ForEachVector(n, [&](int64_t i, size_t c) {
+    const auto xh = hn::Mul(hn::Sub(LoadCount(d, a + i, c), vm), vr);
+    StoreCount(xh, d, xhat + i, c);
+    StoreCount(hn::MulAdd(LoadCount(d, gamma + i, c), xh, LoadCount(d, beta + i, c)), d, y + i, c);
+  });
+  return rstd;
+}
+
+// One row of LayerNorm's input gradient: da = rstd (g - mean(g) - xhat mean(g xhat)), g = dy gamma.
+// da may be dy.
+void LayerNormBackwardRow(const float* dy, const float* HWY_RESTRICT xhat, const float* HWY_RESTRICT gamma, float rstd, int64_t n,
+                          float* da) {
+  const DF d;
+  auto s1 = hn::Zero(d), s2 = hn::Zero(d);
+  ForEachVector(n, [&](int64_t i, size_t c) {
+    const auto g = hn::Mul(LoadCount(d, dy + i, c), LoadCount(d, gamma + i, c));
+    s1 = hn::Add(s1, g);
+    s2 = hn::MulAdd(g, LoadCount(d, xhat + i, c), s2);
+  });
+  const auto m1 = hn::Set(d, hn::GetLane(hn::SumOfLanes(d, s1)) / float(n)), m2 = hn::Set(d, hn::GetLane(hn::SumOfLanes(d, s2)) / float(n));
+  const auto vr = hn::Set(d, rstd);
+  ForEachVector(n, [&](int64_t i, size_t c) {
+    const auto g = hn::Mul(LoadCount(d, dy + i, c), LoadCount(d, gamma + i, c));
+    StoreCount(hn::Mul(vr, hn::Sub(hn::NegMulAdd(LoadCount(d, xhat + i, c), m2, g), m1)), d, da + i, c);
+  });
+}
+
 // Sum of a[0..n) with four vector accumulators: reads memory as fast as the target can (the stream
 // bound that one-user scoring is measured against).
 float Sum(const float* HWY_RESTRICT a, int64_t n) {
@@ -417,7 +478,8 @@ VAECF_TARGET("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16") void RowBlockBf16D
 
 const KernelTable* Table() {
   static const KernelTable table{&LikelihoodRow, &ToBf16,       &Adam,        &TanhInPlace,  &TanhBackward, &SwishForward, &SwishBackward, &Multiply,
-                                 &AddScaled,     &AddBf16,      &Sum,         &SparseRow,   &RowBlockF32, &RowBlockBf16, int64_t(4 * hn::Lanes(DF()))};
+                                 &AddScaled,     &AddBf16,      &Sum,         &SparseRow,   &LayerNormRow, &LayerNormBackwardRow, &AddProduct,
+                                 &RowBlockF32,   &RowBlockBf16, int64_t(4 * hn::Lanes(DF()))};
   return &table;
 }
 #if HWY_TARGET == HWY_AVX3
@@ -686,6 +748,13 @@ float sum(const float* a, int64_t n) { return kernels().sum(a, n); }
 void sparseRow(float* row, const float* W, int64_t cols, const int32_t* idx, const float* vals, int64_t nnz) {
   kernels().sparseRow(row, W, cols, idx, vals, nnz);
 }
+float layerNormRow(const float* a, int64_t n, const float* gamma, const float* beta, float eps, float* y, float* xhat) {
+  return kernels().layerNormRow(a, n, gamma, beta, eps, y, xhat);
+}
+void layerNormBackwardRow(const float* dy, const float* xhat, const float* gamma, float rstd, int64_t n, float* da) {
+  kernels().layerNormBackwardRow(dy, xhat, gamma, rstd, n, da);
+}
+void addProduct(float* y, const float* a, const float* b, int64_t n) { kernels().addProduct(y, a, b, n); }
 
 int64_t panelWidth() { return kernels().blockWidth; }
 

@@ -62,6 +62,12 @@ float sum(const float* a, int64_t n);                                       // s
 // entries with value 0, dropped clicks, are skipped). Forward: one user's clicked rows of the weights;
 // weight gradient: one item's batch rows of the gradient.
 void sparseRow(float* row, const float* W, int64_t cols, const int32_t* idx, const float* vals, int64_t nnz);
+// LayerNorm of one row a[0..n): mean mu, rstd = 1 / sqrt(mean((a - mu)^2) + eps), xhat = (a - mu) rstd,
+// y = gamma xhat + beta. Returns rstd (kept with xhat for the backward pass).
+float layerNormRow(const float* a, int64_t n, const float* gamma, const float* beta, float eps, float* y, float* xhat);
+// Its input gradient for one row: da = rstd (g - mean(g) - xhat mean(g xhat)), g = dy gamma (da may be dy).
+void layerNormBackwardRow(const float* dy, const float* xhat, const float* gamma, float rstd, int64_t n, float* da);
+void addProduct(float* y, const float* a, const float* b, int64_t n);  // y += a * b
 
 // y[m x n] = x[m x k] W[k x n] + bias for a few rows (m <= 4), W row-major fp32: one pass over W per
 // row, columns split across threads. The small layers of low-latency scoring (the item layer uses

@@ -252,6 +252,10 @@ void layerNormForward(const T* a, int64_t m, int64_t n, const T* gamma, const T*
 #pragma omp parallel for schedule(static) num_threads(threads) if (m * n > kElementChunk)
   for (int64_t u = 0; u < m; ++u) {
     const T* row = a + u * n;
+    if constexpr (isFloat<T>()) {
+      rstd[u] = layerNormRow(row, n, gamma, beta, float(eps), y + u * n, xhat + u * n);  // kernels.cpp, every SIMD target
+      continue;
+    }
     double mean = 0;
     for (int64_t i = 0; i < n; ++i) mean += double(row[i]);
     mean /= double(n);
@@ -278,15 +282,25 @@ void layerNormBackward(const T* dy, const T* xhat, const T* rstd, const T* gamma
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t c0 = blk * kColumnBlock, c1 = std::min(n, c0 + kColumnBlock);
     for (int64_t c = c0; c < c1; ++c) dgamma[c] = dbeta[c] = T(0);
-    for (int64_t u = 0; u < m; ++u)
+    for (int64_t u = 0; u < m; ++u) {
+      if constexpr (isFloat<T>()) {
+        addProduct(dgamma + c0, dy + u * n + c0, xhat + u * n + c0, c1 - c0);
+        addScaled(dbeta + c0, dy + u * n + c0, 1.0f, c1 - c0);
+        continue;
+      }
       for (int64_t c = c0; c < c1; ++c) {
         dgamma[c] += dy[u * n + c] * xhat[u * n + c];
         dbeta[c] += dy[u * n + c];
       }
+    }
   }
   // da = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma.
 #pragma omp parallel for schedule(static) num_threads(threads) if (m * n > kElementChunk)
   for (int64_t u = 0; u < m; ++u) {
+    if constexpr (isFloat<T>()) {
+      layerNormBackwardRow(dy + u * n, xhat + u * n, gamma, rstd[u], n, da + u * n);
+      continue;
+    }
     const T* d = dy + u * n;
     const T* xh = xhat + u * n;
     double s1 = 0, s2 = 0;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <numeric>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -504,6 +505,45 @@ static void kernelsAgree() {
       for (int64_t c = 0; c < cols; ++c) ref[c] += double(vals[k]) * W[idx[k] * cols + c];
     cpu::sparseRow(row.data(), W.data(), cols, idx.data(), vals.data(), int64_t(idx.size()));
     CHECK(normwiseError(row.data(), ref.data(), cols) < 1e-6, "sparse row: %g", normwiseError(row.data(), ref.data(), cols));
+  }
+  // LayerNorm's row kernels against double: ragged widths, an offset row (its mean far from zero), the
+  // authors' eps 0.1 and a small one; the backward in place too; y += a * b.
+  for (int64_t n : {1, 7, 83, 600}) {
+    for (double eps : {0.1, 1e-5}) {
+      std::vector<float> a(n), gamma(n), beta(n), dy(n), y(n), xh(n), da(n);
+      for (auto& q : a) q = 3.0f + u(gen);
+      for (auto& q : gamma) q = 1.0f + 0.5f * u(gen);
+      for (auto& q : beta) q = 0.2f * u(gen);
+      for (auto& q : dy) q = u(gen);
+      const float r = cpu::layerNormRow(a.data(), n, gamma.data(), beta.data(), float(eps), y.data(), xh.data());
+      double mean = 0, var = 0;
+      for (float q : a) mean += q;
+      mean /= double(n);
+      for (float q : a) var += (q - mean) * (q - mean);
+      var /= double(n);
+      const double rr = 1.0 / std::sqrt(var + eps);
+      std::vector<double> rx(n), ry(n), rda(n);
+      for (int64_t i = 0; i < n; ++i) rx[i] = (a[i] - mean) * rr, ry[i] = gamma[i] * rx[i] + beta[i];
+      CHECK(std::fabs(r - rr) <= 1e-5 * rr, "LayerNorm n %lld eps %g: rstd %g vs %g", (long long)n, eps, r, rr);
+      CHECK(normwiseError(y.data(), ry.data(), n) < 1e-5 && (n == 1 || normwiseError(xh.data(), rx.data(), n) < 1e-5),
+            "LayerNorm n %lld eps %g: y %g, xhat %g", (long long)n, eps, normwiseError(y.data(), ry.data(), n), normwiseError(xh.data(), rx.data(), n));
+      double s1 = 0, s2 = 0;
+      for (int64_t i = 0; i < n; ++i) s1 += double(dy[i]) * gamma[i], s2 += double(dy[i]) * gamma[i] * xh[i];
+      for (int64_t i = 0; i < n; ++i) rda[i] = double(r) * (double(dy[i]) * gamma[i] - s1 / double(n) - double(xh[i]) * s2 / double(n));
+      cpu::layerNormBackwardRow(dy.data(), xh.data(), gamma.data(), r, n, da.data());
+      const double scale = std::sqrt(std::inner_product(rda.begin(), rda.end(), rda.begin(), 0.0)) + 1e-30;
+      double diff = 0;
+      for (int64_t i = 0; i < n; ++i) diff += (da[i] - rda[i]) * (da[i] - rda[i]);
+      // Absolute against the gradient's size: it is a difference of nearly equal terms (n = 1: exactly 0).
+      CHECK(std::sqrt(diff) <= 1e-5 * std::max(scale, double(r)), "LayerNorm backward n %lld eps %g: %g", (long long)n, eps, std::sqrt(diff) / scale);
+      std::vector<float> inPlace = dy;
+      cpu::layerNormBackwardRow(inPlace.data(), xh.data(), gamma.data(), r, n, inPlace.data());
+      CHECK(inPlace == da, "LayerNorm backward in place differs");
+      std::vector<float> acc = beta;
+      cpu::addProduct(acc.data(), dy.data(), xh.data(), n);
+      for (int64_t i = 0; i < n; ++i) rx[i] = double(beta[i]) + double(dy[i]) * xh[i];
+      CHECK(normwiseError(acc.data(), rx.data(), n) < 1e-6, "addProduct: %g", normwiseError(acc.data(), rx.data(), n));
+    }
   }
   // The few-rows product against a double reference, fp32 and bf16 weights, every row count, ragged tails.
   const int64_t K = 37, N = 1000;
