@@ -139,3 +139,37 @@ test("model files, the ONNX export and the PyTorch import share the engine's par
     model.dispose();
   }
 });
+
+test("a loaded model keeps the precision it was saved with where this machine runs it, else 'auto'", async (t) => {
+  const { MultVAE, resolvePrecision } = await import('../src/index');
+  const { readModelFileAsync, writeModelFile } = await import('../src/io/model-file');
+  const { bf16Available } = await import('../src/native').then((n) => n.loadNative());
+  const dir = tempDir();
+  const items = 12;
+  const train = csrFromRows([[0, 1, 2], [2, 3, 4], [5, 6, 7], [8, 9, 10, 11], [1, 4, 7]], items);
+  const m = new MultVAE({ pDims: [4, 8], threads: 1, precision: 'fp32' });
+  await m.fit({ train }, { epochs: 1, seed: 3 });
+  const file = path.join(dir, 'fp32.safetensors');
+  await m.save(file);
+  const before = await m.recommendRows(csrFromRows([[0, 1]], items), { k: 5 });
+  m.dispose();
+  // Saved in fp32: loaded in fp32 even where 'auto' would be bf16, with the same answers.
+  const loaded = await loadModel(file, { threads: 1 });
+  t.is((loaded as InstanceType<typeof MultVAE>).precision, 'fp32');
+  t.deepEqual(Array.from((await loaded.recommendRows(csrFromRows([[0, 1]], items), { k: 5 })).items), Array.from(before.items));
+  loaded.dispose();
+  // Saved as bf16 (as on a machine with AMX): bf16 here if this machine runs it, else what 'auto' gives.
+  // Saved as tf32 (a CUDA precision): on the CPU engine, 'auto'. An explicit option still wins.
+  const contents = await readModelFileAsync(file);
+  for (const stored of ['bf16', 'tf32'] as const) {
+    const other = path.join(dir, `${stored}.safetensors`);
+    const metadata = { ...contents.metadata, architecture: { ...(contents.metadata.architecture as object), precision: stored } };
+    await writeModelFile(other, metadata, Array.from(contents.tensors.values()));
+    const l = (await loadModel(other, { threads: 1, device: 'cpu' })) as InstanceType<typeof MultVAE>;
+    t.is(l.precision, stored === 'bf16' && bf16Available ? 'bf16' : resolvePrecision('auto').precision, `saved as ${stored}`);
+    l.dispose();
+    const explicit = (await loadModel(other, { threads: 1, device: 'cpu', precision: 'fp32' })) as InstanceType<typeof MultVAE>;
+    t.is(explicit.precision, 'fp32');
+    explicit.dispose();
+  }
+});

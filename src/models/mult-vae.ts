@@ -39,7 +39,8 @@ export interface ArchitectureOptions extends EngineOptions {
    * Matrix products: 'bf16' for the item output layer (fp32 master weights and accumulation; on the
    * CPU AMX or AVX512-BF16 through oneDNN, on CUDA tensor cores), 'fp32', 'tf32' (CUDA only: every
    * dense product on TF32 tensor cores), or 'auto' (default: bf16 where the hardware runs it natively;
-   * on CUDA always bf16).
+   * on CUDA always bf16). A loaded model without this option keeps the precision it was saved with
+   * where this machine runs it (so it answers as it did before saving), else 'auto'.
    */
   precision?: Precision;
   /** 'auto' (default; VAECF_DEVICE overrides): the CUDA engine where the CUDA flavour is installed and finds a GPU, else the CPU engine; 'cpu'; 'cuda': the CUDA flavour on a GPU, or an error */
@@ -469,8 +470,23 @@ export abstract class MultFamilyModel extends VaeFamilyModel<ArchitectureOptions
     return {
       encoderDims: e, decoderDims: d, variational: Boolean(arch.variational),
       encoderDropout: arch.encoderDropout, decoderDropout: arch.decoderDropout,
-      threads, precision: resolvePrecision(this.options.precision, device).precision, device,
+      threads, precision: resolvePrecision(this.options.precision ?? runnablePrecision(arch.precision, device), device).precision, device,
     };
+  }
+}
+
+/**
+ * The precision a model was saved with, where this machine and device run it; else 'auto'. A model
+ * trained in fp32 and loaded on a machine with native bf16 would otherwise score with bf16 weights:
+ * measured on ML-1M (bench/bf16-scoring.js), 4% of users then get a different top-20.
+ */
+function runnablePrecision(stored: unknown, device: 'cpu' | 'cuda'): Precision {
+  if (stored !== 'fp32' && stored !== 'bf16' && stored !== 'tf32') return 'auto';
+  try {
+    resolvePrecision(stored, device);
+    return stored;
+  } catch {
+    return 'auto';
   }
 }
 
