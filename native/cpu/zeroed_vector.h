@@ -58,6 +58,8 @@ struct ZeroedAllocator {
   }
   template <typename U>
   bool operator==(const ZeroedAllocator<U>&) const noexcept { return true; }
+  template <typename U>
+  bool operator!=(const ZeroedAllocator<U>&) const noexcept { return false; }
 
  private:
   static std::size_t mappedBytes(std::size_t n) { return (n * sizeof(T) + kHugePage - 1) / kHugePage * kHugePage; }
@@ -77,8 +79,6 @@ struct ZeroedAllocator {
     return reinterpret_cast<void*>(aligned);
   }
 #endif
-  template <typename U>
-  bool operator!=(const ZeroedAllocator<U>&) const noexcept { return false; }
 };
 
 template <typename T>
