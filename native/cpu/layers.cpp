@@ -165,6 +165,16 @@ void addInto(T* y, const T* x, int64_t n, int threads) {
 
 // ---- dense ----
 
+void columnSumsBf16(const bf16* d, int64_t m, int64_t cols, float* db, int threads) {
+  const int64_t blocks = (cols + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for schedule(static) num_threads(threads) if (blocks > 1)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t c0 = blk * kColumnBlock, c1 = std::min(cols, c0 + kColumnBlock);
+    std::fill(db + c0, db + c1, 0.0f);
+    for (int64_t u = 0; u < m; ++u) addBf16(db + c0, d + u * cols + c0, c1 - c0);  // rows in order: deterministic
+  }
+}
+
 template <typename T>
 void columnSums(const T* d, int64_t m, int64_t cols, T* db, int threads) {
   const int64_t blocks = (cols + kColumnBlock - 1) / kColumnBlock;

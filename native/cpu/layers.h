@@ -89,6 +89,8 @@ void denseBackward(const T* X, const T* dY, int64_t m, int64_t in, const T* W, i
 // db[cols] = sum over the m rows of d[m x cols] (column blocks per thread: deterministic order).
 template <typename T>
 void columnSums(const T* d, int64_t m, int64_t cols, T* db, int threads);
+// The same over a bf16 matrix (a gradient kept only in bf16), fp32 sums: db written whole.
+void columnSumsBf16(const bf16* d, int64_t m, int64_t cols, float* db, int threads);
 
 // Element-wise activations over n values (chunks split across threads).
 template <typename T>

@@ -31,7 +31,6 @@ class PhaseTimer {
   std::chrono::steady_clock::time_point start_;
 };
 
-constexpr int64_t kBiasBlock = 1024;   // columns per task in the bias gradients
 
 inline uint32_t hiddenStream(int64_t layer) { return uint32_t(Stream::HiddenDropout) * 1000u + uint32_t(layer); }
 
@@ -168,6 +167,7 @@ void MultVaeCpu<T>::sampleNoise(uint64_t seed, uint64_t step) {
 
 template <typename T>
 void MultVaeCpu<T>::forward(bool training) {
+  refreshBf16Copy();
   training_ = training;
   const int64_t m = m_;
   const T* P = params_.data();
@@ -308,16 +308,10 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     {
     PhaseTimer timer(profile_, Profile::BiasGradient);
     const bool bf16Grad = bf16Output_ && layer == nLayers_ - 1;
-    const int64_t nBiasBlocks = (L.out + kBiasBlock - 1) / kBiasBlock;
     if (!bf16Grad) {
       columnSums(dcur, m, L.out, db, threads_);
     } else if constexpr (std::is_same_v<T, float>) {
-      // The output layer's gradient exists only in bf16 here: the same column blocks, rows added in order.
-#pragma omp parallel for schedule(static) num_threads(threads_)
-      for (int64_t blk = 0; blk < nBiasBlocks; ++blk) {
-        const int64_t c0 = blk * kBiasBlock, c1 = std::min(L.out, c0 + kBiasBlock);
-        for (int64_t u = 0; u < m; ++u) addBf16(db + c0, outputGradBf16_.data() + u * L.out + c0, c1 - c0);
-      }
+      columnSumsBf16(outputGradBf16_.data(), m, L.out, db, threads_);  // the output layer's gradient exists only in bf16 here
     }
     }
     if (layer == 0) {
@@ -399,6 +393,7 @@ void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
   // refresh their bf16 copy.
   PhaseTimer timer(profile_, Profile::Optimizer);
   scoringPanelsStale_ = true;
+  refreshBf16Copy();  // Adam keeps it in step from here
   ensureOptimizerState();
   adamT_ += 1;
   T* p = params_.data();
@@ -431,7 +426,7 @@ void MultVaeCpu<T>::setBf16Output(bool on) {
       throw InvalidArgument("bf16 precision is not available here (" + bf16MatmulDescription() + "); use fp32");
     bf16Output_ = on;
     capacityRows_ = 0;  // re-reserve the bf16 buffers
-    parametersChanged();
+    scoringPanelsStale_ = bf16CopyStale_ = true;
   } else if (on) {
     throw InvalidArgument("bf16 precision is only available for the float engine");
   }
@@ -439,12 +434,18 @@ void MultVaeCpu<T>::setBf16Output(bool on) {
 
 template <typename T>
 void MultVaeCpu<T>::parametersChanged() {
-  scoringPanelsStale_ = true;
+  scoringPanelsStale_ = bf16CopyStale_ = true;
+  refreshBf16Copy();
+}
+
+template <typename T>
+void MultVaeCpu<T>::refreshBf16Copy() {
   if constexpr (std::is_same_v<T, float>) {
-    if (!bf16Output_) return;
+    if (!bf16Output_ || !bf16CopyStale_) return;
     const auto& out = layout_.layers.back();
     outputWeightBf16_.resize(size_t(out.in * out.out));
     toBf16(params_.data() + out.weightOffset, outputWeightBf16_.data(), out.in * out.out);
+    bf16CopyStale_ = false;
   }
 }
 

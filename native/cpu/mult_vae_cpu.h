@@ -117,6 +117,11 @@ class MultVaeCpu {
   // The output layer's weights packed for scoring a few users (built on first use, stale after any update).
   PackedPanels scoringPanels_;
   bool scoringPanelsStale_ = true;
+  // The bf16 copy of the output layer's weights is built by parametersChanged() (on whichever thread
+  // loads or initialises the weights), or at the next forward pass after setBf16Output: never in the
+  // constructor, which runs on Node's main thread while the weights are still zeros.
+  bool bf16CopyStale_ = true;
+  void refreshBf16Copy();
 };
 
 // The float CPU backend behind the Engine interface.
