@@ -41,7 +41,7 @@ async function main(): Promise<number> {
   const data = preparePaperProtocol(await readInteractions(file), { heldOutUsers: 600 });
   const results: Record<string, unknown> = {};
   for (const device of probe.ok ? (['cpu', 'cuda'] as const) : (['cpu'] as const)) {
-    const model = modelName === 'recvae' ? new RecVAE({ device }) : new MultVAE({ pDims: [200, 600], precision: 'fp32', device });
+    const model = modelName === 'recvae' ? new RecVAE({ device, precision: 'fp32' }) : new MultVAE({ pDims: [200, 600], precision: 'fp32', device });
     let seconds = 0;
     // The device's preparation (the CUDA probe, the flavour's load, the warm-up) apart from the fit, so
     // that a long gap says which part held the event loop.

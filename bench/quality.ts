@@ -140,14 +140,15 @@ export async function runQuality(o: QualityOptions): Promise<QualityResult> {
       label = `ease-${e.chosenLambda}`;
       model = e;
     } else if (name === 'recvae') {
-      // The authors' defaults (600 x 5 dense encoder, latent 200, gamma 0.005, lr 5e-4, batch 500, 3 + 1 passes); fp32.
-      const m = new RecVAE({ threads });
+      // The authors' defaults (600 x 5 dense encoder, latent 200, gamma 0.005, lr 5e-4, batch 500, 3 + 1 passes);
+      // --precision as for the other models (bf16: the decoder's products).
+      const m = new RecVAE({ threads, precision });
       const recvaeEpochs = o.recvaeEpochs ?? 50;
       const h = await m.fit({ train: data.train, validation: data.validation }, {
         epochs: recvaeEpochs, seed, metric: spec.metrics[spec.metrics.length - 1],
         onEpoch: (r) => r.epoch % 10 === 0 && console.log(`  recvae epoch ${r.epoch}: loss ${r.loss.toFixed(2)} validation ${JSON.stringify(r.validation)}`),
       });
-      detail = { precision: 'fp32', bestEpoch: h.bestEpoch, bestValidation: h.bestScore, secondsPerEpoch: h.seconds / h.epochs.length };
+      detail = { precision: m.precision, bestEpoch: h.bestEpoch, bestValidation: h.bestScore, secondsPerEpoch: h.seconds / h.epochs.length };
       model = m;
     } else {
       const dae = name.startsWith('dae');

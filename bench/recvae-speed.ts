@@ -2,15 +2,17 @@
 // clicks per user), measured side by side in one run on the same generated clicks: seconds per batch of
 // a Mult-VAE step (I-600-200-600-I, fp32), a RecVAE encoder step (5 x 600 dense layers, the composite
 // prior's extra encoder pass) and a RecVAE decoder step, alternating, median of the rounds. Per epoch:
-// Mult-VAE runs one pass over the users, RecVAE the authors' 3 encoder passes and 1 decoder pass.
+// Mult-VAE runs one pass over the users, RecVAE the authors' 3 encoder passes and 1 decoder pass. Each
+// precision is measured with both models in it: fp32, and bf16 (Mult-VAE's item output layer, RecVAE's
+// decoder) where the processor runs bf16 natively.
 //
-// usage: node dist/bench/recvae-speed.js [--users N (10000)] [--rounds N (3)] [--threads N] [--json OUT]
+// usage: node dist/bench/recvae-speed.js [--users N (10000)] [--rounds N (3)] [--threads N] [--precision fp32|bf16 (both where bf16 runs)] [--json OUT]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
 
 import { MultVAE, RecVAE, generateClicks, type VaeFamilyModel } from '../src/index';
-import type { NativeEpochOptions } from '../src/native';
+import { loadNative, type NativeEpochOptions } from '../src/native';
 import { cpuDescription, median, option as opt } from './native-tools';
 
 const argv = process.argv.slice(2);
@@ -25,10 +27,6 @@ async function main(): Promise<void> {
   const train = generateClicks({ users, items, meanClicksPerUser: 72, seed: 5 });
   const batches = Math.ceil(users / 500);
   console.log(`${users} users x ${items} items, ${train.indptr[users]} clicks, ${batches} batches of 500 per pass, ${threads} threads`);
-  const vae = new MultVAE({ pDims: [200, 600], threads, precision: 'fp32' });
-  const rec = new RecVAE({ threads });
-  await vae.createState(items, 1, undefined);
-  await rec.createState(items, 1, undefined);
   const base: NativeEpochOptions = {
     batchSize: 500, seed: 1, epoch: 0, l2: 0, betaKind: 'constant', betaCap: 0.2, betaTotalSteps: 1, betaValue: 0.2,
     learningRate: 1e-3, weightDecay: 0, decoupledWeightDecay: false, step: 0, annealCount: 0,
@@ -38,36 +36,46 @@ async function main(): Promise<void> {
     await m.learned().native.trainEpoch(train, { ...base, ...extra });
     return (performance.now() - t) / 1000 / batches;
   };
-  const times = { multVae: [] as number[], encoder: [] as number[], decoder: [] as number[] };
-  await pass(vae, {});
-  await pass(rec, { phase: 'encoder', gamma: 0.005 }); // warm-up (allocations)
-  for (let r = 0; r < rounds; r++) {
-    times.multVae.push(await pass(vae, {}));
-    times.encoder.push(await pass(rec, { phase: 'encoder', gamma: 0.005 }));
-    times.decoder.push(await pass(rec, { phase: 'decoder', gamma: 0.005 }));
-    console.log(`round ${r + 1}: per batch Mult-VAE ${(times.multVae[r] * 1000).toFixed(1)} ms, RecVAE encoder ${(times.encoder[r] * 1000).toFixed(1)} ms, decoder ${(times.decoder[r] * 1000).toFixed(1)} ms`);
-  }
-  const perBatch = { multVae: median(times.multVae), encoder: median(times.encoder), decoder: median(times.decoder) };
   const ml20mBatches = Math.ceil(116_677 / 500);
-  const epoch = { multVae: perBatch.multVae * ml20mBatches, recvae: (3 * perBatch.encoder + perBatch.decoder) * ml20mBatches };
-  const result = {
-    machine: { cpu: cpu.model, cores: cpu.cores, flags: cpu.flags, simdTarget: cpu.simdTarget, threads },
-    command: `node dist/bench/recvae-speed.js ${argv.join(' ')}`.trim(),
-    shape: { users, items, clicks: train.indptr[users], batchSize: 500, rounds },
-    secondsPerBatch: perBatch,
-    ml20mEpochSeconds: { ...epoch, note: '233 batches of 500 (116,677 users); RecVAE: 3 encoder passes + 1 decoder pass' },
-    ratios: {
+  const precisions = opt('precision') ? [opt('precision') as 'fp32' | 'bf16'] : loadNative().bf16Available ? ['fp32', 'bf16'] as const : ['fp32'] as const;
+  const byPrecision: Record<string, unknown> = {};
+  for (const precision of precisions) {
+    const vae = new MultVAE({ pDims: [200, 600], threads, precision });
+    const rec = new RecVAE({ threads, precision });
+    await vae.createState(items, 1, undefined);
+    await rec.createState(items, 1, undefined);
+    const times = { multVae: [] as number[], encoder: [] as number[], decoder: [] as number[] };
+    await pass(vae, {});
+    await pass(rec, { phase: 'encoder', gamma: 0.005 }); // warm-up (allocations)
+    await pass(rec, { phase: 'decoder', gamma: 0.005 });
+    for (let r = 0; r < rounds; r++) {
+      times.multVae.push(await pass(vae, {}));
+      times.encoder.push(await pass(rec, { phase: 'encoder', gamma: 0.005 }));
+      times.decoder.push(await pass(rec, { phase: 'decoder', gamma: 0.005 }));
+      console.log(`${precision} round ${r + 1}: per batch Mult-VAE ${(times.multVae[r] * 1000).toFixed(1)} ms, RecVAE encoder ${(times.encoder[r] * 1000).toFixed(1)} ms, decoder ${(times.decoder[r] * 1000).toFixed(1)} ms`);
+    }
+    vae.dispose();
+    rec.dispose();
+    const perBatch = { multVae: median(times.multVae), encoder: median(times.encoder), decoder: median(times.decoder) };
+    const epoch = { multVae: perBatch.multVae * ml20mBatches, recvae: (3 * perBatch.encoder + perBatch.decoder) * ml20mBatches };
+    const ratios = {
       recvaeEncoderPassOverMultVaeEpoch: perBatch.encoder / perBatch.multVae,
       recvaeDecoderPassOverMultVaeEpoch: perBatch.decoder / perBatch.multVae,
       recvaeEpochOverMultVaeEpoch: epoch.recvae / epoch.multVae,
-    },
+    };
+    byPrecision[precision] = { secondsPerBatch: perBatch, ml20mEpochSeconds: epoch, ratios };
+    console.log(`${precision}, per batch (median of ${rounds}): Mult-VAE ${(perBatch.multVae * 1000).toFixed(1)} ms; RecVAE encoder ${(perBatch.encoder * 1000).toFixed(1)} ms (${ratios.recvaeEncoderPassOverMultVaeEpoch.toFixed(2)}x), decoder ${(perBatch.decoder * 1000).toFixed(1)} ms (${ratios.recvaeDecoderPassOverMultVaeEpoch.toFixed(2)}x)`);
+    console.log(`${precision}, ML-20M epoch: Mult-VAE ${epoch.multVae.toFixed(1)} s; RecVAE (3 + 1 passes) ${epoch.recvae.toFixed(1)} s (${ratios.recvaeEpochOverMultVaeEpoch.toFixed(2)}x)`);
+  }
+  const result = {
+    machine: { cpu: cpu.model, cores: cpu.cores, flags: cpu.flags, simdTarget: cpu.simdTarget, bf16: cpu.bf16, threads },
+    command: `node dist/bench/recvae-speed.js ${argv.join(' ')}`.trim(),
+    shape: { users, items, clicks: train.indptr[users], batchSize: 500, rounds },
+    note: 'ML-20M epoch: 233 batches of 500 (116,677 users); RecVAE: 3 encoder passes + 1 decoder pass',
+    byPrecision,
   };
-  console.log(`per batch (median of ${rounds}): Mult-VAE ${(perBatch.multVae * 1000).toFixed(1)} ms; RecVAE encoder ${(perBatch.encoder * 1000).toFixed(1)} ms (${result.ratios.recvaeEncoderPassOverMultVaeEpoch.toFixed(2)}x), decoder ${(perBatch.decoder * 1000).toFixed(1)} ms (${result.ratios.recvaeDecoderPassOverMultVaeEpoch.toFixed(2)}x)`);
-  console.log(`ML-20M epoch: Mult-VAE ${epoch.multVae.toFixed(1)} s; RecVAE (3 + 1 passes) ${epoch.recvae.toFixed(1)} s (${result.ratios.recvaeEpochOverMultVaeEpoch.toFixed(2)}x)`);
   const out = opt('json');
   if (out) fs.writeFileSync(out, JSON.stringify(result, null, 2));
-  vae.dispose();
-  rec.dispose();
 }
 
 main().catch((e) => {

@@ -13,7 +13,7 @@ export { rankingMetrics, summarize, parseMetric, type MetricReport, type MetricS
 export {
   MultVAE, MultDAE, MultFamilyModel, VaeFamilyModel, resolvePrecision, type ArchitectureOptions, type EngineOptions, type LayerShape, type ModelKind, type Precision,
 } from './models/mult-vae';
-export { RecVAE, type RecVaeOptions } from './models/recvae';
+export { RecVAE, resolveRecVaePrecision, type RecVaeOptions } from './models/recvae';
 export { loadModel } from './models/load-model';
 export { Popularity } from './models/popularity';
 export { EASE, type EaseOptions, type EaseFitReport } from './models/ease';

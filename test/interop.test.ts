@@ -76,7 +76,7 @@ test("the ONNX export of a model loaded from disk follows the file's architectur
   const { twoGroups } = await import('./helpers');
   for (const kind of ['mult-vae', 'mult-dae', 'recvae'] as const) {
     // Not the defaults: qDims of two layers for Mult-*, a narrow three-layer RecVAE.
-    const architecture = kind === 'recvae' ? { hidden: 12, latent: 4, layers: 3, threads: 1 } : { pDims: [6, 10], qDims: [14, 6], threads: 1, precision: 'fp32' as const };
+    const architecture = kind === 'recvae' ? { hidden: 12, latent: 4, layers: 3, threads: 1, precision: 'fp32' as const } : { pDims: [6, 10], qDims: [14, 6], threads: 1, precision: 'fp32' as const };
     const trained = await train({ train: twoGroups() }, { model: kind, epochs: 5, batchSize: 20, seed: 4, architecture });
     const file = path.join(tempDir(), `${kind}.safetensors`);
     await trained.save(file);
@@ -96,7 +96,7 @@ test('the ONNX export gives the same scores and top-k in onnxruntime-node (Mult-
   const { train, exportOnnx } = await import('../src/index');
   const { twoGroups } = await import('./helpers');
   for (const kind of ['mult-vae', 'mult-dae', 'recvae'] as const) {
-    const architecture = kind === 'recvae' ? { hidden: 24, latent: 8, layers: 3, threads: 1 } : { pDims: kind === 'mult-vae' ? [8, 32] : [16], threads: 1, precision: 'fp32' as const };
+    const architecture = kind === 'recvae' ? { hidden: 24, latent: 8, layers: 3, threads: 1, precision: 'fp32' as const } : { pDims: kind === 'mult-vae' ? [8, 32] : [16], threads: 1, precision: 'fp32' as const };
     const model = await train({ train: twoGroups() }, { model: kind, epochs: 10, batchSize: 20, seed: 2, architecture });
     const file = path.join(tempDir(), `${kind}.onnx`);
     exportOnnx(model, file, { k: 5 });
@@ -114,7 +114,7 @@ test("model files, the ONNX export and the PyTorch import share the engine's par
   const { train, readModelFileAsync } = await import('../src/index');
   const { twoGroups } = await import('./helpers');
   for (const kind of ['mult-vae', 'mult-dae', 'recvae'] as const) {
-    const architecture = kind === 'recvae' ? { hidden: 12, latent: 4, layers: 2, threads: 1 } : { pDims: [6, 10], threads: 1, precision: 'fp32' as const };
+    const architecture = kind === 'recvae' ? { hidden: 12, latent: 4, layers: 2, threads: 1, precision: 'fp32' as const } : { pDims: [6, 10], threads: 1, precision: 'fp32' as const };
     const model = await train({ train: twoGroups() }, { model: kind, epochs: 1, batchSize: 40, seed: 1, architecture });
     const config = model.learned().config;
     const layout = model.parameterTensors(config);

@@ -1,11 +1,19 @@
 // RecVAE's options: what is refused with which message, and what the defaults are.
 import test from 'ava';
 
-import { MultVAE, RECVAE_DEFAULTS, RecVAE, TRAIN_DEFAULTS, train } from '../src/index';
+import { MultVAE, RECVAE_DEFAULTS, RecVAE, TRAIN_DEFAULTS, resolveRecVaePrecision, train } from '../src/index';
+import { loadNative } from '../src/native';
 import { twoGroups } from './helpers';
 
-test('RecVAE refuses a non-fp32 precision and bad sizes, naming the option', (t) => {
-  t.throws(() => new RecVAE({ precision: 'bf16' }).architecture(10), { message: /precision: RecVAE runs in fp32 on either engine/ });
+test("RecVAE refuses tf32, bf16 on CUDA or where the CPU lacks it, and bad sizes, naming the option; 'auto' is bf16 where the CPU has it", (t) => {
+  t.throws(() => new RecVAE({ precision: 'tf32', device: 'cpu' }).architecture(10), { message: /precision 'tf32' is a CUDA precision/ });
+  t.throws(() => resolveRecVaePrecision('bf16', 'cuda'), { message: /RecVAE's CUDA engine runs in fp32/ });
+  t.is(resolveRecVaePrecision('auto', 'cuda').precision, 'fp32');
+  const { bf16Available } = loadNative();
+  if (bf16Available) t.is(new RecVAE({ precision: 'bf16', device: 'cpu' }).architecture(10).precision, 'bf16');
+  else t.throws(() => new RecVAE({ precision: 'bf16', device: 'cpu' }).architecture(10), { message: /precision 'bf16' is not available on this machine/ });
+  t.is(new RecVAE({ device: 'cpu' }).architecture(10).precision, bf16Available ? 'bf16' : 'fp32');
+  t.is(new RecVAE({ precision: 'fp32', device: 'cpu' }).architecture(10).precision, 'fp32');
   t.throws(() => new RecVAE({ hidden: 0 }).architecture(10), { message: /hidden: expected a positive integer/ });
   t.throws(() => new RecVAE({ mixtureWeights: [0.5, 0.5, 0.5] }).architecture(10), { message: /mixtureWeights: expected three positive weights that sum to 1/ });
   t.throws(() => new RecVAE({ dropout: 1 }).architecture(10), { message: /dropout: expected a probability/ });

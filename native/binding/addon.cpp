@@ -252,15 +252,19 @@ class Model : public Napi::ObjectWrap<Model> {
     const std::string precision = o.Get("precision").IsString() ? o.Get("precision").As<Napi::String>().Utf8Value() : "fp32";
     try {
       if (device != "cpu" && device != "cuda") throw InvalidArgument("device: expected 'cpu' or 'cuda', got '" + device + "'");
-      if (precision != "fp32") throw InvalidArgument("RecVAE runs in fp32 only in this version (precision 'fp32')");
+      if (precision != "fp32" && precision != "bf16")
+        throw InvalidArgument("RecVAE precision: expected 'fp32' or 'bf16' (the decoder's products, CPU engine), got '" + precision + "'");
       if (device == "cuda") {
 #ifdef VAECF_HAVE_CUDA
+        if (precision != "fp32") throw InvalidArgument("RecVAE's CUDA engine runs in fp32 only in this version (precision 'fp32')");
         engine_ = std::make_unique<cuda::RecVaeCudaEngine>(cfg);
 #else
         throw InvalidArgument("this build of vaecf has no CUDA backend (build the CUDA flavour: npm run build:cuda)");
 #endif
       } else {
-        engine_ = std::make_unique<cpu::RecVaeEngine>(cfg);
+        auto cpuEngine = std::make_unique<cpu::RecVaeEngine>(cfg);
+        cpuEngine->model().setBf16Decoder(precision == "bf16");
+        engine_ = std::move(cpuEngine);
       }
     } catch (const std::exception& e) {
       throw makeError(env, classify(e));

@@ -130,6 +130,11 @@ void RecVaeCpu<T>::reserve(int64_t rows) {
   dResidual_.assign(size_t(rows * H), T(0));
   rowNll_.assign(size_t(rows), 0.0);
   klWeight_.assign(size_t(rows), 0.0);
+  if (bf16Decoder_) {
+    zBf16_.assign(size_t(rows * D), 0);
+    logitsGradBf16_.assign(size_t(rows * config_.items), 0);
+    dzDecoder_.assign(size_t(rows * D), T(0));
+  }
 }
 
 template <typename T>
@@ -209,10 +214,21 @@ void RecVaeCpu<T>::decoderForward(const T* z, bool withBias, bool fewRows) {
     if (fewRows) {
       // One or a few users: one pass over the decoder's weights packed in contiguous panels.
       if (scoringPanelsStale_ || scoringPanels_.width != panelWidth()) {
-        packPanels(P + dec.weight, dec.in, dec.out, false, scoringPanels_, threads_);
+        packPanels(P + dec.weight, dec.in, dec.out, bf16Decoder_, scoringPanels_, threads_);
         scoringPanelsStale_ = false;
       }
       panelRowsProduct(z, m, scoringPanels_, withBias ? P + dec.bias : nullptr, logits_.data(), threads_);
+      return;
+    }
+    if (bf16Decoder_) {
+      refreshBf16Copy();
+      // logits = z W_dec in bf16 (fp32 accumulation and output); zBf16_ is kept for dW_dec.
+      toBf16(z, zBf16_.data(), m * dec.in);
+      matmul_.run(false, false, m, dec.out, dec.in, zBf16_.data(), decoderWeightBf16_.data(), logits_.data(), threads_);
+      if (withBias) {
+#pragma omp parallel for schedule(static) num_threads(threads_)
+        for (int64_t u = 0; u < m; ++u) addScaled(logits_.data() + u * dec.out, P + dec.bias, 1.0f, dec.out);
+      }
       return;
     }
   }
@@ -242,11 +258,23 @@ StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma)
   // Logits without the bias; the likelihood adds it and leaves d(mean nll)/d logits in logits_.
   decoderForward(z_.data(), false, false);
   const auto& dec = layout_.decoder;
-  multinomialLikelihood(logits_.data(), params_.data() + dec.bias, I, input_, rowNll_.data(), nullptr, threads_);
+  // In bf16 the gradient is written only as bf16: the input of the two backward products.
+  multinomialLikelihood(logits_.data(), params_.data() + dec.bias, I, input_, rowNll_.data(),
+                        bf16Decoder_ ? logitsGradBf16_.data() : nullptr, threads_);
   for (int64_t u = 0; u < m; ++u) r.nll += rowNll_[size_t(u)];
   r.nll /= double(m);
   T* G = grads_.data();
-  if (decoder) denseBackward<T>(z_.data(), logits_.data(), m, D, params_.data() + dec.weight, I, G + dec.weight, G + dec.bias, nullptr, false, threads_);
+  if (decoder) {
+    if (bf16Decoder_) {
+      if constexpr (std::is_same_v<T, float>) {
+        // dW_dec = z^T dlogits [D x items]; db_dec = column sums of the bf16 gradient (column blocks, rows in order).
+        matmul_.run(true, false, D, I, m, zBf16_.data(), logitsGradBf16_.data(), G + dec.weight, threads_);
+        columnSumsBf16(logitsGradBf16_.data(), m, I, G + dec.bias, threads_);
+      }
+    } else {
+      denseBackward<T>(z_.data(), logits_.data(), m, D, params_.data() + dec.weight, I, G + dec.weight, G + dec.bias, nullptr, false, threads_);
+    }
+  }
   if (encoder) {
     for (int64_t u = 0; u < m; ++u) klWeight_[size_t(u)] = gamma > 0 ? gamma * input_.clickSum(u) : beta;
     std::fill(dz_.begin(), dz_.begin() + m * D, T(0));
@@ -255,7 +283,14 @@ StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma)
     r.kl = compositePriorKl(enc, priorPass_.head.data(), z_.data(), m, D, klWeight_.data(), priorShape_, dz_.data(), dEnc_.data(), invM,
                             threads_) / double(m);
     // dz += dlogits W_dec^T, then through z = mu + eps exp(logvar / 2).
-    denseBackward<T>(z_.data(), logits_.data(), m, D, params_.data() + dec.weight, I, nullptr, nullptr, dz_.data(), true, threads_);
+    if (bf16Decoder_) {
+      if constexpr (std::is_same_v<T, float>) {
+        matmul_.run(false, true, m, D, I, logitsGradBf16_.data(), decoderWeightBf16_.data(), dzDecoder_.data(), threads_);
+        addInto(dz_.data(), dzDecoder_.data(), m * D, threads_);
+      }
+    } else {
+      denseBackward<T>(z_.data(), logits_.data(), m, D, params_.data() + dec.weight, I, nullptr, nullptr, dz_.data(), true, threads_);
+    }
 #pragma omp parallel for schedule(static) num_threads(threads_)
     for (int64_t u = 0; u < m; ++u)
       for (int64_t d = 0; d < D; ++d) {
@@ -294,9 +329,50 @@ void RecVaeCpu<T>::optimizerStep(Phase phase, const OptimizerOptions& options) {
   const int64_t split = layout_.encoderCount;
   if (phase != Phase::Decoder)
     adamRange(params_.data(), grads_.data(), adamM_.data(), adamV_.data(), split, options, ++encoderSteps_, threads_);
-  if (phase != Phase::Encoder)
-    adamRange(params_.data() + split, grads_.data() + split, adamM_.data() + split, adamV_.data() + split, layout_.total - split, options,
-              ++decoderSteps_, threads_);
+  if (phase == Phase::Encoder) return;
+  refreshBf16Copy();  // Adam keeps it in step from here
+  const int64_t t = ++decoderSteps_;
+  T *p = params_.data(), *m = adamM_.data(), *v = adamV_.data();
+  const T* g = grads_.data();
+  if (!bf16Decoder_) {
+    adamRange(p + split, g + split, m + split, v + split, layout_.total - split, options, t, threads_);
+    return;
+  }
+  // The decoder's weights refresh their bf16 copy as they are updated; the rest of the group as usual.
+  const int64_t w0 = layout_.decoder.weight, w1 = w0 + layout_.decoder.in * layout_.decoder.out;
+  if (w0 > split) adamRange(p + split, g + split, m + split, v + split, w0 - split, options, t, threads_);
+  adamRange(p + w0, g + w0, m + w0, v + w0, w1 - w0, options, t, threads_, decoderWeightBf16_.data());
+  if (layout_.total > w1) adamRange(p + w1, g + w1, m + w1, v + w1, layout_.total - w1, options, t, threads_);
+}
+
+template <typename T>
+void RecVaeCpu<T>::setBf16Decoder(bool on) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (on && !bf16MatmulAvailable())
+      throw InvalidArgument("bf16 precision is not available here (" + bf16MatmulDescription() + "); use fp32");
+    bf16Decoder_ = on;
+    capacityRows_ = 0;  // re-reserve with the bf16 buffers
+    scoringPanelsStale_ = bf16CopyStale_ = true;
+  } else if (on) {
+    throw InvalidArgument("bf16 precision is only available for the float engine");
+  }
+}
+
+template <typename T>
+void RecVaeCpu<T>::parametersChanged() {
+  scoringPanelsStale_ = bf16CopyStale_ = true;
+  refreshBf16Copy();
+}
+
+template <typename T>
+void RecVaeCpu<T>::refreshBf16Copy() {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!bf16Decoder_ || !bf16CopyStale_) return;
+    const auto& dec = layout_.decoder;
+    decoderWeightBf16_.resize(size_t(dec.in * dec.out));
+    toBf16(params_.data() + dec.weight, decoderWeightBf16_.data(), dec.in * dec.out);
+    bf16CopyStale_ = false;
+  }
 }
 
 template <typename T>

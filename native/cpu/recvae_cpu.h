@@ -66,7 +66,15 @@ class RecVaeCpu {
   // PyTorch's default initialisation of nn.Linear, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
   // biases, LayerNorm gain 1 and shift 0, for the encoder and (independently) the prior's encoder.
   void initialize(uint64_t seed);
-  void parametersChanged() { scoringPanelsStale_ = true; }
+  // After the parameters change outside the optimizer (initialize, a load): the scoring panels and
+  // the decoder's bf16 copy are rebuilt.
+  void parametersChanged();
+  // bf16 decoder (float engine, where oneDNN runs bf16 natively: AMX or AVX512-BF16): the decoder's
+  // three products (logits = z W_dec, dW_dec = z^T dlogits, dz = dlogits W_dec^T) take bf16 operands (z
+  // and the likelihood gradient rounded to bf16, a bf16 copy of W_dec that Adam refreshes) with fp32
+  // accumulation and output, as Mult-VAE's item output layer in bf16. Master weights stay fp32.
+  void setBf16Decoder(bool on);
+  bool bf16Decoder() const { return bf16Decoder_; }
   // prior <- encoder (the authors' update_prior, once per epoch after the encoder phases).
   void updatePrior();
 
@@ -123,6 +131,14 @@ class RecVaeCpu {
   std::vector<T> z_, eps_, dEnc_, dz_, dh_, dA_, dResidual_;
   ZeroedVector<T> logits_;  // [m x items]: on huge pages (zeroed_vector.h)
   std::vector<double> rowNll_, klWeight_;
+  bool bf16Decoder_ = false;
+  // Built by parametersChanged() or at the next use after setBf16Decoder (never in the constructor,
+  // on Node's main thread, while the weights are zeros).
+  bool bf16CopyStale_ = true;
+  void refreshBf16Copy();
+  ZeroedVector<bf16> decoderWeightBf16_, zBf16_, logitsGradBf16_;  // [D x items], [m x D], [m x items]
+  std::vector<T> dzDecoder_;                                        // [m x D]: dlogits W_dec^T, added to dz
+  Bf16Matmul matmul_;
   PackedPanels scoringPanels_;
   bool scoringPanelsStale_ = true;
 };

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import {
-  Popularity, evaluateHeldOut, resolveDevice, resolvePrecision, generateClicks, interactionsFromCsr, loadModel, nnz, preparePaperProtocol, train,
+  Popularity, evaluateHeldOut, resolveDevice, resolvePrecision, resolveRecVaePrecision, generateClicks, interactionsFromCsr, loadModel, nnz, preparePaperProtocol, train,
   type MetricReport, type PreparedDataset,
 } from '../index';
 import { loadOrPrepare, type DataOptions } from './data-options';
@@ -45,7 +45,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
 
   const recvae = o.model === 'recvae';
   const epochs = o.epochs ?? (recvae ? (o.data ? 50 : 10) : o.data ? 200 : 30);
-  log(`\nengine: ${resolveDevice(undefined).note}, ${recvae ? 'fp32' : resolvePrecision(undefined, resolveDevice(undefined).device).note}, ${o.threads ?? os.availableParallelism()} threads`);
+  log(`\nengine: ${resolveDevice(undefined).note}, ${(recvae ? resolveRecVaePrecision : resolvePrecision)(undefined, resolveDevice(undefined).device).note}, ${o.threads ?? os.availableParallelism()} threads`);
   if (recvae)
     log(`training recvae [5 dense layers of 600, latent 200, composite prior, KL weight 0.005 * |x_u|], ${epochs} epochs ` +
       `(3 encoder + 1 decoder passes each), batch 500, Adam lr 5e-4, validation NDCG@100 every epoch`);

@@ -8,7 +8,7 @@ import { VaecfInputError } from '../data/csr';
 import { describe, loadOrPrepare, type DataOptions } from '../data/load';
 import { readModelFile } from '../io/model-file';
 import { MultDAE, MultVAE, resolvePrecision } from '../models/mult-vae';
-import { RecVAE } from '../models/recvae';
+import { RecVAE, resolveRecVaePrecision } from '../models/recvae';
 import { resolveDevice } from '../native';
 import { Popularity } from '../models/popularity';
 import { evaluateHeldOut } from '../training/evaluate';
@@ -163,7 +163,7 @@ export async function runTrain(config: TrainConfig, runDir: string, resume: bool
     log(`resuming ${runDir} after epoch ${startEpoch}`);
   }
   const engine = resolveDevice(config.device);
-  log(`engine: ${engine.note}, ${config.model === 'recvae' ? 'fp32 (RecVAE runs in fp32)' : resolvePrecision(config.precision, engine.device).note}`);
+  log(`engine: ${engine.note}, ${(config.model === 'recvae' ? resolveRecVaePrecision : resolvePrecision)(config.precision, engine.device).note}`);
   const controller = new AbortController();
   const onSigint = (): void => {
     log('\ninterrupted: stopping after the current batch; the last checkpoint stays resumable');

@@ -476,14 +476,14 @@ export abstract class MultFamilyModel extends VaeFamilyModel<ArchitectureOptions
 }
 
 /**
- * The precision a model was saved with, where this machine and device run it; else 'auto'. A model
- * trained in fp32 and loaded on a machine with native bf16 would otherwise score with bf16 weights:
- * measured on ML-1M (bench/bf16-scoring.js), 4% of users then get a different top-20.
+ * @internal The precision a model was saved with, where this machine and device run it; else 'auto'.
+ * A model trained in fp32 and loaded on a machine with native bf16 would otherwise score with bf16
+ * weights: measured on ML-1M (bench/bf16-scoring.js), 4% of users then get a different top-20.
  */
-function runnablePrecision(stored: unknown, device: 'cpu' | 'cuda'): Precision {
+export function runnablePrecision(stored: unknown, device: 'cpu' | 'cuda', resolve = resolvePrecision): Precision {
   if (stored !== 'fp32' && stored !== 'bf16' && stored !== 'tf32') return 'auto';
   try {
-    resolvePrecision(stored, device);
+    resolve(stored, device);
     return stored;
   } catch {
     return 'auto';

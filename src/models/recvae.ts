@@ -6,7 +6,7 @@
 import { VaecfInputError } from '../data/csr';
 import { readModelFileAsync } from '../io/model-file';
 import { checkThreads, resolveDevice, type NativeModelConfig, type NativeRecVaeConfig } from '../native';
-import { type EngineOptions, VaeFamilyModel } from './mult-vae';
+import { type EngineOptions, type Precision, resolvePrecision, runnablePrecision, VaeFamilyModel } from './mult-vae';
 
 export interface RecVaeOptions extends EngineOptions {
   /** units of each encoder layer (default 600) */
@@ -47,15 +47,29 @@ function checkRecVae(c: Partial<NativeRecVaeConfig>, where: string): NativeRecVa
   return { items, hidden, latent, layers, layerNormEps, inputDropout, mixtureWeights: [...mixtureWeights] as [number, number, number], wideLogVar };
 }
 
+/**
+ * RecVAE's precision: on the CPU 'bf16' runs the decoder's three products in bf16 (fp32 master weights
+ * and accumulation) where the processor has native bf16, and 'auto' chooses it there, as for Mult-VAE;
+ * the CUDA engine runs RecVAE in fp32.
+ */
+export function resolveRecVaePrecision(wanted: Precision | undefined, device: 'cpu' | 'cuda' = 'cpu'): { precision: 'fp32' | 'bf16'; note: string } {
+  if (device === 'cuda') {
+    if (wanted === undefined || wanted === 'auto' || wanted === 'fp32') return { precision: 'fp32', note: 'fp32 (RecVAE on CUDA)' };
+    throw new VaecfInputError(`precision: RecVAE's CUDA engine runs in fp32 in this version ('fp32' or 'auto'), got ${JSON.stringify(wanted)}`);
+  }
+  if (wanted === 'tf32') throw new VaecfInputError("precision 'tf32' is a CUDA precision, and RecVAE's CUDA engine runs in fp32; on the CPU use 'fp32', 'bf16' or 'auto'");
+  const r = resolvePrecision(wanted, 'cpu');
+  return { precision: r.precision === 'bf16' ? 'bf16' : 'fp32', note: r.note.replace('bf16 output layer', 'bf16 decoder') };
+}
+
 /** RecVAE (600-unit encoder of 5 densely connected layers, latent 200, as the paper by default). */
 export class RecVAE extends VaeFamilyModel<RecVaeOptions> {
   readonly kind = 'recvae' as const;
 
   architecture(nItems: number): NativeModelConfig {
     const o = this.options;
-    if (o.precision !== undefined && o.precision !== 'auto' && o.precision !== 'fp32')
-      throw new VaecfInputError(`precision: RecVAE runs in fp32 on either engine in this version ('fp32' or 'auto'), got ${JSON.stringify(o.precision)}`);
     const { device } = resolveDevice(o.device);
+    const { precision } = resolveRecVaePrecision(o.precision, device);
     const recvae = checkRecVae(
       {
         items: nItems, hidden: o.hidden ?? 600, latent: o.latent ?? 200, layers: o.layers ?? 5, layerNormEps: o.layerNormEps ?? 0.1,
@@ -63,13 +77,13 @@ export class RecVAE extends VaeFamilyModel<RecVaeOptions> {
       },
       '',
     );
-    return this.nativeConfig(recvae, checkThreads(o.threads), device);
+    return this.nativeConfig(recvae, checkThreads(o.threads), device, precision);
   }
 
-  private nativeConfig(recvae: NativeRecVaeConfig, threads: number, device: 'cpu' | 'cuda'): NativeModelConfig {
+  private nativeConfig(recvae: NativeRecVaeConfig, threads: number, device: 'cpu' | 'cuda', precision: 'fp32' | 'bf16'): NativeModelConfig {
     return {
       encoderDims: [recvae.items, recvae.hidden, recvae.latent], decoderDims: [recvae.latent, recvae.items], variational: true,
-      encoderDropout: [recvae.inputDropout, 0], decoderDropout: [0], threads, precision: 'fp32', device, recvae,
+      encoderDropout: [recvae.inputDropout, 0], decoderDropout: [0], threads, precision, device, recvae,
     };
   }
 
@@ -82,7 +96,9 @@ export class RecVAE extends VaeFamilyModel<RecVaeOptions> {
     if (!stored || typeof stored !== 'object') throw new VaecfInputError(`${file}: no RecVAE architecture in the metadata (a damaged or hand-edited model file?)`);
     const recvae = checkRecVae(stored, `${file}: architecture.recvae.`);
     if (recvae.items !== nItems) throw new VaecfInputError(`${file}: the architecture has ${recvae.items} items but nItems is ${nItems}`);
-    return this.nativeConfig(recvae, threads, device);
+    // Without a precision option: the one it was saved with where it runs here (as for Mult-VAE).
+    const wanted = this.options.precision ?? runnablePrecision(arch.precision, device, resolveRecVaePrecision);
+    return this.nativeConfig(recvae, threads, device, resolveRecVaePrecision(wanted, device).precision);
   }
 
   /** Load a saved RecVAE. */
