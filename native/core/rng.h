@@ -68,13 +68,19 @@ class CounterRng {
     const uint64_t bits = (uint64_t(w[0]) << 21) ^ (uint64_t(w[1]) >> 11);
     return double(bits & ((uint64_t(1) << 53) - 1)) * (1.0 / 9007199254740992.0);
   }
-  // Standard normal by Box-Muller from the two halves of one Philox block.
-  VAECF_HD inline double normal(uint64_t index) const {
+  // The two uniforms of normal(index): u1 in (0, 1] and u2 in [0, 1), 53 bits each, from one Philox block.
+  VAECF_HD inline void boxMullerUniforms(uint64_t index, double* u1, double* u2) const {
     uint32_t w[4];
     Philox4x32::generate(seed_, uint32_t(index), uint32_t(index >> 32), uint32_t(step_),
                          (stream_ << 8) ^ uint32_t(step_ >> 32), w);
-    const double u1 = (double((uint64_t(w[0]) << 21) ^ (w[1] >> 11)) + 1.0) * (1.0 / 9007199254740993.0);
-    const double u2 = double((uint64_t(w[2]) << 21) ^ (w[3] >> 11)) * (1.0 / 9007199254740992.0);
+    *u1 = (double((uint64_t(w[0]) << 21) ^ (w[1] >> 11)) + 1.0) * (1.0 / 9007199254740993.0);
+    *u2 = double((uint64_t(w[2]) << 21) ^ (w[3] >> 11)) * (1.0 / 9007199254740992.0);
+  }
+  // Standard normal by Box-Muller: sqrt(-2 log u1) cos(2 pi u2). (The CPU engine's float path computes
+  // the same formula with vector log and cos: cpu::normalsInto.)
+  VAECF_HD inline double normal(uint64_t index) const {
+    double u1, u2;
+    boxMullerUniforms(index, &u1, &u2);
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
   }
   // Uniform integer in [0, n) (n < 2^53), unbiased enough for shuffling (53-bit multiply).

@@ -48,6 +48,7 @@ struct KernelTable {
   float (*layerNormRow)(const float*, int64_t, const float*, const float*, float, float*, float*);
   void (*layerNormBackwardRow)(const float*, const float*, const float*, float, int64_t, float*);
   void (*addProduct)(float*, const float*, const float*, int64_t);
+  void (*boxMuller)(const double*, const double*, int64_t, float*);
   // y[0..cols) = bias[0..cols) + sum_i x[i] W[i * stride + 0..cols): W row-major (stride n) or an fp32 panel
   // (stride = blockWidth); cols <= blockWidth.
   void (*rowBlockF32)(const float* x, int64_t k, const float* W, int64_t stride, const float* bias, float* y, int64_t cols);
@@ -313,6 +314,21 @@ void LayerNormBackwardRow(const float* dy, const float* HWY_RESTRICT xhat, const
   });
 }
 
+// out = float(sqrt(-2 log u1) cos(2 pi u2)) in double (Highway's log and cos: at most 1 and 3 ulp of
+// double, far below float's rounding).
+void BoxMuller(const double* HWY_RESTRICT u1, const double* HWY_RESTRICT u2, int64_t n, float* HWY_RESTRICT out) {
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> df;
+  const int64_t N = int64_t(hn::Lanes(dd));
+  const auto minusTwo = hn::Set(dd, -2.0), twoPi = hn::Set(dd, 6.283185307179586);
+  for (int64_t i = 0; i < n; i += N) {
+    const size_t c = size_t(std::min(N, n - i));
+    const auto r = hn::Sqrt(hn::Mul(minusTwo, hn::Log(dd, LoadCount(dd, u1 + i, c, 1.0))));
+    const auto z = hn::Mul(r, hn::Cos(dd, hn::Mul(twoPi, LoadCount(dd, u2 + i, c))));
+    StoreCount(hn::DemoteTo(df, z), df, out + i, c);
+  }
+}
+
 // Sum of a[0..n) with four vector accumulators: reads memory as fast as the target can (the stream
 // bound that one-user scoring is measured against).
 float Sum(const float* HWY_RESTRICT a, int64_t n) {
@@ -479,7 +495,7 @@ VAECF_TARGET("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16") void RowBlockBf16D
 const KernelTable* Table() {
   static const KernelTable table{&LikelihoodRow, &ToBf16,       &Adam,        &TanhInPlace,  &TanhBackward, &SwishForward, &SwishBackward, &Multiply,
                                  &AddScaled,     &AddBf16,      &Sum,         &SparseRow,   &LayerNormRow, &LayerNormBackwardRow, &AddProduct,
-                                 &RowBlockF32,   &RowBlockBf16, int64_t(4 * hn::Lanes(DF()))};
+                                 &BoxMuller,     &RowBlockF32,   &RowBlockBf16, int64_t(4 * hn::Lanes(DF()))};
   return &table;
 }
 #if HWY_TARGET == HWY_AVX3
@@ -755,6 +771,21 @@ void layerNormBackwardRow(const float* dy, const float* xhat, const float* gamma
   kernels().layerNormBackwardRow(dy, xhat, gamma, rstd, n, da);
 }
 void addProduct(float* y, const float* a, const float* b, int64_t n) { kernels().addProduct(y, a, b, n); }
+void boxMuller(const double* u1, const double* u2, int64_t n, float* out) { kernels().boxMuller(u1, u2, n, out); }
+
+void normalsInto(const CounterRng& rng, float* out, int64_t n, int threads) {
+  // Chunks of 1024: the uniforms (scalar Philox, the stream of CounterRng::normal) in two small
+  // buffers, then the vector Box-Muller. Every value depends only on its index.
+  constexpr int64_t kChunk = 1024;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) num_threads(threads) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    double u1[kChunk], u2[kChunk];
+    const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
+    for (int64_t j = 0; j < len; ++j) rng.boxMullerUniforms(uint64_t(i0 + j), &u1[j], &u2[j]);
+    kernels().boxMuller(u1, u2, len, out + i0);
+  }
+}
 
 int64_t panelWidth() { return kernels().blockWidth; }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/rng.h"
 #include "onednn_matmul.h"
 
 namespace vaecf::cpu {
@@ -68,6 +69,12 @@ float layerNormRow(const float* a, int64_t n, const float* gamma, const float* b
 // Its input gradient for one row: da = rstd (g - mean(g) - xhat mean(g xhat)), g = dy gamma (da may be dy).
 void layerNormBackwardRow(const float* dy, const float* xhat, const float* gamma, float rstd, int64_t n, float* da);
 void addProduct(float* y, const float* a, const float* b, int64_t n);  // y += a * b
+// out[i] = float(sqrt(-2 log u1[i]) cos(2 pi u2[i])), computed in double (Box-Muller).
+void boxMuller(const double* u1, const double* u2, int64_t n, float* out);
+// out[i] = the standard normal CounterRng::normal(i) draws, to float, for i in [0, n): the same
+// stream, its log and cos computed by the vector kernel (equal to float(rng.normal(i)) but for a rare
+// last-bit difference where the double value lies next to a rounding boundary).
+void normalsInto(const CounterRng& rng, float* out, int64_t n, int threads);
 
 // y[m x n] = x[m x k] W[k x n] + bias for a few rows (m <= 4), W row-major fp32: one pass over W per
 // row, columns split across threads. The small layers of low-latency scoring (the item layer uses

@@ -160,8 +160,12 @@ void MultVaeCpu<T>::sampleNoise(uint64_t seed, uint64_t step) {
   if (config_.variational) {
     CounterRng rng(seed, uint32_t(Stream::Reparameterisation), step);
     const int64_t n = m * latent_;
+    if constexpr (std::is_same_v<T, float>) {
+      normalsInto(rng, eps_.data(), n, threads_);  // the same stream, vector log and cos
+    } else {
 #pragma omp parallel for schedule(static) num_threads(threads_)
-    for (int64_t i = 0; i < n; ++i) eps_[i] = T(rng.normal(uint64_t(i)));
+      for (int64_t i = 0; i < n; ++i) eps_[i] = T(rng.normal(uint64_t(i)));
+    }
   }
 }
 

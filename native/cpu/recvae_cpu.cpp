@@ -148,8 +148,12 @@ void RecVaeCpu<T>::sampleNoise(uint64_t seed, uint64_t step, bool dropout) {
   input_.sampleDropout(seed, step, dropout ? config_.inputDropout : 0.0, threads_);
   CounterRng rng(seed, uint32_t(Stream::Reparameterisation), step);
   const int64_t n = input_.rows() * config_.latent;
+  if constexpr (std::is_same_v<T, float>) {
+    normalsInto(rng, eps_.data(), n, threads_);  // the same stream, vector log and cos
+  } else {
 #pragma omp parallel for schedule(static) num_threads(threads_)
-  for (int64_t i = 0; i < n; ++i) eps_[size_t(i)] = T(rng.normal(uint64_t(i)));
+    for (int64_t i = 0; i < n; ++i) eps_[size_t(i)] = T(rng.normal(uint64_t(i)));
+  }
 }
 
 template <typename T>

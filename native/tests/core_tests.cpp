@@ -506,6 +506,26 @@ static void kernelsAgree() {
     cpu::sparseRow(row.data(), W.data(), cols, idx.data(), vals.data(), int64_t(idx.size()));
     CHECK(normwiseError(row.data(), ref.data(), cols) < 1e-6, "sparse row: %g", normwiseError(row.data(), ref.data(), cols));
   }
+  // Normal draws: the vector Box-Muller against CounterRng::normal (double, libm) over 100,003 indices
+  // (ragged against every width and the 1024-element chunks): within float rounding everywhere, the
+  // same float almost always, and the same values whatever the thread count.
+  {
+    const int64_t n = 100003;
+    const CounterRng rng(7, uint32_t(Stream::Reparameterisation), 11);
+    std::vector<float> one(n), two(n);
+    cpu::normalsInto(rng, one.data(), n, 1);
+    cpu::normalsInto(rng, two.data(), n, 2);
+    CHECK(one == two, "normal draws depend on the thread count");
+    int64_t differ = 0;
+    double worst = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double ref = rng.normal(uint64_t(i));
+      worst = std::max(worst, std::fabs(double(one[size_t(i)]) - ref) / std::max(1e-3, std::fabs(ref)));
+      differ += one[size_t(i)] != float(ref);
+    }
+    CHECK(worst < 1.2e-7 && differ <= n / 1000, "vector normals: worst relative %g, %lld of %lld differ from float(normal)", worst,
+          (long long)differ, (long long)n);
+  }
   // LayerNorm's row kernels against double: ragged widths, an offset row (its mean far from zero), the
   // authors' eps 0.1 and a small one; the backward in place too; y += a * b.
   for (int64_t n : {1, 7, 83, 600}) {
