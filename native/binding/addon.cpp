@@ -263,7 +263,7 @@ class Model : public Napi::ObjectWrap<Model> {
 #endif
       } else {
         auto cpuEngine = std::make_unique<cpu::RecVaeEngine>(cfg);
-        cpuEngine->model().setBf16Decoder(precision == "bf16");
+        cpuEngine->model().setBf16Products(precision == "bf16");
         engine_ = std::move(cpuEngine);
       }
     } catch (const std::exception& e) {

@@ -218,6 +218,31 @@ void denseBackward(const T* X, const T* dY, int64_t m, int64_t in, const T* W, i
   if (dX) gemm(false, true, int(m), int(in), int(out), T(1), dY, int(out), W, int(out), accumulateDX ? T(1) : T(0), dX, int(in));
 }
 
+void denseForwardBf16(Bf16Matmul& mm, const float* X, bf16* Xb, int64_t m, int64_t in, const bf16* Wb, const float* b, int64_t out,
+                      float* Y, float* scratch, bool accumulate, int threads) {
+  toBf16(X, Xb, m * in);
+  float* product = accumulate ? scratch : Y;
+  mm.run(false, false, m, out, in, Xb, Wb, product, threads);
+  if (!accumulate && !b) return;
+#pragma omp parallel for schedule(static) num_threads(threads) if (m * out > kElementChunk)
+  for (int64_t u = 0; u < m; ++u) {
+    float* y = Y + u * out;
+    if (accumulate) addScaled(y, product + u * out, 1.0f, out);
+    if (b) addScaled(y, b, 1.0f, out);
+  }
+}
+
+void denseBackwardBf16(Bf16Matmul& mm, const bf16* Xb, const float* dY, bf16* dYb, int64_t m, int64_t in, const bf16* Wb, int64_t out,
+                       float* dW, float* db, float* dX, float* scratch, bool accumulateDX, int threads) {
+  toBf16(dY, dYb, m * out);
+  if (dW) mm.run(true, false, in, out, m, Xb, dYb, dW, threads);  // [in x m] x [m x out]
+  if (db) columnSums(dY, m, out, db, threads);
+  if (!dX) return;
+  float* product = accumulateDX ? scratch : dX;
+  mm.run(false, true, m, in, out, dYb, Wb, product, threads);  // [m x out] x [out x in]
+  if (accumulateDX) addInto(dX, product, m * in, threads);
+}
+
 // ---- element-wise ----
 
 template <typename T>

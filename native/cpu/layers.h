@@ -86,6 +86,15 @@ void denseForward(const T* X, int64_t m, int64_t in, const T* W, const T* b, int
 template <typename T>
 void denseBackward(const T* X, const T* dY, int64_t m, int64_t in, const T* W, int64_t out, T* dW, T* db, T* dX, bool accumulateDX,
                    int threads);
+// The same dense layer with bf16 operands (oneDNN on AMX / AVX512-BF16; fp32 accumulation and output),
+// for the float engine where bf16MatmulAvailable(). Forward: Xb <- bf16(X) (kept for the weight
+// gradient), Y (+)= Xb Wb + b, with Wb a bf16 copy of W [in x out] and scratch [m x out] when
+// accumulating. Backward: dYb <- bf16(dY); dW = Xb^T dYb, db = colsum(dY) in fp32, dX (+)= dYb Wb^T
+// (scratch [m x in] when accumulating).
+void denseForwardBf16(Bf16Matmul& mm, const float* X, bf16* Xb, int64_t m, int64_t in, const bf16* Wb, const float* b, int64_t out,
+                      float* Y, float* scratch, bool accumulate, int threads);
+void denseBackwardBf16(Bf16Matmul& mm, const bf16* Xb, const float* dY, bf16* dYb, int64_t m, int64_t in, const bf16* Wb, int64_t out,
+                       float* dW, float* db, float* dX, float* scratch, bool accumulateDX, int threads);
 // db[cols] = sum over the m rows of d[m x cols] (column blocks per thread: deterministic order).
 template <typename T>
 void columnSums(const T* d, int64_t m, int64_t cols, T* db, int threads);

@@ -31,7 +31,6 @@ class PhaseTimer {
   std::chrono::steady_clock::time_point start_;
 };
 
-
 inline uint32_t hiddenStream(int64_t layer) { return uint32_t(Stream::HiddenDropout) * 1000u + uint32_t(layer); }
 
 // The element-wise steps: the vector kernels for float, plain loops for the double engine (the

@@ -102,8 +102,10 @@ void RecVaeCpu<T>::updatePrior() {
 }
 
 template <typename T>
-void RecVaeCpu<T>::reservePass(EncoderPass& pass, int64_t rows) {
+void RecVaeCpu<T>::reservePass(EncoderPass& pass, int64_t rows, bool useBf16) {
   const int64_t L = config_.layers, H = config_.hidden;
+  pass.hBf16.clear();
+  if (useBf16) pass.hBf16.assign(size_t(L), ZeroedVector<bf16>(size_t(rows * H)));
   pass.pre.assign(size_t(L), std::vector<T>(size_t(rows * H)));
   pass.h.assign(size_t(L), std::vector<T>(size_t(rows * H)));
   pass.xhat.assign(size_t(L), std::vector<T>(size_t(rows * H)));
@@ -118,7 +120,7 @@ void RecVaeCpu<T>::reserve(int64_t rows) {
   if (rows <= capacityRows_) return;
   capacityRows_ = rows;
   const int64_t H = config_.hidden, D = config_.latent;
-  reservePass(pass_, rows);
+  reservePass(pass_, rows, bf16Products_);
   priorPass_ = EncoderPass();  // allocated by the first training step
   z_.assign(size_t(rows * D), T(0));
   eps_.assign(size_t(rows * D), T(0));
@@ -130,10 +132,12 @@ void RecVaeCpu<T>::reserve(int64_t rows) {
   dResidual_.assign(size_t(rows * H), T(0));
   rowNll_.assign(size_t(rows), 0.0);
   klWeight_.assign(size_t(rows), 0.0);
-  if (bf16Decoder_) {
+  if (bf16Products_) {
     zBf16_.assign(size_t(rows * D), 0);
     logitsGradBf16_.assign(size_t(rows * config_.items), 0);
     dzDecoder_.assign(size_t(rows * D), T(0));
+    gradBf16_.assign(size_t(rows * std::max(H, 2 * D)), 0);
+    denseScratch_.assign(size_t(rows * H), T(0));
   }
 }
 
@@ -157,8 +161,9 @@ void RecVaeCpu<T>::sampleNoise(uint64_t seed, uint64_t step, bool dropout) {
 }
 
 template <typename T>
-void RecVaeCpu<T>::encoderForward(const T* P, EncoderPass& pass, int threads) {
+void RecVaeCpu<T>::encoderForward(const T* P, EncoderPass& pass, int threads, bool useBf16) {
   const int64_t m = input_.rows(), H = config_.hidden, L = config_.layers, D = config_.latent;
+  if (useBf16) refreshBf16Copy();
   for (int64_t k = 0; k < L; ++k) {
     const auto& fc = layout_.fc[size_t(k)];
     T* pre = pass.pre[size_t(k)].data();
@@ -167,7 +172,16 @@ void RecVaeCpu<T>::encoderForward(const T* P, EncoderPass& pass, int threads) {
     } else {
       // pre_k = h_{k-1} W_k + b_k + (h_0 + ... + h_{k-1})
       std::memcpy(pre, pass.residual.data(), size_t(m * H) * sizeof(T));
-      denseForward(pass.h[size_t(k - 1)].data(), m, H, P + fc.weight, P + fc.bias, H, pre, true, threads);
+      if constexpr (std::is_same_v<T, float>) {
+        if (useBf16) {
+          denseForwardBf16(matmul_, pass.h[size_t(k - 1)].data(), pass.hBf16[size_t(k - 1)].data(), m, H, encoderWeightBf16(k), P + fc.bias,
+                           H, pre, denseScratch_.data(), true, threads);
+        } else {
+          denseForward(pass.h[size_t(k - 1)].data(), m, H, P + fc.weight, P + fc.bias, H, pre, true, threads);
+        }
+      } else {
+        denseForward(pass.h[size_t(k - 1)].data(), m, H, P + fc.weight, P + fc.bias, H, pre, true, threads);
+      }
     }
     swishOf(pre, pass.act.data(), m * H, threads);
     T* h = pass.h[size_t(k)].data();
@@ -176,6 +190,13 @@ void RecVaeCpu<T>::encoderForward(const T* P, EncoderPass& pass, int threads) {
     if (k + 1 < L) {
       if (k == 0) std::memcpy(pass.residual.data(), h, size_t(m * H) * sizeof(T));
       else addInto(pass.residual.data(), h, m * H, threads);
+    }
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (useBf16) {
+      denseForwardBf16(matmul_, pass.h[size_t(L - 1)].data(), pass.hBf16[size_t(L - 1)].data(), m, H, encoderWeightBf16(L),
+                       P + layout_.head.bias, 2 * D, pass.head.data(), nullptr, false, threads);
+      return;
     }
   }
   denseForward(pass.h[size_t(L - 1)].data(), m, H, P + layout_.head.weight, P + layout_.head.bias, 2 * D, pass.head.data(), false,
@@ -187,9 +208,20 @@ void RecVaeCpu<T>::encoderBackward(const EncoderPass& pass, T* dHead) {
   const int64_t m = input_.rows(), H = config_.hidden, L = config_.layers, D = config_.latent;
   const T* P = params_.data();
   T* G = grads_.data();
+  // bf16 when the forward pass was (its bf16 inputs are in pass.hBf16).
+  const bool useBf16 = !pass.hBf16.empty() && bf16Products_;
+  auto dense = [&](int64_t k, const RecVaeLayout::Dense& d, const T* dY) {  // k: the layer whose output h feeds d
+    if constexpr (std::is_same_v<T, float>) {
+      if (useBf16) {
+        denseBackwardBf16(matmul_, pass.hBf16[size_t(k)].data(), dY, gradBf16_.data(), m, H, encoderWeightBf16(&d == &layout_.head ? L : k + 1),
+                          d.out, G + d.weight, G + d.bias, dh_.data(), nullptr, false, threads_);
+        return;
+      }
+    }
+    denseBackward(pass.h[size_t(k)].data(), dY, m, H, P + d.weight, d.out, G + d.weight, G + d.bias, dh_.data(), false, threads_);
+  };
   // Head: dW, db, and dh_last = dHead W_head^T.
-  denseBackward(pass.h[size_t(L - 1)].data(), dHead, m, H, P + layout_.head.weight, 2 * D, G + layout_.head.weight, G + layout_.head.bias,
-                dh_.data(), false, threads_);
+  dense(L - 1, layout_.head, dHead);
   // dResidual = sum of dpre_j over the layers above: h_k feeds every later layer's residual sum.
   std::fill(dResidual_.begin(), dResidual_.begin() + m * H, T(0));
   for (int64_t k = L - 1; k >= 0; --k) {
@@ -203,8 +235,7 @@ void RecVaeCpu<T>::encoderBackward(const EncoderPass& pass, T* dHead) {
       columnSums(dA_.data(), m, H, G + fc.bias, threads_);
       break;
     }
-    denseBackward(pass.h[size_t(k - 1)].data(), dA_.data(), m, H, P + fc.weight, H, G + fc.weight, G + fc.bias, dh_.data(), false,
-                  threads_);
+    dense(k - 1, fc, dA_.data());
     addInto(dResidual_.data(), dA_.data(), m * H, threads_);
   }
 }
@@ -218,13 +249,13 @@ void RecVaeCpu<T>::decoderForward(const T* z, bool withBias, bool fewRows) {
     if (fewRows) {
       // One or a few users: one pass over the decoder's weights packed in contiguous panels.
       if (scoringPanelsStale_ || scoringPanels_.width != panelWidth()) {
-        packPanels(P + dec.weight, dec.in, dec.out, bf16Decoder_, scoringPanels_, threads_);
+        packPanels(P + dec.weight, dec.in, dec.out, bf16Products_, scoringPanels_, threads_);
         scoringPanelsStale_ = false;
       }
       panelRowsProduct(z, m, scoringPanels_, withBias ? P + dec.bias : nullptr, logits_.data(), threads_);
       return;
     }
-    if (bf16Decoder_) {
+    if (bf16Products_) {
       refreshBf16Copy();
       // logits = z W_dec in bf16 (fp32 accumulation and output); zBf16_ is kept for dW_dec.
       toBf16(z, zBf16_.data(), m * dec.in);
@@ -247,12 +278,12 @@ StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma)
   StepResult r;
   if (encoder) {
     // The prior's encoder sees the clicks without dropout (the authors' encoder_old(x, dropout 0)).
-    if (priorPass_.head.size() < size_t(m * 2 * D)) reservePass(priorPass_, capacityRows_);
+    if (priorPass_.head.size() < size_t(m * 2 * D)) reservePass(priorPass_, capacityRows_, false);
     input_.normalise(false, threads_);
-    encoderForward(prior_.data(), priorPass_, threads_);
+    encoderForward(prior_.data(), priorPass_, threads_, false);
   }
   input_.normalise(encoder, threads_);
-  encoderForward(params_.data(), pass_, threads_);
+  encoderForward(params_.data(), pass_, threads_, bf16Products_);
   // z = mu + eps * exp(logvar / 2)
   const T* enc = pass_.head.data();
 #pragma omp parallel for schedule(static) num_threads(threads_)
@@ -264,12 +295,12 @@ StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma)
   const auto& dec = layout_.decoder;
   // In bf16 the gradient is written only as bf16: the input of the two backward products.
   multinomialLikelihood(logits_.data(), params_.data() + dec.bias, I, input_, rowNll_.data(),
-                        bf16Decoder_ ? logitsGradBf16_.data() : nullptr, threads_);
+                        bf16Products_ ? logitsGradBf16_.data() : nullptr, threads_);
   for (int64_t u = 0; u < m; ++u) r.nll += rowNll_[size_t(u)];
   r.nll /= double(m);
   T* G = grads_.data();
   if (decoder) {
-    if (bf16Decoder_) {
+    if (bf16Products_) {
       if constexpr (std::is_same_v<T, float>) {
         // dW_dec = z^T dlogits [D x items]; db_dec = column sums of the bf16 gradient (column blocks, rows in order).
         matmul_.run(true, false, D, I, m, zBf16_.data(), logitsGradBf16_.data(), G + dec.weight, threads_);
@@ -287,7 +318,7 @@ StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma)
     r.kl = compositePriorKl(enc, priorPass_.head.data(), z_.data(), m, D, klWeight_.data(), priorShape_, dz_.data(), dEnc_.data(), invM,
                             threads_) / double(m);
     // dz += dlogits W_dec^T, then through z = mu + eps exp(logvar / 2).
-    if (bf16Decoder_) {
+    if (bf16Products_) {
       if constexpr (std::is_same_v<T, float>) {
         matmul_.run(false, true, m, D, I, logitsGradBf16_.data(), decoderWeightBf16_.data(), dzDecoder_.data(), threads_);
         addInto(dz_.data(), dzDecoder_.data(), m * D, threads_);
@@ -314,7 +345,10 @@ void RecVaeCpu<T>::forwardEval() {
   // Scoring one or a few users: the small layers run on this thread (waking OpenMP threads costs more).
   const bool fewRows = std::is_same_v<T, float> && m <= 4;
   input_.normalise(false, fewRows ? 1 : threads_);
-  encoderForward(params_.data(), pass_, fewRows ? 1 : threads_);
+  // The encoder in fp32 here, for any number of users: scoring one user alone then agrees with scoring
+  // the batch (the decoder's bf16 panels and its bf16 product have the same operands); bf16 encoder
+  // products are a training speed-up.
+  encoderForward(params_.data(), pass_, fewRows ? 1 : threads_, false);
   for (int64_t u = 0; u < m; ++u) std::memcpy(z_.data() + u * D, pass_.head.data() + u * 2 * D, size_t(D) * sizeof(T));  // z = mu
   decoderForward(z_.data(), true, fewRows);
 }
@@ -331,30 +365,41 @@ void RecVaeCpu<T>::optimizerStep(Phase phase, const OptimizerOptions& options) {
   ensureOptimizerState();
   scoringPanelsStale_ = true;
   const int64_t split = layout_.encoderCount;
-  if (phase != Phase::Decoder)
-    adamRange(params_.data(), grads_.data(), adamM_.data(), adamV_.data(), split, options, ++encoderSteps_, threads_);
-  if (phase == Phase::Encoder) return;
-  refreshBf16Copy();  // Adam keeps it in step from here
-  const int64_t t = ++decoderSteps_;
+  refreshBf16Copy();  // Adam keeps the bf16 copies in step from here
   T *p = params_.data(), *m = adamM_.data(), *v = adamV_.data();
   const T* g = grads_.data();
-  if (!bf16Decoder_) {
-    adamRange(p + split, g + split, m + split, v + split, layout_.total - split, options, t, threads_);
-    return;
+  // Adam over [begin, end) with step t; in bf16 mode the weights that have a bf16 copy refresh it as
+  // they are updated (`copies`: offset, count, copy; in order).
+  struct Copy {
+    int64_t offset, count;
+    bf16* copy;
+  };
+  auto adam = [&](int64_t begin, int64_t end, int64_t t, const std::vector<Copy>& copies) {
+    int64_t at = begin;
+    for (const Copy& c : copies) {
+      if (c.offset > at) adamRange(p + at, g + at, m + at, v + at, c.offset - at, options, t, threads_);
+      adamRange(p + c.offset, g + c.offset, m + c.offset, v + c.offset, c.count, options, t, threads_, c.copy);
+      at = c.offset + c.count;
+    }
+    if (end > at) adamRange(p + at, g + at, m + at, v + at, end - at, options, t, threads_);
+  };
+  std::vector<Copy> encoderCopies, decoderCopies;
+  if (bf16Products_) {
+    for (size_t k = 1; k < layout_.fc.size(); ++k)
+      encoderCopies.push_back({layout_.fc[k].weight, layout_.fc[k].in * layout_.fc[k].out, encoderWeightsBf16_[k].data()});
+    encoderCopies.push_back({layout_.head.weight, layout_.head.in * layout_.head.out, encoderWeightsBf16_[layout_.fc.size()].data()});
+    decoderCopies.push_back({layout_.decoder.weight, layout_.decoder.in * layout_.decoder.out, decoderWeightBf16_.data()});
   }
-  // The decoder's weights refresh their bf16 copy as they are updated; the rest of the group as usual.
-  const int64_t w0 = layout_.decoder.weight, w1 = w0 + layout_.decoder.in * layout_.decoder.out;
-  if (w0 > split) adamRange(p + split, g + split, m + split, v + split, w0 - split, options, t, threads_);
-  adamRange(p + w0, g + w0, m + w0, v + w0, w1 - w0, options, t, threads_, decoderWeightBf16_.data());
-  if (layout_.total > w1) adamRange(p + w1, g + w1, m + w1, v + w1, layout_.total - w1, options, t, threads_);
+  if (phase != Phase::Decoder) adam(0, split, ++encoderSteps_, encoderCopies);
+  if (phase != Phase::Encoder) adam(split, layout_.total, ++decoderSteps_, decoderCopies);
 }
 
 template <typename T>
-void RecVaeCpu<T>::setBf16Decoder(bool on) {
+void RecVaeCpu<T>::setBf16Products(bool on) {
   if constexpr (std::is_same_v<T, float>) {
     if (on && !bf16MatmulAvailable())
       throw InvalidArgument("bf16 precision is not available here (" + bf16MatmulDescription() + "); use fp32");
-    bf16Decoder_ = on;
+    bf16Products_ = on;
     capacityRows_ = 0;  // re-reserve with the bf16 buffers
     scoringPanelsStale_ = bf16CopyStale_ = true;
   } else if (on) {
@@ -371,10 +416,15 @@ void RecVaeCpu<T>::parametersChanged() {
 template <typename T>
 void RecVaeCpu<T>::refreshBf16Copy() {
   if constexpr (std::is_same_v<T, float>) {
-    if (!bf16Decoder_ || !bf16CopyStale_) return;
-    const auto& dec = layout_.decoder;
-    decoderWeightBf16_.resize(size_t(dec.in * dec.out));
-    toBf16(params_.data() + dec.weight, decoderWeightBf16_.data(), dec.in * dec.out);
+    if (!bf16Products_ || !bf16CopyStale_) return;
+    auto copy = [&](const RecVaeLayout::Dense& d, ZeroedVector<bf16>& out) {
+      out.resize(size_t(d.in * d.out));
+      toBf16(params_.data() + d.weight, out.data(), d.in * d.out);
+    };
+    copy(layout_.decoder, decoderWeightBf16_);
+    encoderWeightsBf16_.resize(layout_.fc.size() + 1);
+    for (size_t k = 1; k < layout_.fc.size(); ++k) copy(layout_.fc[k], encoderWeightsBf16_[k]);
+    copy(layout_.head, encoderWeightsBf16_[layout_.fc.size()]);
     bf16CopyStale_ = false;
   }
 }

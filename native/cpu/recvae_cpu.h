@@ -69,12 +69,14 @@ class RecVaeCpu {
   // After the parameters change outside the optimizer (initialize, a load): the scoring panels and
   // the decoder's bf16 copy are rebuilt.
   void parametersChanged();
-  // bf16 decoder (float engine, where oneDNN runs bf16 natively: AMX or AVX512-BF16): the decoder's
-  // three products (logits = z W_dec, dW_dec = z^T dlogits, dz = dlogits W_dec^T) take bf16 operands (z
-  // and the likelihood gradient rounded to bf16, a bf16 copy of W_dec that Adam refreshes) with fp32
-  // accumulation and output, as Mult-VAE's item output layer in bf16. Master weights stay fp32.
-  void setBf16Decoder(bool on);
-  bool bf16Decoder() const { return bf16Decoder_; }
+  // bf16 products (float engine, where oneDNN runs bf16 natively: AMX or AVX512-BF16): the matrix
+  // products of the decoder (logits = z W_dec, dW_dec = z^T dlogits, dz = dlogits W_dec^T) and of the
+  // encoder's dense layers and head take bf16 operands (activations and gradients rounded to bf16, bf16
+  // copies of the weights that Adam refreshes) with fp32 accumulation and output. Master weights,
+  // LayerNorm, the sparse first layer and the prior's encoder pass stay fp32, and so does the encoder
+  // when scoring (forwardEval), so that one user alone and a batch give the same scores.
+  void setBf16Products(bool on);
+  bool bf16Products() const { return bf16Products_; }
   // prior <- encoder (the authors' update_prior, once per epoch after the encoder phases).
   void updatePrior();
 
@@ -110,10 +112,12 @@ class RecVaeCpu {
   struct EncoderPass {
     std::vector<std::vector<T>> pre, h, xhat, rstd;  // per layer: [m x H], [m x H], [m x H], [m]
     std::vector<T> act, residual, head;              // swish output (scratch), running sum of h, [m x 2D]
+    std::vector<ZeroedVector<bf16>> hBf16;           // per layer [m x H]: bf16(h), the dense layers' inputs (bf16 mode)
   };
   void reserve(int64_t rows);
-  void reservePass(EncoderPass& pass, int64_t rows);
-  void encoderForward(const T* P, EncoderPass& pass, int threads);
+  void reservePass(EncoderPass& pass, int64_t rows, bool useBf16);
+  // useBf16: the dense layers' products in bf16 (own encoder with bf16Products(); never the prior's).
+  void encoderForward(const T* P, EncoderPass& pass, int threads, bool useBf16);
   void encoderBackward(const EncoderPass& pass, T* dHead);
   void decoderForward(const T* z, bool withBias, bool fewRows);
 
@@ -131,13 +135,18 @@ class RecVaeCpu {
   std::vector<T> z_, eps_, dEnc_, dz_, dh_, dA_, dResidual_;
   ZeroedVector<T> logits_;  // [m x items]: on huge pages (zeroed_vector.h)
   std::vector<double> rowNll_, klWeight_;
-  bool bf16Decoder_ = false;
+  bool bf16Products_ = false;
   // Built by parametersChanged() or at the next use after setBf16Decoder (never in the constructor,
   // on Node's main thread, while the weights are zeros).
   bool bf16CopyStale_ = true;
   void refreshBf16Copy();
   ZeroedVector<bf16> decoderWeightBf16_, zBf16_, logitsGradBf16_;  // [D x items], [m x D], [m x items]
   std::vector<T> dzDecoder_;                                        // [m x D]: dlogits W_dec^T, added to dz
+  // bf16 copies of the encoder's dense weights: [k] = fc[k] (k >= 1, [H x H]), [layers] = the head [H x 2D].
+  std::vector<ZeroedVector<bf16>> encoderWeightsBf16_;
+  ZeroedVector<bf16> gradBf16_;  // [m x max(H, 2D)]: bf16(dY) of a dense layer's backward pass
+  std::vector<T> denseScratch_;  // [m x H]: a dense product before it is added to the residual sum
+  const bf16* encoderWeightBf16(int64_t k) const { return encoderWeightsBf16_[size_t(k)].data(); }
   Bf16Matmul matmul_;
   PackedPanels scoringPanels_;
   bool scoringPanelsStale_ = true;

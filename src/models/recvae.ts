@@ -48,9 +48,10 @@ function checkRecVae(c: Partial<NativeRecVaeConfig>, where: string): NativeRecVa
 }
 
 /**
- * RecVAE's precision: on the CPU 'bf16' runs the decoder's three products in bf16 (fp32 master weights
- * and accumulation) where the processor has native bf16, and 'auto' chooses it there, as for Mult-VAE;
- * the CUDA engine runs RecVAE in fp32.
+ * RecVAE's precision: on the CPU 'bf16' runs the matrix products of the decoder and of the encoder's
+ * dense layers in bf16 (fp32 master weights and accumulation; LayerNorm, the sparse first layer and the
+ * prior's encoder pass stay fp32) where the processor has native bf16, and 'auto' chooses it there, as
+ * for Mult-VAE; the CUDA engine runs RecVAE in fp32.
  */
 export function resolveRecVaePrecision(wanted: Precision | undefined, device: 'cpu' | 'cuda' = 'cpu'): { precision: 'fp32' | 'bf16'; note: string } {
   if (device === 'cuda') {
@@ -59,7 +60,7 @@ export function resolveRecVaePrecision(wanted: Precision | undefined, device: 'c
   }
   if (wanted === 'tf32') throw new VaecfInputError("precision 'tf32' is a CUDA precision, and RecVAE's CUDA engine runs in fp32; on the CPU use 'fp32', 'bf16' or 'auto'");
   const r = resolvePrecision(wanted, 'cpu');
-  return { precision: r.precision === 'bf16' ? 'bf16' : 'fp32', note: r.note.replace('bf16 output layer', 'bf16 decoder') };
+  return { precision: r.precision === 'bf16' ? 'bf16' : 'fp32', note: r.note.replace('bf16 output layer', 'bf16 products') };
 }
 
 /** RecVAE (600-unit encoder of 5 densely connected layers, latent 200, as the paper by default). */
