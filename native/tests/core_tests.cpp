@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <numeric>
+#include <utility>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -793,27 +794,41 @@ static void recVaeGradientCheck(Phase phase, double gamma, bool withValues) {
 }
 
 // The float RecVAE (SIMD kernels, OpenBLAS) against the double one on the same weights, batch and noise.
-static void recVaeFloatAgrees() {
-  const int64_t items = 301;
+// A small RecVAE (hidden 48, latent 8) for the float / bf16 agreement checks.
+static RecVaeConfig agreementRecVaeConfig(int64_t items) {
   RecVaeConfig cfg;
   cfg.items = items;
   cfg.hidden = 48;
   cfg.latent = 8;
-  cpu::RecVaeCpu<double> ref(cfg);
-  cpu::RecVaeCpu<float> fast(cfg);
+  return cfg;
+}
+
+// The double engine initialised, the float one given the same weights (rounded to float, and the
+// double's set to those floats; the prior's encoder too), then one Joint step of each on the same users
+// and noise. Returns {double, float} step results.
+static std::pair<StepResult, StepResult> recVaeJointStepOnSharedWeights(cpu::RecVaeCpu<double>& ref, cpu::RecVaeCpu<float>& fast,
+                                                                       const CsrView& data) {
   ref.initialize(4);
   for (int64_t i = 0; i < ref.numParams(); ++i) fast.parameters()[i] = float(ref.parameters()[i]);
   for (int64_t i = 0; i < ref.numParams(); ++i) ref.parameters()[i] = double(fast.parameters()[i]);
   for (int64_t i = 0; i < ref.numEncoderParams(); ++i) fast.priorParameters()[i] = float(ref.priorParameters()[i]);
   for (int64_t i = 0; i < ref.numEncoderParams(); ++i) ref.priorParameters()[i] = double(fast.priorParameters()[i]);
   fast.parametersChanged();
-  Clicks clicks = randomClicks(37, items, 0.05, 12);
-  CsrView data = clicks.view(items, false);
   ref.loadBatch(data, nullptr, 0, data.rows);
   fast.loadBatch(data, nullptr, 0, data.rows);
   ref.sampleNoise(3, 1, true);
   fast.sampleNoise(3, 1, true);
-  const StepResult rr = ref.forwardBackward(Phase::Joint, 0, 0.005), rf = fast.forwardBackward(Phase::Joint, 0, 0.005);
+  return {ref.forwardBackward(Phase::Joint, 0, 0.005), fast.forwardBackward(Phase::Joint, 0, 0.005)};
+}
+
+static void recVaeFloatAgrees() {
+  const int64_t items = 301;
+  const RecVaeConfig cfg = agreementRecVaeConfig(items);
+  cpu::RecVaeCpu<double> ref(cfg);
+  cpu::RecVaeCpu<float> fast(cfg);
+  Clicks clicks = randomClicks(37, items, 0.05, 12);
+  CsrView data = clicks.view(items, false);
+  const auto [rr, rf] = recVaeJointStepOnSharedWeights(ref, fast, data);
   CHECK(std::fabs(rr.loss - rf.loss) <= 1e-5 * std::fabs(rr.loss), "loss %.9g vs double %.9g", rf.loss, rr.loss);
   const double gerr = normwiseError(fast.gradients(), ref.gradients(), ref.numParams());
   std::printf("     RecVAE: loss %.3g relative, gradients normwise %.3g\n", std::fabs(rr.loss - rf.loss) / std::fabs(rr.loss), gerr);
@@ -837,27 +852,14 @@ static void recVaeFloatAgrees() {
 // (bf16 panels) agrees with the batch path (the encoder is fp32 in both).
 static void recVaeBf16Products() {
   const int64_t items = 301;
-  RecVaeConfig cfg;
-  cfg.items = items;
-  cfg.hidden = 48;
-  cfg.latent = 8;
+  const RecVaeConfig cfg = agreementRecVaeConfig(items);
   cpu::RecVaeCpu<double> ref(cfg);
   cpu::RecVaeCpu<float> fast(cfg), rebuilt(cfg);
-  ref.initialize(4);
   fast.setBf16Products(true);
   rebuilt.setBf16Products(true);
-  for (int64_t i = 0; i < ref.numParams(); ++i) fast.parameters()[i] = float(ref.parameters()[i]);
-  for (int64_t i = 0; i < ref.numParams(); ++i) ref.parameters()[i] = double(fast.parameters()[i]);
-  for (int64_t i = 0; i < ref.numEncoderParams(); ++i) fast.priorParameters()[i] = float(ref.priorParameters()[i]);
-  for (int64_t i = 0; i < ref.numEncoderParams(); ++i) ref.priorParameters()[i] = double(fast.priorParameters()[i]);
-  fast.parametersChanged();
   Clicks clicks = randomClicks(37, items, 0.05, 12);
   CsrView data = clicks.view(items, false);
-  ref.loadBatch(data, nullptr, 0, data.rows);
-  fast.loadBatch(data, nullptr, 0, data.rows);
-  ref.sampleNoise(3, 1, true);
-  fast.sampleNoise(3, 1, true);
-  const StepResult rr = ref.forwardBackward(Phase::Joint, 0, 0.005), rf = fast.forwardBackward(Phase::Joint, 0, 0.005);
+  const auto [rr, rf] = recVaeJointStepOnSharedWeights(ref, fast, data);
   const double lossErr = std::fabs(rr.loss - rf.loss) / std::fabs(rr.loss), gerr = normwiseError(fast.gradients(), ref.gradients(), ref.numParams());
   std::printf("     RecVAE, bf16 products: loss %.3g relative, gradients normwise %.3g\n", lossErr, gerr);
   CHECK(lossErr < 2e-3 && lossErr > 0, "bf16 loss %.9g vs double %.9g (0 would mean the bf16 path did not run)", rf.loss, rr.loss);
