@@ -205,7 +205,7 @@ void RecVaeCpu<T>::encoderForward(const T* P, EncoderPass& pass, int threads, bo
 
 template <typename T>
 void RecVaeCpu<T>::encoderBackward(const EncoderPass& pass, T* dHead) {
-  const int64_t m = input_.rows(), H = config_.hidden, L = config_.layers, D = config_.latent;
+  const int64_t m = input_.rows(), H = config_.hidden, L = config_.layers;
   const T* P = params_.data();
   T* G = grads_.data();
   // bf16 when the forward pass was (its bf16 inputs are in pass.hBf16).
