@@ -218,6 +218,18 @@ void denseBackward(const T* X, const T* dY, int64_t m, int64_t in, const T* W, i
   if (dX) gemm(false, true, int(m), int(in), int(out), T(1), dY, int(out), W, int(out), accumulateDX ? T(1) : T(0), dX, int(in));
 }
 
+template <typename T>
+void requireBf16Products(bool on) {
+  if (!on) return;
+  if constexpr (!isFloat<T>()) throw InvalidArgument("bf16 precision is only available for the float engine");
+  if (!bf16MatmulAvailable()) throw InvalidArgument("bf16 precision is not available here (" + bf16MatmulDescription() + "); use fp32");
+}
+
+void bf16CopyOf(const float* W, int64_t n, ZeroedVector<bf16>& out) {
+  out.resize(size_t(n));
+  toBf16(W, out.data(), n);
+}
+
 void denseForwardBf16(Bf16Matmul& mm, const float* X, bf16* Xb, int64_t m, int64_t in, const bf16* Wb, const float* b, int64_t out,
                       float* Y, float* scratch, bool accumulate, int threads) {
   toBf16(X, Xb, m * in);
@@ -489,6 +501,7 @@ void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& 
 #define VAECF_LAYERS(T)                                                                                                            \
   template class SparseInput<T>;                                                                                                   \
   template void addInto<T>(T*, const T*, int64_t, int);                                                                           \
+  template void requireBf16Products<T>(bool);                                                                           \
   template void denseForward<T>(const T*, int64_t, int64_t, const T*, const T*, int64_t, T*, bool, int);                          \
   template void denseBackward<T>(const T*, const T*, int64_t, int64_t, const T*, int64_t, T*, T*, T*, bool, int);                 \
   template void columnSums<T>(const T*, int64_t, int64_t, T*, int);                                                                \

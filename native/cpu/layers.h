@@ -20,6 +20,7 @@
 #include "../core/csr.h"
 #include "../core/engine.h"
 #include "kernels.h"
+#include "zeroed_vector.h"
 
 namespace vaecf::cpu {
 
@@ -86,6 +87,13 @@ void denseForward(const T* X, int64_t m, int64_t in, const T* W, const T* b, int
 template <typename T>
 void denseBackward(const T* X, const T* dY, int64_t m, int64_t in, const T* W, int64_t out, T* dW, T* db, T* dX, bool accumulateDX,
                    int threads);
+// bf16 products (Mult-VAE's item output layer, RecVAE's decoder and encoder) need the float engine and a
+// processor that oneDNN runs bf16 on natively; throws InvalidArgument saying which is missing when `on`.
+template <typename T>
+void requireBf16Products(bool on);
+// out <- bf16(W[0..n)), resized: the bf16 copy of a weight tensor that the bf16 products read.
+void bf16CopyOf(const float* W, int64_t n, ZeroedVector<bf16>& out);
+
 // The same dense layer with bf16 operands (oneDNN on AMX / AVX512-BF16; fp32 accumulation and output),
 // for the float engine where bf16MatmulAvailable(). Forward: Xb <- bf16(X) (kept for the weight
 // gradient), Y (+)= Xb Wb + b, with Wb a bf16 copy of W [in x out] and scratch [m x out] when

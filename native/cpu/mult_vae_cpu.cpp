@@ -424,15 +424,10 @@ void MultVaeCpu<T>::ensureOptimizerState() {
 
 template <typename T>
 void MultVaeCpu<T>::setBf16Output(bool on) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (on && !bf16MatmulAvailable())
-      throw InvalidArgument("bf16 precision is not available here (" + bf16MatmulDescription() + "); use fp32");
-    bf16Output_ = on;
-    capacityRows_ = 0;  // re-reserve the bf16 buffers
-    scoringPanelsStale_ = bf16CopyStale_ = true;
-  } else if (on) {
-    throw InvalidArgument("bf16 precision is only available for the float engine");
-  }
+  requireBf16Products<T>(on);
+  bf16Output_ = on;
+  capacityRows_ = 0;  // re-reserve the bf16 buffers
+  scoringPanelsStale_ = bf16CopyStale_ = true;
 }
 
 template <typename T>
@@ -446,8 +441,7 @@ void MultVaeCpu<T>::refreshBf16Copy() {
   if constexpr (std::is_same_v<T, float>) {
     if (!bf16Output_ || !bf16CopyStale_) return;
     const auto& out = layout_.layers.back();
-    outputWeightBf16_.resize(size_t(out.in * out.out));
-    toBf16(params_.data() + out.weightOffset, outputWeightBf16_.data(), out.in * out.out);
+    bf16CopyOf(params_.data() + out.weightOffset, out.in * out.out, outputWeightBf16_);
     bf16CopyStale_ = false;
   }
 }

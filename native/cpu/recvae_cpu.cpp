@@ -396,15 +396,10 @@ void RecVaeCpu<T>::optimizerStep(Phase phase, const OptimizerOptions& options) {
 
 template <typename T>
 void RecVaeCpu<T>::setBf16Products(bool on) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (on && !bf16MatmulAvailable())
-      throw InvalidArgument("bf16 precision is not available here (" + bf16MatmulDescription() + "); use fp32");
-    bf16Products_ = on;
-    capacityRows_ = 0;  // re-reserve with the bf16 buffers
-    scoringPanelsStale_ = bf16CopyStale_ = true;
-  } else if (on) {
-    throw InvalidArgument("bf16 precision is only available for the float engine");
-  }
+  requireBf16Products<T>(on);
+  bf16Products_ = on;
+  capacityRows_ = 0;  // re-reserve with the bf16 buffers
+  scoringPanelsStale_ = bf16CopyStale_ = true;
 }
 
 template <typename T>
@@ -417,10 +412,7 @@ template <typename T>
 void RecVaeCpu<T>::refreshBf16Copy() {
   if constexpr (std::is_same_v<T, float>) {
     if (!bf16Products_ || !bf16CopyStale_) return;
-    auto copy = [&](const RecVaeLayout::Dense& d, ZeroedVector<bf16>& out) {
-      out.resize(size_t(d.in * d.out));
-      toBf16(params_.data() + d.weight, out.data(), d.in * d.out);
-    };
+    auto copy = [&](const RecVaeLayout::Dense& d, ZeroedVector<bf16>& out) { bf16CopyOf(params_.data() + d.weight, d.in * d.out, out); };
     copy(layout_.decoder, decoderWeightBf16_);
     encoderWeightsBf16_.resize(layout_.fc.size() + 1);
     for (size_t k = 1; k < layout_.fc.size(); ++k) copy(layout_.fc[k], encoderWeightsBf16_[k]);
