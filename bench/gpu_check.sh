@@ -92,7 +92,7 @@ for v in r["versions"][:4]:
 for c in r.get("checks", []):
     print(("ok  " if c.get("passed") else "FAIL"), c["check"], c.get("error", ""))
 for s in r.get("speed", []):
-    print(f"vaecf {s['mode']:<14} {s['epoch_s']:.3f} s/epoch, 200 epochs ~{s['epochs_200_estimate_s']:.1f} s")
+    print(f"vaecf {s['mode']:<36} {s['epoch_s']:.3f} s/epoch, 200 epochs ~{s['epochs_200_estimate_s']:.1f} s")
 if "full_run" in r:
     f = r["full_run"]
     print(f"vaecf full run {f['precision']}: {f['epochs_run']} epochs in {f['seconds']:.1f} s")

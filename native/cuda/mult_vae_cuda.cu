@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -140,6 +141,27 @@ struct CudaEngine::Impl {
   DeviceBuffer<int> skipUpdate;
   std::deque<PendingStep> pending;
   int nextSlot = 0;
+  // The step's streams (CudaOptions::adamStream / graphs): `stream` carries the step (nullptr, the
+  // legacy default stream, unless one of the two is on), `optStream` the per-layer Adam updates. Both
+  // are blocking streams: the synchronous copies of getParameters and friends wait for them.
+  cudaStream_t stream = nullptr, optStream = nullptr;
+  std::vector<cudaEvent_t> gradsReady;  // per layer: its gradients final, its weights read for the last time this step
+  cudaEvent_t updatesDone = nullptr;    // on optStream: every layer of the step updated
+  bool awaitingUpdates = false;         // the next forward waits for updatesDone (Adam stream without graphs)
+  DeviceBuffer<char> blasWorkspace;     // cuBLAS's workspace, fixed so that graph captures allocate nothing
+  struct StepGraph {
+    int64_t m;
+    cudaGraphExec_t exec;
+  };
+  std::vector<StepGraph> stepGraphs;  // one executable graph per batch size, updated from each capture
+  ScheduleStats schedule;
+  // Adam's per-step scalars, computed before the backward pass (which issues the updates layer by layer
+  // on the Adam stream).
+  struct AdamStep {
+    bool on = false;
+    OptimizerOptions o;
+    double bc1 = 1, bc2 = 1;
+  };
 
   Impl(const ModelConfig& c, const CudaOptions& o) : config((c.validate(), c)), options(o), layout(c) {
     nEnc = config.numEncoderLayers();
@@ -153,6 +175,28 @@ struct CudaEngine::Impl {
     CK(cublasCreate(&blas));
     // Default math: SGEMM in full fp32 (no TF32 unless NVIDIA_TF32_OVERRIDE=1); Tf32 asks for TF32 tensor cores.
     CK(cublasSetMathMode(blas, options.precision == CudaPrecision::Tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    const char* adamStreamEnv = std::getenv("VAECF_CUDA_ADAM_STREAM");
+    if (adamStreamEnv && std::string(adamStreamEnv) == "1") options.adamStream = true;
+    const char* graphsEnv = std::getenv("VAECF_CUDA_GRAPHS");
+    if (graphsEnv && std::string(graphsEnv) == "1") options.graphs = true;
+    if (options.adamStream || options.graphs) {
+      // The step's stream at the highest priority, the updates' at the lowest: the critical path first.
+      int least = 0, greatest = 0;
+      CK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+      CK(cudaStreamCreateWithPriority(&stream, cudaStreamDefault, greatest));
+      CK(cublasSetStream(blas, stream));
+      if (options.adamStream) {
+        CK(cudaStreamCreateWithPriority(&optStream, cudaStreamDefault, least));
+        gradsReady.resize(size_t(nLayers));
+        for (auto& e : gradsReady) CK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+        CK(cudaEventCreateWithFlags(&updatesDone, cudaEventDisableTiming));
+      }
+      if (options.graphs) {
+        // 32 MiB, cuBLAS's own default on Hopper; given explicitly so that no capture allocates one.
+        blasWorkspace.resize(size_t(32) << 20);
+        CK(cublasSetWorkspace(blas, blasWorkspace.ptr, blasWorkspace.count));
+      }
+    }
     CK(cudaEventCreateWithFlags(&stagingFree, cudaEventDisableTiming));
     for (auto& e : slotReady) CK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     stepSums.resize(size_t(2 + nLayers));
@@ -170,6 +214,13 @@ struct CudaEngine::Impl {
     masks.resize(size_t(nLayers));
   }
   ~Impl() {
+    if (stream) cudaStreamSynchronize(stream);
+    if (optStream) cudaStreamSynchronize(optStream);
+    for (auto& g : stepGraphs) cudaGraphExecDestroy(g.exec);
+    for (auto e : gradsReady) cudaEventDestroy(e);
+    if (updatesDone) cudaEventDestroy(updatesDone);
+    if (optStream) cudaStreamDestroy(optStream);
+    if (stream) cudaStreamDestroy(stream);
     for (auto e : eventPool) cudaEventDestroy(e);
     if (stagingFree) cudaEventDestroy(stagingFree);
     for (auto& e : slotReady)
@@ -193,7 +244,7 @@ struct CudaEngine::Impl {
       CK(cudaEventCreate(&e));
       eventPool.push_back(e);
     }
-    CK(cudaEventRecord(eventPool[marks.size()], 0));
+    CK(cudaEventRecord(eventPool[marks.size()], stream));
     marks.push_back(Mark{std::move(phase), flops, bytes});
   }
   // Waits for the recorded events and adds their intervals to phaseTotals.
@@ -244,7 +295,7 @@ struct CudaEngine::Impl {
     rowKl.resize(size_t(rows));
     bPtr.resize(size_t(rows + 1));
     ones.resize(size_t(rows));
-    fill<<<blocks(rows), 256>>>(ones.ptr, 1.0f, rows);
+    fill<<<blocks(rows), 256, 0, stream>>>(ones.ptr, 1.0f, rows);
     LAUNCH_CHECK();
     const auto& out = layout.layers.back();
     if (splitK > 1) splitParts.resize(size_t(splitK * rows * out.in));
@@ -359,15 +410,15 @@ struct CudaEngine::Impl {
       tail = (alignedOffsets + size_t(m) * sizeof(int64_t) + 15) & ~size_t(15);
       staging.resize(tail + transposeBytes);
       std::memcpy(staging.ptr, offsets.data(), offsetBytes);
-      CK(cudaMemcpyAsync(bPtr.ptr, staging.ptr, offsetBytes, cudaMemcpyHostToDevice, 0));
+      CK(cudaMemcpyAsync(bPtr.ptr, staging.ptr, offsetBytes, cudaMemcpyHostToDevice, stream));
       const int64_t* rowsDev = nullptr;
       if (hostRows) {
         std::memcpy(staging.ptr + alignedOffsets, hostRows, size_t(m) * sizeof(int64_t));
         dRows.resize(size_t(m));
-        CK(cudaMemcpyAsync(dRows.ptr, staging.ptr + alignedOffsets, size_t(m) * sizeof(int64_t), cudaMemcpyHostToDevice, 0));
+        CK(cudaMemcpyAsync(dRows.ptr, staging.ptr + alignedOffsets, size_t(m) * sizeof(int64_t), cudaMemcpyHostToDevice, stream));
         rowsDev = dRows.ptr;
       }
-      gatherRows<<<blocks(m * 32), 256>>>(dIndptr.ptr, dIndices.ptr, hasValues ? dValues.ptr : nullptr, rowsDev, first, m, bPtr.ptr, bIdx.ptr,
+      gatherRows<<<blocks(m * 32), 256, 0, stream>>>(dIndptr.ptr, dIndices.ptr, hasValues ? dValues.ptr : nullptr, rowsDev, first, m, bPtr.ptr, bIdx.ptr,
                                           bRaw.ptr);
       LAUNCH_CHECK();
     } else {
@@ -384,10 +435,10 @@ struct CudaEngine::Impl {
         std::memcpy(idx + offsets[size_t(u)], data.indices + b, size_t(n) * sizeof(int32_t));
         for (int64_t k = 0; k < n; ++k) val[offsets[size_t(u)] + k] = data.values ? data.values[b + k] : 1.0f;
       }
-      CK(cudaMemcpyAsync(bPtr.ptr, staging.ptr, offsetBytes, cudaMemcpyHostToDevice, 0));
+      CK(cudaMemcpyAsync(bPtr.ptr, staging.ptr, offsetBytes, cudaMemcpyHostToDevice, stream));
       if (nnz > 0) {
-        CK(cudaMemcpyAsync(bIdx.ptr, idx, idxBytes, cudaMemcpyHostToDevice, 0));
-        CK(cudaMemcpyAsync(bRaw.ptr, val, size_t(nnz) * sizeof(float), cudaMemcpyHostToDevice, 0));
+        CK(cudaMemcpyAsync(bIdx.ptr, idx, idxBytes, cudaMemcpyHostToDevice, stream));
+        CK(cudaMemcpyAsync(bRaw.ptr, val, size_t(nnz) * sizeof(float), cudaMemcpyHostToDevice, stream));
       }
     }
     batchNnz = nnz;
@@ -402,7 +453,7 @@ struct CudaEngine::Impl {
       int32_t* cursor = reinterpret_cast<int32_t*>(staging.ptr + tail);
       std::memcpy(cursor, hostColPtr.data(), ptrBytes);
       tPtr.resize(size_t(items + 1));
-      CK(cudaMemcpyAsync(tPtr.ptr, cursor, ptrBytes, cudaMemcpyHostToDevice, 0));
+      CK(cudaMemcpyAsync(tPtr.ptr, cursor, ptrBytes, cudaMemcpyHostToDevice, stream));
       int2* entries = reinterpret_cast<int2*>(staging.ptr + tail + ptrAligned);
       // hostColPtr becomes the fill cursor (the upload above reads the staging copy).
       for (int64_t u = 0; u < m; ++u) {
@@ -412,9 +463,9 @@ struct CudaEngine::Impl {
           entries[hostColPtr[size_t(data.indices[k])]++] = make_int2(int32_t(u), offsets[size_t(u)] + int32_t(k - b));
       }
       tEntries.resize(size_t(std::max<int64_t>(nnz, 1)));
-      if (nnz > 0) CK(cudaMemcpyAsync(tEntries.ptr, entries, size_t(nnz) * sizeof(int2), cudaMemcpyHostToDevice, 0));
+      if (nnz > 0) CK(cudaMemcpyAsync(tEntries.ptr, entries, size_t(nnz) * sizeof(int2), cudaMemcpyHostToDevice, stream));
     }
-    CK(cudaEventRecord(stagingFree, 0));
+    CK(cudaEventRecord(stagingFree, stream));
     stagingInUse = true;
     mark(fromDevice ? "gather batch (device-resident matrix)" : "gather batch (streamed from host)", 0,
          double(nnz) * 16 + double(m) * (fromDevice ? 12 : 4));
@@ -429,7 +480,12 @@ struct CudaEngine::Impl {
   }
 
   void forward(bool training, uint64_t seed, uint64_t step) {
-    normaliseInput<<<blocks(m * 32), 256>>>(bPtr.ptr, bRaw.ptr, bInput.ptr, m, training, dropoutOf(0), seed, step);
+    if (awaitingUpdates) {
+      // The previous step's updates ran on the Adam stream (overlapping this batch's gather).
+      CK(cudaStreamWaitEvent(stream, updatesDone, 0));
+      awaitingUpdates = false;
+    }
+    normaliseInput<<<blocks(m * 32), 256, 0, stream>>>(bPtr.ptr, bRaw.ptr, bInput.ptr, m, training, dropoutOf(0), seed, step);
     LAUNCH_CHECK();
     mark("normalise + input dropout", 0, double(batchNnz) * 12);
     const float one = 1.0f;
@@ -441,26 +497,26 @@ struct CudaEngine::Impl {
       // Training leaves the output bias to the likelihood kernel (one pass over the logits fewer).
       const bool biasLater = training && l == nLayers - 1;
       if (!biasLater && l > 0) {
-        broadcastBias<<<blocks(m * L.out), 256>>>(out, b, m, L.out);
+        broadcastBias<<<blocks(m * L.out), 256, 0, stream>>>(out, b, m, L.out);
         LAUNCH_CHECK();
       }
       const float accumulate = biasLater ? 0.0f : 1.0f;
       if (l == 0) {
-        sparseInputForward<<<unsigned(m), columnThreads(L.out)>>>(bPtr.ptr, bIdx.ptr, bInput.ptr, W, b, L.out, out);
+        sparseInputForward<<<unsigned(m), columnThreads(L.out), 0, stream>>>(bPtr.ptr, bIdx.ptr, bInput.ptr, W, b, L.out, out);
         LAUNCH_CHECK();
         mark("forward L0: bias + sparse product", 2.0 * double(batchNnz) * double(L.out), 4.0 * (double(batchNnz) * double(L.out) + 2.0 * double(m * L.out)));
       } else {
         const float* in = source(l);
         if (training && dropoutOf(l) > 0) {
-          dropoutMask<<<blocks(m * L.in), 256>>>(masks[size_t(l)].ptr, m * L.in, dropoutOf(l), seed, uint32_t(Stream::HiddenDropout) * 1000u + uint32_t(l), step);
-          multiply<<<blocks(m * L.in), 256>>>(in, masks[size_t(l)].ptr, dropped[size_t(l)].ptr, m * L.in);
+          dropoutMask<<<blocks(m * L.in), 256, 0, stream>>>(masks[size_t(l)].ptr, m * L.in, dropoutOf(l), seed, uint32_t(Stream::HiddenDropout) * 1000u + uint32_t(l), step);
+          multiply<<<blocks(m * L.in), 256, 0, stream>>>(in, masks[size_t(l)].ptr, dropped[size_t(l)].ptr, m * L.in);
           LAUNCH_CHECK();
           in = dropped[size_t(l)].ptr;
           mark("dropout masks", 0, 12.0 * double(m * L.in));
         }
         if (bf16() && l == nLayers - 1) {
           // Logits[m x items] += In W in bf16 (the input rounded, as on the CPU).
-          toBf16<<<blocks(m * L.in), 256>>>(in, outInputBf16.ptr, m * L.in);
+          toBf16<<<blocks(m * L.in), 256, 0, stream>>>(in, outInputBf16.ptr, m * L.in);
           LAUNCH_CHECK();
           gemmBf16(CUBLAS_OP_N, CUBLAS_OP_N, L.out, m, L.in, outWeightBf16.ptr, ldBf16, outInputBf16.ptr, L.in, accumulate, out, L.out);
         } else {
@@ -472,37 +528,72 @@ struct CudaEngine::Impl {
              operand * double(m * L.in + L.in * L.out) + 8.0 * double(m * L.out));
       }
       if (hasTanh(l)) {
-        tanhInPlace<<<blocks(m * L.out), 256>>>(out, m * L.out);
+        tanhInPlace<<<blocks(m * L.out), 256, 0, stream>>>(out, m * L.out);
         LAUNCH_CHECK();
       }
       if (l == nEnc - 1 && config.variational) {
         if (training) {
-          sampleEps<<<blocks(m * latent), 256>>>(eps.ptr, m * latent, seed, step);
+          sampleEps<<<blocks(m * latent), 256, 0, stream>>>(eps.ptr, m * latent, seed, step);
           LAUNCH_CHECK();
         }
-        reparameterise<<<blocks(m * latent), 256>>>(out, eps.ptr, z.ptr, m, latent, training);
+        reparameterise<<<blocks(m * latent), 256, 0, stream>>>(out, eps.ptr, z.ptr, m, latent, training);
         LAUNCH_CHECK();
       }
       if (hasTanh(l) || (l == nEnc - 1 && config.variational)) mark("tanh / reparameterisation", 0, 8.0 * double(m * L.out));
     }
   }
 
-  // Launches the likelihood, KL and all gradients; the loss is read later by collect().
-  void backward(double beta, double l2) {
+  // Launches the likelihood, KL, the step's sums and the non-finite flag, all gradients, and (when
+  // adam.on) the Adam updates: one launch over every parameter at the end, or layer by layer on the Adam
+  // stream as each layer's gradients are final. `afterSums` runs once the step's sums are queued (the
+  // read-back, when not capturing a graph: the host can collect the loss before the gradients are done).
+  void backward(double beta, double l2, const AdamStep& adam, const std::function<void()>& afterSums) {
     const int64_t D = latent;
     float* logits = acts[size_t(nLayers - 1)].ptr;
     const float invM = float(1.0 / double(m));
     const auto& outLayer = layout.layers.back();
-    likelihood<256><<<unsigned(m), 256>>>(logits, items, params.ptr + outLayer.biasOffset, bPtr.ptr, bIdx.ptr, bRaw.ptr, invM, rowNll.ptr,
+    likelihood<256><<<unsigned(m), 256, 0, stream>>>(logits, items, params.ptr + outLayer.biasOffset, bPtr.ptr, bIdx.ptr, bRaw.ptr, invM, rowNll.ptr,
                                           bf16() ? outGradBf16.ptr : nullptr, ldBf16);
     LAUNCH_CHECK();
     mark("likelihood + softmax gradient", 0, double(m * items) * (12.0 + (bf16() ? 2.0 : 0.0)));
     if (config.variational) {
-      klRows<<<blocks(m * 32), 256>>>(acts[size_t(nEnc - 1)].ptr, m, D, rowKl.ptr);
+      klRows<<<blocks(m * 32), 256, 0, stream>>>(acts[size_t(nEnc - 1)].ptr, m, D, rowKl.ptr);
       LAUNCH_CHECK();
       mark("KL", 0, 8.0 * double(m * D));
     }
-    grads.resize(size_t(layout.total));
+    // The step's sums [nll, kl, |W_l|^2 per layer] and the flag that makes Adam skip a non-finite step:
+    // both known before the first update (the weights do not change before Adam).
+    CK(cudaMemsetAsync(stepSums.ptr, 0, size_t(2 + nLayers) * sizeof(double), stream));
+    sumRows<<<1, 256, 0, stream>>>(rowNll.ptr, config.variational ? rowKl.ptr : nullptr, m, stepSums.ptr);
+    LAUNCH_CHECK();
+    if (l2 > 0)
+      for (int64_t l = 0; l < nLayers; ++l) {
+        const auto& L = layout.layers[size_t(l)];
+        const int64_t n = L.in * L.out;
+        sumSquares<<<std::min<unsigned>(blocks(n), 1024u), 256, 0, stream>>>(params.ptr + L.weightOffset, n, stepSums.ptr + 2 + l);
+        LAUNCH_CHECK();
+      }
+    flagNonFinite<<<1, 1, 0, stream>>>(stepSums.ptr, nLayers, 1.0 / double(m), beta, l2, skipUpdate.ptr);
+    LAUNCH_CHECK();
+    mark("loss sums, |W|^2, non-finite flag", 0, 4.0 * double(m) * 2 + (l2 > 0 ? 4.0 * double(layout.total) : 0.0));
+    if (afterSums) afterSums();
+    // The L2 term's gradient, 2 l2 W, added to dW once it is computed.
+    auto addL2 = [&](const ParameterLayout::Layer& L, float* dW) {
+      if (l2 <= 0) return;
+      const int64_t n = L.in * L.out;
+      addScaled<<<blocks(n), 256, 0, stream>>>(dW, params.ptr + L.weightOffset, float(2.0 * l2), n);
+      LAUNCH_CHECK();
+      mark("L2 gradient", 0, 12.0 * double(n));
+    };
+    // Layer l's gradients are final and its weights read for the last time in this step: with the Adam
+    // stream, its update starts there, beside the backward pass of the layers below.
+    auto layerDone = [&](int64_t l) {
+      if (!adam.on || !optStream) return;
+      CK(cudaEventRecord(gradsReady[size_t(l)], stream));
+      CK(cudaStreamWaitEvent(optStream, gradsReady[size_t(l)], 0));
+      const auto& L = layout.layers[size_t(l)];
+      adamRange(adam, L.weightOffset, L.biasOffset + L.out, optStream);
+    };
     const float one = 1.0f, zero = 0.0f;
     float* dcur = logits;
     float* spare[2] = {gA.ptr, gB.ptr};
@@ -516,10 +607,12 @@ struct CudaEngine::Impl {
       mark("bias gradients", 0, 4.0 * double(m * L.out));
       if (l == 0) {
         // dW0 = input^T dA0 over the batch transposed on the host.
-        sparseInputGradient<<<unsigned(items), columnThreads(L.out)>>>(tPtr.ptr, tEntries.ptr, bInput.ptr, dcur, L.out, dW);
+        sparseInputGradient<<<unsigned(items), columnThreads(L.out), 0, stream>>>(tPtr.ptr, tEntries.ptr, bInput.ptr, dcur, L.out, dW);
         LAUNCH_CHECK();
         mark("backward L0: sparse product (dW0)", 2.0 * double(batchNnz) * double(L.out),
              4.0 * (double(items * L.out) + double(m * L.out)));
+        addL2(L, dW);
+        layerDone(0);
         break;
       }
       const bool drop = dropoutOf(l) > 0;
@@ -540,6 +633,7 @@ struct CudaEngine::Impl {
       }
       mark(name + ": dW GEMM", 2.0 * double(m) * double(L.in) * double(L.out),
            operand * double(m * L.out + m * L.in) + 4.0 * double(L.in * L.out));
+      addL2(L, dW);
       // dIn[m x in] = dA W^T: column-major [in x m] = W(col-major [out x in])^T dA(col-major [out x m]).
       if (bf16Operands && splitK > 1) {
         // K = n_items: splitK slices of splitWidth items side by side, the rest added to slice 0, then summed.
@@ -560,7 +654,7 @@ struct CudaEngine::Impl {
           CK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(L.in), int(m), int(rest), &one, Ar, type, int(ld), Br, type, int(ld), &one, splitParts.ptr,
                           CUDA_R_32F, int(L.in), compute, CUBLAS_GEMM_DEFAULT));
         }
-        sumParts<<<blocks(sliceElems), 256>>>(splitParts.ptr, splitK, sliceElems, dIn);
+        sumParts<<<blocks(sliceElems), 256, 0, stream>>>(splitParts.ptr, splitK, sliceElems, dIn);
         LAUNCH_CHECK();
       } else if (bf16Operands) {
         gemmBf16(CUBLAS_OP_T, CUBLAS_OP_N, L.in, m, L.out, outWeightBf16.ptr, ldBf16, outGradBf16.ptr, ldBf16, 0.0f, dIn, L.in);
@@ -569,46 +663,42 @@ struct CudaEngine::Impl {
       }
       mark(name + ": dIn GEMM" + (bf16Operands && splitK > 1 ? " (split over items)" : ""), 2.0 * double(m) * double(L.in) * double(L.out),
            operand * double(m * L.out + L.in * L.out) + 4.0 * double(m * L.in) * (bf16Operands ? double(2 * splitK + 1) : 1.0));
+      layerDone(l);
       if (drop) {
-        multiply<<<blocks(m * L.in), 256>>>(dIn, masks[size_t(l)].ptr, dIn, m * L.in);
+        multiply<<<blocks(m * L.in), 256, 0, stream>>>(dIn, masks[size_t(l)].ptr, dIn, m * L.in);
         LAUNCH_CHECK();
       }
       if (l == nEnc && config.variational) {
         float* dE = spare[next];
         next ^= 1;
-        reparameteriseBackward<<<blocks(m * D), 256>>>(acts[size_t(nEnc - 1)].ptr, eps.ptr, dIn, dE, m, D, float(beta) * invM);
+        reparameteriseBackward<<<blocks(m * D), 256, 0, stream>>>(acts[size_t(nEnc - 1)].ptr, eps.ptr, dIn, dE, m, D, float(beta) * invM);
         LAUNCH_CHECK();
         dcur = dE;
       } else {
-        tanhBackward<<<blocks(m * L.in), 256>>>(dIn, acts[size_t(l - 1)].ptr, m * L.in);
+        tanhBackward<<<blocks(m * L.in), 256, 0, stream>>>(dIn, acts[size_t(l - 1)].ptr, m * L.in);
         LAUNCH_CHECK();
         dcur = dIn;
       }
       mark("dropout / tanh / reparameterisation backward", 0, 12.0 * double(m * L.in));
     }
-    // The step's sums on the device, then copied to a page-locked slot; read in collect().
-    CK(cudaMemsetAsync(stepSums.ptr, 0, size_t(2 + nLayers) * sizeof(double), 0));
-    sumRows<<<1, 256>>>(rowNll.ptr, config.variational ? rowKl.ptr : nullptr, m, stepSums.ptr);
-    LAUNCH_CHECK();
-    if (l2 > 0) {
-      for (int64_t l = 0; l < nLayers; ++l) {
-        const auto& L = layout.layers[size_t(l)];
-        const int64_t n = L.in * L.out;
-        sumSquares<<<std::min<unsigned>(blocks(n), 1024u), 256>>>(params.ptr + L.weightOffset, n, stepSums.ptr + 2 + l);
-        addScaled<<<blocks(n), 256>>>(grads.ptr + L.weightOffset, params.ptr + L.weightOffset, float(2.0 * l2), n);
-        LAUNCH_CHECK();
-      }
+    if (adam.on && !optStream) {
+      adamRange(adam, 0, layout.total, stream);
+    } else if (adam.on) {
+      CK(cudaEventRecord(updatesDone, optStream));
+      awaitingUpdates = true;  // a graph capture joins the Adam stream instead (endCapture)
     }
-    flagNonFinite<<<1, 1>>>(stepSums.ptr, nLayers, 1.0 / double(m), beta, l2, skipUpdate.ptr);
-    LAUNCH_CHECK();
+  }
+
+  // The step's sums copied to a page-locked slot (read in collect()) and the step queued as pending.
+  void queueReadback(const StepOptions& opt, int64_t adamTBefore) {
     if (pending.size() >= size_t(kSlots)) throw std::logic_error("too many CUDA steps in flight; collect them first");
     const int slot = nextSlot;
     nextSlot = (nextSlot + 1) % kSlots;
     double* host = reinterpret_cast<double*>(resultSlots.ptr) + slot * (2 + nLayers);
-    CK(cudaMemcpyAsync(host, stepSums.ptr, size_t(2 + nLayers) * sizeof(double), cudaMemcpyDeviceToHost, 0));
-    CK(cudaEventRecord(slotReady[slot], 0));
-    mark("loss sums, L2 term, read-back", 0, 4.0 * double(m) * 2 + (l2 > 0 ? 12.0 * double(layout.total) : 0.0));
-    pending.push_back(PendingStep{slot, m, 0, beta, l2, adamT});
+    CK(cudaMemcpyAsync(host, stepSums.ptr, size_t(2 + nLayers) * sizeof(double), cudaMemcpyDeviceToHost, stream));
+    CK(cudaEventRecord(slotReady[slot], stream));
+    mark("loss read-back", 0, 8.0 * double(2 + nLayers));
+    pending.push_back(PendingStep{slot, m, int64_t(opt.step), opt.beta, opt.l2, adamTBefore});
   }
 
   // The oldest submitted step's result (waits for it).
@@ -639,24 +729,98 @@ struct CudaEngine::Impl {
     return r;
   }
 
-  void optimizerStep(const OptimizerOptions& o) {
+  // Everything a step allocates or clears, before it is issued (a graph capture may allocate nothing).
+  void prepareStep(bool update) {
+    grads.resize(size_t(layout.total));
+    if (!update) return;
     adamM.resize(size_t(layout.total));
     adamV.resize(size_t(layout.total));
     if (adamT == 0) {
-      CK(cudaMemset(adamM.ptr, 0, size_t(layout.total) * sizeof(float)));
-      CK(cudaMemset(adamV.ptr, 0, size_t(layout.total) * sizeof(float)));
+      CK(cudaMemsetAsync(adamM.ptr, 0, size_t(layout.total) * sizeof(float), stream));
+      CK(cudaMemsetAsync(adamV.ptr, 0, size_t(layout.total) * sizeof(float), stream));
     }
+  }
+
+  // Advances the optimizer's step count; the bias corrections of this step (Kingma & Ba, Algorithm 1).
+  AdamStep adamScalars(const OptimizerOptions& o) {
     adamT += 1;
-    const double bc1 = 1.0 - std::pow(o.beta1, double(adamT));
-    const double bc2 = 1.0 - std::pow(o.beta2, double(adamT));
+    AdamStep a;
+    a.on = true;
+    a.o = o;
+    a.bc1 = 1.0 - std::pow(o.beta1, double(adamT));
+    a.bc2 = 1.0 - std::pow(o.beta2, double(adamT));
+    return a;
+  }
+
+  // Adam over parameters [begin, end) on `s` (skipped on the device when the step's loss is non-finite),
+  // refreshing the bf16 copy of the output layer's weights where the range covers them.
+  void adamRange(const AdamStep& a, int64_t begin, int64_t end, cudaStream_t s) {
+    const OptimizerOptions& o = a.o;
     const auto& out = layout.layers.back();
-    adam<<<blocks(layout.total), 256>>>(params.ptr, grads.ptr, adamM.ptr, adamV.ptr, layout.total, float(o.learningRate / bc1), float(o.beta1),
-                                         float(o.beta2), float(o.epsilon), float(std::sqrt(bc2)), float(o.weightDecay),
-                                         float(1.0 - o.learningRate * o.weightDecay), !o.decoupled && o.weightDecay != 0,
-                                         o.decoupled && o.weightDecay != 0, bf16() ? outWeightBf16.ptr : nullptr, out.weightOffset,
-                                         out.weightOffset + out.in * out.out, out.out, ldBf16, skipUpdate.ptr);
+    const int64_t n = end - begin;
+    adam<<<blocks(n), 256, 0, s>>>(params.ptr + begin, grads.ptr + begin, adamM.ptr + begin, adamV.ptr + begin, n, float(o.learningRate / a.bc1),
+                                   float(o.beta1), float(o.beta2), float(o.epsilon), float(std::sqrt(a.bc2)), float(o.weightDecay),
+                                   float(1.0 - o.learningRate * o.weightDecay), !o.decoupled && o.weightDecay != 0, o.decoupled && o.weightDecay != 0,
+                                   bf16() ? outWeightBf16.ptr : nullptr, out.weightOffset - begin, out.weightOffset + out.in * out.out - begin, out.out,
+                                   ldBf16, skipUpdate.ptr);
     LAUNCH_CHECK();
-    mark("Adam", 0, 28.0 * double(layout.total));
+    if (s == stream) mark("Adam", 0, 28.0 * double(n));
+  }
+
+  // ---- CUDA graphs (CudaOptions::graphs) ----
+
+  void beginCapture() { CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal)); }
+
+  // Ends the capture (joining the Adam stream first) and launches it: the batch size's executable graph
+  // updated in place from this capture (the kernels' arguments change every step: seed, step, beta,
+  // Adam's scalars, buffers that grew), or instantiated anew when the update is refused.
+  void endCaptureAndLaunch() {
+    if (awaitingUpdates) {
+      CK(cudaStreamWaitEvent(stream, updatesDone, 0));
+      awaitingUpdates = false;
+    }
+    cudaGraph_t graph = nullptr;
+    CK(cudaStreamEndCapture(stream, &graph));
+    auto at = std::find_if(stepGraphs.begin(), stepGraphs.end(), [&](const StepGraph& g) { return g.m == m; });
+    if (at != stepGraphs.end()) {
+      cudaGraphExecUpdateResultInfo info{};
+      if (cudaGraphExecUpdate(at->exec, graph, &info) != cudaSuccess) {
+        (void)cudaGetLastError();  // the refusal is not an error: instantiate instead
+        cudaGraphExecDestroy(at->exec);
+        stepGraphs.erase(at);
+        at = stepGraphs.end();
+      }
+    }
+    if (at == stepGraphs.end()) {
+      if (stepGraphs.size() >= 4) {
+        cudaGraphExecDestroy(stepGraphs.front().exec);
+        stepGraphs.erase(stepGraphs.begin());
+      }
+      cudaGraphExec_t exec = nullptr;
+      const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+      if (e != cudaSuccess) {
+        cudaGraphDestroy(graph);
+        CK(e);
+      }
+      stepGraphs.push_back(StepGraph{m, exec});
+      at = stepGraphs.end() - 1;
+      ++schedule.graphInstantiations;
+    }
+    cudaGraphDestroy(graph);
+    CK(cudaGraphLaunch(at->exec, stream));
+    ++schedule.graphLaunches;
+  }
+
+  // A capture abandoned by an exception: ended and discarded, so the stream can be used again.
+  void abandonCapture() {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream, &status) == cudaSuccess && status != cudaStreamCaptureStatusNone) {
+      cudaGraph_t graph = nullptr;
+      cudaStreamEndCapture(stream, &graph);
+      if (graph) cudaGraphDestroy(graph);
+    }
+    (void)cudaGetLastError();
+    awaitingUpdates = false;
   }
 };
 
@@ -680,12 +844,32 @@ int64_t CudaEngine::matrixUploads() const { return impl_->uploads; }
 void CudaEngine::submitStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
   if (opt.phase != Phase::Joint || opt.gamma != 0)
     throw InvalidArgument("Mult-VAE / Mult-DAE train every parameter in each step with one KL weight (no phases, no gamma)");
-  impl_->gather(data, rows, 0, m, true);
-  impl_->forward(true, opt.seed, opt.step);
-  impl_->backward(opt.beta, opt.l2);
-  impl_->pending.back().step = int64_t(opt.step);
-  // Queued behind the step's readback: a non-finite loss is reported when the step is collected.
-  if (opt.update) impl_->optimizerStep(opt.optimizer);
+  Impl& im = *impl_;
+  if (im.pending.size() >= size_t(Impl::kSlots)) throw std::logic_error("too many CUDA steps in flight; collect them first");
+  im.gather(data, rows, 0, m, true);
+  im.prepareStep(opt.update);
+  const int64_t adamTBefore = im.adamT;
+  const Impl::AdamStep adam = opt.update ? im.adamScalars(opt.optimizer) : Impl::AdamStep{};
+  const bool graph = im.options.graphs && !im.profiling;
+  const size_t pendingBefore = im.pending.size();
+  // The loss's read-back: inside the step when launched kernel by kernel (right after the sums), after
+  // the graph when captured (its page-locked slot changes every step).
+  const std::function<void()> readback = [&] { im.queueReadback(opt, adamTBefore); };
+  try {
+    if (graph) im.beginCapture();
+    im.forward(true, opt.seed, opt.step);
+    // A non-finite loss makes the device skip the updates; it is reported when the step is collected.
+    im.backward(opt.beta, opt.l2, adam, graph ? std::function<void()>() : readback);
+    if (graph) {
+      im.endCaptureAndLaunch();
+      readback();
+    }
+  } catch (...) {
+    if (graph) im.abandonCapture();
+    if (im.pending.size() > pendingBefore) im.pending.pop_back();
+    im.adamT = adamTBefore;
+    throw;
+  }
 }
 
 StepResult CudaEngine::collectStep() { return impl_->collect(); }
@@ -758,6 +942,7 @@ void CudaEngine::setProfiling(bool on) {
   impl_->marks.clear();
   impl_->profiling = on;
 }
+ScheduleStats CudaEngine::scheduleStats() const { return impl_->schedule; }
 std::vector<PhaseTime> CudaEngine::phaseTimes() {
   impl_->harvestMarks();
   return impl_->phaseTotals;

@@ -33,6 +33,23 @@ struct CudaOptions {
   // Training matrix: Auto keeps it on the device for the whole run when it fits (leaving 1 GiB free)
   // and streams each batch from host memory otherwise; Streamed always streams (also VAECF_CUDA_STREAM=1).
   enum class Residency { Auto, Streamed } residency = Residency::Auto;
+  // How a training step is issued. Both are opt-in and compiled-only until a GPU run has checked and
+  // timed them (bench/gpu_check.sh does both); neither changes the arithmetic, so the weights must match
+  // the serial schedule's.
+  // adamStream (also VAECF_CUDA_ADAM_STREAM=1): each layer's Adam update on a second, low-priority stream
+  //   as soon as that layer's gradients are final and its weights read for the last time in the step, so
+  //   the updates overlap the backward pass of the layers below and the next batch's gather.
+  // graphs (also VAECF_CUDA_GRAPHS=1): forward, backward and Adam captured into one CUDA graph per step
+  //   and launched as one (the executable graph updated in place from each step's capture; one per batch
+  //   size). Not while profiling: per-phase timing needs the events between launches.
+  bool adamStream = false;
+  bool graphs = false;
+};
+
+// How the steps were issued (CudaOptions::graphs): graphs launched, and how many executable graphs had
+// to be instantiated because an in-place update was refused (expected: one per batch size).
+struct ScheduleStats {
+  int64_t graphLaunches = 0, graphInstantiations = 0;
 };
 
 // Device time of one phase of the training step, summed over the steps run while profiling, with the
@@ -79,6 +96,7 @@ class CudaEngine final : public Engine {
   void setProfiling(bool on);
   std::vector<PhaseTime> phaseTimes();
   void resetPhaseTimes();
+  ScheduleStats scheduleStats() const;
 
  private:
   struct Impl;

@@ -1068,6 +1068,100 @@ static int gpuCheck(int argc, char** argv) {
                return differ == 0 && gradDiffer == 0;
              });
   }
+  // 6b. The step's schedules (CudaOptions::adamStream, graphs): the same kernels and arguments in another
+  //     order of issue, so the same weights as the serial schedule. Two pipelined epochs with a last,
+  //     smaller batch (a second graph), the L2 term and weight decay; then a non-finite loss must still
+  //     skip the update.
+  for (int pi : {0, 2}) {
+    runCheck(report, std::string("Adam stream and CUDA graphs: the serial schedule's weights (") + kPrecisionNames[pi] + ", two epochs)",
+             "weights, both moments and per-batch losses equal to the serial schedule's (< 1e-6 relative; bitwise expected); one graph per "
+             "batch size; a non-finite loss still skips the update",
+             [&](JsonObject& r) {
+               const int64_t items = 5003, users = 3100;
+               std::mt19937 gen(61);
+               const RandomClicks clicks = randomClicks(users, items, 50, gen);
+               const CsrView data = clicks.view(items);
+               const ModelConfig cfg = smallConfig(items, true);
+               const size_t P = size_t(ParameterLayout(cfg).total);
+               struct Run {
+                 std::vector<float> weights, m, v;
+                 std::vector<double> losses;
+                 int64_t t = 0;
+                 cuda::ScheduleStats stats;
+                 // After a poisoned weight (poisonAfter): the error raised, the weights and step count kept.
+                 bool threw = false, weightsKept = false, countKept = false;
+               };
+               auto train = [&](bool adamStream, bool graphs, bool poisonAfter) {
+                 cuda::CudaOptions o;
+                 o.precision = cuda::CudaPrecision(pi);
+                 o.adamStream = adamStream;
+                 o.graphs = graphs;
+                 cuda::CudaEngine gpu(cfg, o);
+                 gpu.initialize(7);
+                 EpochOptions eo;
+                 eo.batchSize = 250;
+                 eo.seed = 13;
+                 eo.l2 = 0.001;
+                 eo.optimizer.weightDecay = 0.01;
+                 Run run;
+                 TrainingCounters c;
+                 for (uint64_t e = 0; e < 2; ++e) {
+                   eo.epoch = e;
+                   trainEpoch(gpu, data, eo, c, [&](const BatchStats& b) { run.losses.push_back(b.loss); }, nullptr);
+                 }
+                 run.weights.resize(P);
+                 run.m.resize(P);
+                 run.v.resize(P);
+                 gpu.getParameters(run.weights.data());
+                 gpu.getOptimizerState(run.m.data(), run.v.data(), &run.t);
+                 run.stats = gpu.scheduleStats();
+                 if (poisonAfter) {
+                   std::vector<float> poisoned = run.weights, after(P), m(P), v(P);
+                   poisoned[size_t(ParameterLayout(cfg).layers.back().biasOffset)] = NAN;
+                   gpu.setParameters(poisoned.data());
+                   try {
+                     eo.epoch = 2;
+                     trainEpoch(gpu, data, eo, c, nullptr, nullptr);
+                   } catch (const std::runtime_error&) {
+                     run.threw = true;
+                   }
+                   int64_t t = 0;
+                   gpu.getParameters(after.data());
+                   gpu.getOptimizerState(m.data(), v.data(), &t);
+                   run.weightsKept = std::memcmp(after.data(), poisoned.data(), P * sizeof(float)) == 0;
+                   run.countKept = t == run.t;
+                 }
+                 return run;
+               };
+               const Run serial = train(false, false, false);
+               bool ok = true;
+               const char* names[] = {"adam_stream", "graphs", "adam_stream_and_graphs"};
+               for (int k = 0; k < 3; ++k) {
+                 const bool adamStream = k != 1, graphs = k != 0;
+                 const Run other = train(adamStream, graphs, k == 2);
+                 int64_t differ = 0;
+                 for (size_t i = 0; i < P; ++i) differ += std::memcmp(&other.weights[i], &serial.weights[i], sizeof(float)) != 0;
+                 double lossWorst = other.losses.size() == serial.losses.size() ? 0.0 : INFINITY;
+                 for (size_t i = 0; i < std::min(other.losses.size(), serial.losses.size()); ++i)
+                   lossWorst = std::max(lossWorst, std::fabs(other.losses[i] - serial.losses[i]) / std::fabs(serial.losses[i]));
+                 const double w = relError(other.weights, serial.weights), m = relError(other.m, serial.m), v = relError(other.v, serial.v);
+                 const std::string n = names[k];
+                 r.set(n + ".weights", w).set(n + ".moments", std::max(m, v)).set(n + ".losses", lossWorst).set(n + ".weights_differing", double(differ));
+                 r.set(n + ".graph_launches", double(other.stats.graphLaunches)).set(n + ".graph_instantiations", double(other.stats.graphInstantiations));
+                 bool pass = w < 1e-6 && m < 1e-6 && v < 1e-6 && lossWorst < 1e-6 && other.t == serial.t;
+                 // 13 batches per epoch (12 of 250, one of 100), two epochs: 26 launches of 2 graphs.
+                 if (graphs) pass = pass && other.stats.graphLaunches == 26 && other.stats.graphInstantiations == 2;
+                 if (k == 2) {
+                   r.setBool(n + ".non_finite_threw", other.threw).setBool(n + ".non_finite_weights_unchanged", other.weightsKept);
+                   r.setBool(n + ".non_finite_step_count_kept", other.countKept);
+                   pass = pass && other.threw && other.weightsKept && other.countKept;
+                 }
+                 r.setBool(n + ".passed", pass);
+                 ok = ok && pass;
+               }
+               return ok;
+             });
+  }
   // 7. RecVAE (the CUDA engine composed of the same layers as the CPU one): each phase's step against the
   // CPU engine (loss, every tensor's gradient of the phase's group, the weights after Adam), then an
   // alternating run with a prior update (weights, both moments, step counts, the prior), scores and
@@ -1351,11 +1445,22 @@ static int gpuCheck(int argc, char** argv) {
     }
     return seconds;
   };
-  for (int mode = 0; mode < 4; ++mode) {
+  // Each precision in the default (serial) schedule, fp32 with batches streamed from host memory, and
+  // the opt-in schedules (Adam stream, CUDA graphs, both) in bf16 and fp32.
+  struct SpeedMode {
+    int precision;
+    bool streamed, adamStream, graphs;
+  };
+  const SpeedMode speedModes[] = {{0, false, false, false}, {1, false, false, false}, {2, false, false, false}, {0, true, false, false},
+                                  {2, false, true, false},  {2, false, false, true},  {2, false, true, true},   {0, false, true, true}};
+  for (const SpeedMode& mode : speedModes) {
     cuda::CudaOptions options;
-    options.precision = cuda::CudaPrecision(mode < 3 ? mode : 0);
-    if (mode == 3) options.residency = cuda::CudaOptions::Residency::Streamed;
-    const std::string name = std::string(kPrecisionNames[int(options.precision)]) + (mode == 3 ? " streamed" : "");
+    options.precision = cuda::CudaPrecision(mode.precision);
+    if (mode.streamed) options.residency = cuda::CudaOptions::Residency::Streamed;
+    options.adamStream = mode.adamStream;
+    options.graphs = mode.graphs;
+    const std::string name = std::string(kPrecisionNames[mode.precision]) + (mode.streamed ? " streamed" : "") + (mode.adamStream ? " + Adam stream" : "") +
+                             (mode.graphs ? " + CUDA graphs" : "");
     try {
       double loss = 0;
       const std::vector<double> t = timeEpochs(options, 3, 1e30, &loss);
