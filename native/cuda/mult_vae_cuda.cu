@@ -561,25 +561,34 @@ struct CudaEngine::Impl {
       LAUNCH_CHECK();
       mark("KL", 0, 8.0 * double(m * D));
     }
-    // The step's sums [nll, kl, |W_l|^2 per layer] and the flag that makes Adam skip a non-finite step:
-    // both known before the first update (the weights do not change before Adam).
-    CK(cudaMemsetAsync(stepSums.ptr, 0, size_t(2 + nLayers) * sizeof(double), stream));
-    sumRows<<<1, 256, 0, stream>>>(rowNll.ptr, config.variational ? rowKl.ptr : nullptr, m, stepSums.ptr);
-    LAUNCH_CHECK();
-    if (l2 > 0)
-      for (int64_t l = 0; l < nLayers; ++l) {
-        const auto& L = layout.layers[size_t(l)];
-        const int64_t n = L.in * L.out;
-        sumSquares<<<std::min<unsigned>(blocks(n), 1024u), 256, 0, stream>>>(params.ptr + L.weightOffset, n, stepSums.ptr + 2 + l);
-        LAUNCH_CHECK();
-      }
-    flagNonFinite<<<1, 1, 0, stream>>>(stepSums.ptr, nLayers, 1.0 / double(m), beta, l2, skipUpdate.ptr);
-    LAUNCH_CHECK();
-    mark("loss sums, |W|^2, non-finite flag", 0, 4.0 * double(m) * 2 + (l2 > 0 ? 4.0 * double(layout.total) : 0.0));
-    if (afterSums) afterSums();
-    // The L2 term's gradient, 2 l2 W, added to dW once it is computed.
+    // Updates interleaved with the backward pass (the Adam stream) need the non-finite flag first; the
+    // serial schedule keeps the order the GPU runs checked: sums, flag and read-back after the gradients.
+    const bool interleaved = adam.on && optStream;
+    // The step's sums [nll, kl, |W_l|^2 per layer] and the flag that makes Adam skip a non-finite step
+    // (the weights do not change before Adam, so both can be computed at either point); after the
+    // gradients, the L2 term's gradient 2 l2 W is added to each dW in the same pass.
+    auto issueSums = [&](bool addL2Gradients) {
+      CK(cudaMemsetAsync(stepSums.ptr, 0, size_t(2 + nLayers) * sizeof(double), stream));
+      sumRows<<<1, 256, 0, stream>>>(rowNll.ptr, config.variational ? rowKl.ptr : nullptr, m, stepSums.ptr);
+      LAUNCH_CHECK();
+      if (l2 > 0)
+        for (int64_t l = 0; l < nLayers; ++l) {
+          const auto& L = layout.layers[size_t(l)];
+          const int64_t n = L.in * L.out;
+          sumSquares<<<std::min<unsigned>(blocks(n), 1024u), 256, 0, stream>>>(params.ptr + L.weightOffset, n, stepSums.ptr + 2 + l);
+          if (addL2Gradients) addScaled<<<blocks(n), 256, 0, stream>>>(grads.ptr + L.weightOffset, params.ptr + L.weightOffset, float(2.0 * l2), n);
+          LAUNCH_CHECK();
+        }
+      flagNonFinite<<<1, 1, 0, stream>>>(stepSums.ptr, nLayers, 1.0 / double(m), beta, l2, skipUpdate.ptr);
+      LAUNCH_CHECK();
+      mark(addL2Gradients ? "loss sums, L2 term" : "loss sums, |W|^2, non-finite flag", 0,
+           4.0 * double(m) * 2 + (l2 > 0 ? (addL2Gradients ? 12.0 : 4.0) * double(layout.total) : 0.0));
+      if (afterSums) afterSums();
+    };
+    if (interleaved) issueSums(false);
+    // Interleaved: the L2 term's gradient, 2 l2 W, added to dW as soon as it is computed.
     auto addL2 = [&](const ParameterLayout::Layer& L, float* dW) {
-      if (l2 <= 0) return;
+      if (!interleaved || l2 <= 0) return;
       const int64_t n = L.in * L.out;
       addScaled<<<blocks(n), 256, 0, stream>>>(dW, params.ptr + L.weightOffset, float(2.0 * l2), n);
       LAUNCH_CHECK();
@@ -588,7 +597,7 @@ struct CudaEngine::Impl {
     // Layer l's gradients are final and its weights read for the last time in this step: with the Adam
     // stream, its update starts there, beside the backward pass of the layers below.
     auto layerDone = [&](int64_t l) {
-      if (!adam.on || !optStream) return;
+      if (!interleaved) return;
       CK(cudaEventRecord(gradsReady[size_t(l)], stream));
       CK(cudaStreamWaitEvent(optStream, gradsReady[size_t(l)], 0));
       const auto& L = layout.layers[size_t(l)];
@@ -681,9 +690,10 @@ struct CudaEngine::Impl {
       }
       mark("dropout / tanh / reparameterisation backward", 0, 12.0 * double(m * L.in));
     }
-    if (adam.on && !optStream) {
+    if (!interleaved) issueSums(true);
+    if (adam.on && !interleaved) {
       adamRange(adam, 0, layout.total, stream);
-    } else if (adam.on) {
+    } else if (interleaved) {
       CK(cudaEventRecord(updatesDone, optStream));
       awaitingUpdates = true;  // a graph capture joins the Adam stream instead (endCapture)
     }
