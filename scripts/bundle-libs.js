@@ -13,8 +13,14 @@ const path = require('node:path');
 
 // What the prebuilt binary may ask of the system, and why these: built on Debian 12 (glibc 2.36, GCC 12),
 // the addon and Debian's oneDNN need GLIBC_2.34 (pthread in libc) and GLIBCXX_3.4.29 (GCC 11): Debian
-// 12, Ubuntu 22.04, RHEL 9 and newer. Lowering them needs an older build system (manylinux_2_28).
-const CEILING = { GLIBC: '2.34', GLIBCXX: '3.4.29' };
+// 12, Ubuntu 22.04, RHEL 9 and newer. Lowering them needs an older build system: the manylinux_2_28 job
+// of .github/workflows/platforms.yml sets VAECF_GLIBC_CEILING=2.28 and VAECF_GLIBCXX_CEILING=3.4.25
+// (RHEL 8's GCC 8), for Debian 10+, Ubuntu 18.10+, RHEL 8, Amazon Linux 2023.
+const CEILING = { GLIBC: process.env.VAECF_GLIBC_CEILING || '2.34', GLIBCXX: process.env.VAECF_GLIBCXX_CEILING || '3.4.29' };
+for (const [k, v] of Object.entries(CEILING)) if (!/^\d+(\.\d+)*$/.test(v)) {
+  console.error(`bundle-libs: VAECF_${k}_CEILING=${v}: expected a version such as 2.28`);
+  process.exit(1);
+}
 // The C and C++ runtime: never bundled (one copy per process, from the system).
 const SYSTEM = /^(linux-vdso|ld-linux[^.]*|libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s)\.so/;
 
