@@ -53,26 +53,32 @@ class CounterRng {
  public:
   VAECF_HD CounterRng(uint64_t seed, uint32_t stream, uint64_t step)
       : seed_(seed), stream_(stream), step_(step) {}
+  // The Philox key and the counter's two fixed words: index i draws generate(key(), uint32(i),
+  // uint32(i >> 32), counter2(), counter3()) (the vector kernel cpu::philoxWords uses the same layout).
+  VAECF_HD inline uint64_t key() const { return seed_; }
+  VAECF_HD inline uint32_t counter2() const { return uint32_t(step_); }
+  VAECF_HD inline uint32_t counter3() const { return (stream_ << 8) ^ uint32_t(step_ >> 32); }
   // Uniform in [0, 1) with 24 random bits (exactly representable in float).
   VAECF_HD inline float uniform(uint64_t index) const {
     uint32_t w[4];
-    Philox4x32::generate(seed_, uint32_t(index), uint32_t(index >> 32), uint32_t(step_),
-                         (stream_ << 8) ^ uint32_t(step_ >> 32), w);
-    return float(w[0] >> 8) * (1.0f / 16777216.0f);
+    Philox4x32::generate(seed_, uint32_t(index), uint32_t(index >> 32), counter2(), counter3(), w);
+    return uniformOf(w[0]);
   }
+  VAECF_HD static inline float uniformOf(uint32_t w0) { return float(w0 >> 8) * (1.0f / 16777216.0f); }
   // Uniform in [0, 1) with 53 random bits.
   VAECF_HD inline double uniformDouble(uint64_t index) const {
     uint32_t w[4];
-    Philox4x32::generate(seed_, uint32_t(index), uint32_t(index >> 32), uint32_t(step_),
-                         (stream_ << 8) ^ uint32_t(step_ >> 32), w);
+    Philox4x32::generate(seed_, uint32_t(index), uint32_t(index >> 32), counter2(), counter3(), w);
     const uint64_t bits = (uint64_t(w[0]) << 21) ^ (uint64_t(w[1]) >> 11);
     return double(bits & ((uint64_t(1) << 53) - 1)) * (1.0 / 9007199254740992.0);
   }
   // The two uniforms of normal(index): u1 in (0, 1] and u2 in [0, 1), 53 bits each, from one Philox block.
   VAECF_HD inline void boxMullerUniforms(uint64_t index, double* u1, double* u2) const {
     uint32_t w[4];
-    Philox4x32::generate(seed_, uint32_t(index), uint32_t(index >> 32), uint32_t(step_),
-                         (stream_ << 8) ^ uint32_t(step_ >> 32), w);
+    Philox4x32::generate(seed_, uint32_t(index), uint32_t(index >> 32), counter2(), counter3(), w);
+    boxMullerUniformsOf(w, u1, u2);
+  }
+  VAECF_HD static inline void boxMullerUniformsOf(const uint32_t w[4], double* u1, double* u2) {
     *u1 = (double((uint64_t(w[0]) << 21) ^ (w[1] >> 11)) + 1.0) * (1.0 / 9007199254740993.0);
     *u2 = double((uint64_t(w[2]) << 21) ^ (w[3] >> 11)) * (1.0 / 9007199254740992.0);
   }

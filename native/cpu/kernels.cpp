@@ -49,6 +49,7 @@ struct KernelTable {
   void (*layerNormBackwardRow)(const float*, const float*, const float*, float, int64_t, float*);
   void (*addProduct)(float*, const float*, const float*, int64_t);
   void (*boxMuller)(const double*, const double*, int64_t, float*);
+  void (*philoxWords)(uint64_t, uint64_t, uint32_t, uint32_t, int64_t, uint32_t*, uint32_t*, uint32_t*, uint32_t*);
   // y[0..cols) = bias[0..cols) + sum_i x[i] W[i * stride + 0..cols): W row-major (stride n) or an fp32 panel
   // (stride = blockWidth); cols <= blockWidth.
   void (*rowBlockF32)(const float* x, int64_t k, const float* W, int64_t stride, const float* bias, float* y, int64_t cols);
@@ -329,6 +330,60 @@ void BoxMuller(const double* HWY_RESTRICT u1, const double* HWY_RESTRICT u2, int
   }
 }
 
+// Philox4x32-10 (core/rng.h) for the n indices first..first+n-1 under key `key` and the fixed counter
+// words (c2, c3): the four words of index first + i in w0[i]..w3[i] (w1..w3 may be null: not stored), bit for
+// bit Philox4x32::generate's.
+// One index per 32-bit lane; the 32 x 32 -> 64-bit products by MulEven, on the even lanes and on the odd
+// lanes shifted down. A vector whose low index word would wrap (once per 2^32 indices) is done scalar.
+void PhiloxWords(uint64_t key, uint64_t first, uint32_t c2, uint32_t c3, int64_t n, uint32_t* HWY_RESTRICT w0, uint32_t* HWY_RESTRICT w1,
+                 uint32_t* HWY_RESTRICT w2, uint32_t* HWY_RESTRICT w3) {
+  const hn::ScalableTag<uint32_t> du;
+  const hn::RepartitionToWide<decltype(du)> dw;
+  const int64_t N = int64_t(hn::Lanes(du));
+  using V = hn::Vec<decltype(du)>;
+  // hi, lo = the high and low words of a * b per lane.
+  auto mulHiLo = [&](V a, V b, V& hi, V& lo) {
+    const auto even = hn::MulEven(a, b);
+    const auto odd = hn::MulEven(hn::BitCast(du, hn::ShiftRight<32>(hn::BitCast(dw, a))), hn::BitCast(du, hn::ShiftRight<32>(hn::BitCast(dw, b))));
+    lo = hn::OddEven(hn::BitCast(du, hn::ShiftLeft<32>(odd)), hn::BitCast(du, even));
+    hi = hn::OddEven(hn::BitCast(du, odd), hn::BitCast(du, hn::ShiftRight<32>(even)));
+  };
+  const V m0 = hn::Set(du, 0xD2511F53u), m1 = hn::Set(du, 0xCD9E8D57u), lanes = hn::Iota(du, 0);
+  for (int64_t i = 0; i < n; i += N) {
+    const size_t c = size_t(std::min(N, n - i));
+    const uint64_t base = first + uint64_t(i);
+    if (uint32_t(base) > UINT32_MAX - uint32_t(N - 1)) {
+      for (size_t j = 0; j < c; ++j) {
+        uint32_t w[4];
+        const uint64_t index = base + j;
+        Philox4x32::generate(key, uint32_t(index), uint32_t(index >> 32), c2, c3, w);
+        w0[i + j] = w[0];
+        if (w1) w1[i + j] = w[1];
+        if (w2) w2[i + j] = w[2];
+        if (w3) w3[i + j] = w[3];
+      }
+      continue;
+    }
+    V x0 = hn::Add(hn::Set(du, uint32_t(base)), lanes), x1 = hn::Set(du, uint32_t(base >> 32)), x2 = hn::Set(du, c2), x3 = hn::Set(du, c3);
+    uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
+    for (int r = 0; r < 10; ++r) {
+      V hi0, lo0, hi1, lo1;
+      mulHiLo(x0, m0, hi0, lo0);
+      mulHiLo(x2, m1, hi1, lo1);
+      x0 = hn::Xor(hn::Xor(hi1, x1), hn::Set(du, k0));
+      x1 = lo1;
+      x2 = hn::Xor(hn::Xor(hi0, x3), hn::Set(du, k1));
+      x3 = lo0;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    StoreCount(x0, du, w0 + i, c);
+    if (w1) StoreCount(x1, du, w1 + i, c);
+    if (w2) StoreCount(x2, du, w2 + i, c);
+    if (w3) StoreCount(x3, du, w3 + i, c);
+  }
+}
+
 // Sum of a[0..n) with four vector accumulators: reads memory as fast as the target can (the stream
 // bound that one-user scoring is measured against).
 float Sum(const float* HWY_RESTRICT a, int64_t n) {
@@ -495,7 +550,7 @@ VAECF_TARGET("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16") void RowBlockBf16D
 const KernelTable* Table() {
   static const KernelTable table{&LikelihoodRow, &ToBf16,       &Adam,        &TanhInPlace,  &TanhBackward, &SwishForward, &SwishBackward, &Multiply,
                                  &AddScaled,     &AddBf16,      &Sum,         &SparseRow,   &LayerNormRow, &LayerNormBackwardRow, &AddProduct,
-                                 &BoxMuller,     &RowBlockF32,   &RowBlockBf16, int64_t(4 * hn::Lanes(DF()))};
+                                 &BoxMuller,     &PhiloxWords,   &RowBlockF32,   &RowBlockBf16, int64_t(4 * hn::Lanes(DF()))};
   return &table;
 }
 #if HWY_TARGET == HWY_AVX3
@@ -773,16 +828,25 @@ void layerNormBackwardRow(const float* dy, const float* xhat, const float* gamma
 void addProduct(float* y, const float* a, const float* b, int64_t n) { kernels().addProduct(y, a, b, n); }
 void boxMuller(const double* u1, const double* u2, int64_t n, float* out) { kernels().boxMuller(u1, u2, n, out); }
 
+void philoxWords(const CounterRng& rng, uint64_t first, int64_t n, uint32_t* w0, uint32_t* w1, uint32_t* w2, uint32_t* w3) {
+  kernels().philoxWords(rng.key(), first, rng.counter2(), rng.counter3(), n, w0, w1, w2, w3);
+}
+
 void normalsInto(const CounterRng& rng, float* out, int64_t n, int threads) {
-  // Chunks of 1024: the uniforms (scalar Philox, the stream of CounterRng::normal) in two small
-  // buffers, then the vector Box-Muller. Every value depends only on its index.
+  // Chunks of 1024: the Philox words (vector), the uniforms of CounterRng::normal from them in two
+  // small buffers, then the vector Box-Muller. Every value depends only on its index.
   constexpr int64_t kChunk = 1024;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) num_threads(threads) if (chunks > 1)
   for (int64_t c = 0; c < chunks; ++c) {
+    uint32_t w[4][kChunk];
     double u1[kChunk], u2[kChunk];
     const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
-    for (int64_t j = 0; j < len; ++j) rng.boxMullerUniforms(uint64_t(i0 + j), &u1[j], &u2[j]);
+    philoxWords(rng, uint64_t(i0), len, w[0], w[1], w[2], w[3]);
+    for (int64_t j = 0; j < len; ++j) {
+      const uint32_t words[4] = {w[0][j], w[1][j], w[2][j], w[3][j]};
+      CounterRng::boxMullerUniformsOf(words, &u1[j], &u2[j]);
+    }
     kernels().boxMuller(u1, u2, len, out + i0);
   }
 }

@@ -75,6 +75,9 @@ void boxMuller(const double* u1, const double* u2, int64_t n, float* out);
 // stream, its log and cos computed by the vector kernel (equal to float(rng.normal(i)) but for a rare
 // last-bit difference where the double value lies next to a rounding boundary).
 void normalsInto(const CounterRng& rng, float* out, int64_t n, int threads);
+// The four Philox words of `rng`'s indices first..first+n-1 (w_k[i] = word k of index first + i; w1..w3
+// may be null), by the vector kernel: bit for bit Philox4x32::generate's.
+void philoxWords(const CounterRng& rng, uint64_t first, int64_t n, uint32_t* w0, uint32_t* w1, uint32_t* w2, uint32_t* w3);
 
 // y[m x n] = x[m x k] W[k x n] + bias for a few rows (m <= 4), W row-major fp32: one pass over W per
 // row, columns split across threads. The small layers of low-latency scoring (the item layer uses

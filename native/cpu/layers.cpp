@@ -53,12 +53,27 @@ void SparseInput<T>::load(const CsrView& data, const int64_t* rows, int64_t firs
 }
 
 template <typename T>
+void dropoutScales(const CounterRng& rng, double p, T keep, int64_t n, T* out, int threads) {
+  constexpr int64_t kChunk = 1024;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) num_threads(threads) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    uint32_t w0[kChunk];
+    const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
+    philoxWords(rng, uint64_t(i0), len, w0, nullptr, nullptr, nullptr);
+    for (int64_t j = 0; j < len; ++j) out[i0 + j] = CounterRng::uniformOf(w0[j]) >= p ? keep : T(0);
+  }
+}
+
+template <typename T>
 void SparseInput<T>::sampleDropout(uint64_t seed, uint64_t step, double p, int threads) {
   const int64_t nnz = this->nnz();
   CounterRng rng(seed, uint32_t(Stream::InputDropout), step);
-  const T keep = T(1.0 / (1.0 - p));
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t k = 0; k < nnz; ++k) scale_[size_t(k)] = p > 0 ? (rng.uniform(uint64_t(k)) >= p ? keep : T(0)) : T(1);
+  if (p > 0) {
+    dropoutScales(rng, p, T(1.0 / (1.0 - p)), nnz, scale_.data(), threads);
+  } else {
+    std::fill(scale_.begin(), scale_.begin() + nnz, T(1));
+  }
 }
 
 template <typename T>
@@ -407,24 +422,34 @@ void multinomialLikelihood(T* logits, const T* bias, int64_t items, const Sparse
 }
 
 template <typename T>
-double gaussianKl(const T* enc, int64_t m, int64_t D, T* dEnc, T weight) {
-  double kl = 0;
+double gaussianKl(const T* enc, int64_t m, int64_t D, int threads) {
+  std::vector<double> perUser(size_t(m), 0.0);
+#pragma omp parallel for schedule(static) num_threads(threads) if (m > 1)
   for (int64_t u = 0; u < m; ++u) {
     const T* mu = enc + u * 2 * D;
     const T* lv = mu + D;
     double s = 0;
     for (int64_t d = 0; d < D; ++d) s += 0.5 * (-double(lv[d]) + std::exp(double(lv[d])) + double(mu[d]) * double(mu[d]) - 1.0);
-    kl += s;
-    if (dEnc) {
-      T* dmu = dEnc + u * 2 * D;
-      T* dlv = dmu + D;
-      for (int64_t d = 0; d < D; ++d) {
-        dmu[d] += weight * mu[d];
-        dlv[d] += weight * T(0.5) * (std::exp(lv[d]) - T(1));
-      }
+    perUser[size_t(u)] = s;
+  }
+  double kl = 0;
+  for (double s : perUser) kl += s;
+  return kl;
+}
+
+template <typename T>
+void gaussianKlBackward(const T* enc, int64_t m, int64_t D, T* dEnc, T weight, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (m > 1)
+  for (int64_t u = 0; u < m; ++u) {
+    const T* mu = enc + u * 2 * D;
+    const T* lv = mu + D;
+    T* dmu = dEnc + u * 2 * D;
+    T* dlv = dmu + D;
+    for (int64_t d = 0; d < D; ++d) {
+      dmu[d] += weight * mu[d];
+      dlv[d] += weight * T(0.5) * (std::exp(lv[d]) - T(1));
     }
   }
-  return kl;
 }
 
 template <typename T>
@@ -500,6 +525,7 @@ void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& 
 
 #define VAECF_LAYERS(T)                                                                                                            \
   template class SparseInput<T>;                                                                                                   \
+  template void dropoutScales<T>(const CounterRng&, double, T, int64_t, T*, int);                                                  \
   template void addInto<T>(T*, const T*, int64_t, int);                                                                           \
   template void requireBf16Products<T>(bool);                                                                           \
   template void denseForward<T>(const T*, int64_t, int64_t, const T*, const T*, int64_t, T*, bool, int);                          \
@@ -512,7 +538,8 @@ void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& 
   template void layerNormForward<T>(const T*, int64_t, int64_t, const T*, const T*, double, T*, T*, T*, int);                      \
   template void layerNormBackward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*, T*, int);                   \
   template void multinomialLikelihood<T>(T*, const T*, int64_t, const SparseInput<T>&, double*, bf16*, int);                       \
-  template double gaussianKl<T>(const T*, int64_t, int64_t, T*, T);                                                                \
+  template double gaussianKl<T>(const T*, int64_t, int64_t, int);                                                                 \
+  template void gaussianKlBackward<T>(const T*, int64_t, int64_t, T*, T, int);                                                     \
   template double compositePriorKl<T>(const T*, const T*, const T*, int64_t, int64_t, const double*, const CompositePrior&, T*, T*, \
                                       T, int);                                                                                     \
   template void adamRange<T>(T*, const T*, T*, T*, int64_t, const OptimizerOptions&, int64_t, int, bf16*);

@@ -109,6 +109,11 @@ void columnSums(const T* d, int64_t m, int64_t cols, T* db, int threads);
 // The same over a bf16 matrix (a gradient kept only in bf16), fp32 sums: db written whole.
 void columnSumsBf16(const bf16* d, int64_t m, int64_t cols, float* db, int threads);
 
+// Inverted dropout's scales: out[i] = keep where rng.uniform(i) >= p, else 0, for i in [0, n) (the
+// Philox words drawn by the vector kernel, in chunks split across threads; CounterRng's stream exactly).
+template <typename T>
+void dropoutScales(const CounterRng& rng, double p, T keep, int64_t n, T* out, int threads);
+
 // Element-wise activations over n values (chunks split across threads).
 template <typename T>
 void tanhForward(T* a, int64_t n, int threads);                        // a = tanh(a)
@@ -138,9 +143,13 @@ void multinomialLikelihood(T* logits, const T* bias, int64_t items, const Sparse
                            int threads);
 
 // KL(q || N(0, I)) of each user's q = N(mu, diag exp(logvar)) from enc [m x 2D] (mu, then logvar),
-// summed over the batch; with dEnc given, adds weight * dKL/d(mu, logvar) to it.
+// summed over the batch in double (Liang et al. eq. 4's KL term): users split across threads, summed
+// in user order (the same total whatever the thread count).
 template <typename T>
-double gaussianKl(const T* enc, int64_t m, int64_t D, T* dEnc, T weight);
+double gaussianKl(const T* enc, int64_t m, int64_t D, int threads);
+// Its gradient: dEnc [m x 2D] += weight * dKL/d(mu, logvar) = weight * (mu, (exp(logvar) - 1) / 2).
+template <typename T>
+void gaussianKlBackward(const T* enc, int64_t m, int64_t D, T* dEnc, T weight, int threads);
 
 // RecVAE's composite prior p(z) = sum_k w_k N(z; mu_k, exp(logvar_k)) per latent dimension with three
 // components: N(0, 1), the previous encoder's posterior N(pmu, exp(plogvar)) for the same user, and a

@@ -150,11 +150,7 @@ void MultVaeCpu<T>::sampleNoise(uint64_t seed, uint64_t step) {
     const double p = dropoutOf(l);
     if (p <= 0) continue;
     CounterRng rng(seed, hiddenStream(l), step);
-    const int64_t n = m * layout_.layers[l].in;
-    T* mask = masks_[l].data();
-    const T keepScale = T(1.0 / (1.0 - p));
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (int64_t i = 0; i < n; ++i) mask[i] = rng.uniform(uint64_t(i)) >= p ? keepScale : T(0);
+    dropoutScales(rng, p, T(1.0 / (1.0 - p)), m * layout_.layers[l].in, masks_[l].data(), threads_);
   }
   if (config_.variational) {
     CounterRng rng(seed, uint32_t(Stream::Reparameterisation), step);
@@ -283,7 +279,7 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
   double nll = 0, kl = 0;
   for (int64_t u = 0; u < m; ++u) nll += rowNll_[u];
   nll /= double(m);
-  if (config_.variational) kl = gaussianKl<T>(acts_[nEnc_ - 1].data(), m, D, nullptr, T(0)) / double(m);
+  if (config_.variational) kl = gaussianKl<T>(acts_[nEnc_ - 1].data(), m, D, threads_) / double(m);
   double l2sum = 0;
   if (l2 > 0)
     for (const auto& L : layout_.layers)
@@ -364,7 +360,7 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
           dlv[d] = dz[d] * eps[d] * T(0.5) * std::exp(T(0.5) * lv[d]);
         }
       }
-      gaussianKl<T>(enc, m, D, dE, b);  // + beta / M * dKL / d(mu, logvar)
+      gaussianKlBackward<T>(enc, m, D, dE, b, threads_);  // + beta / M * dKL / d(mu, logvar)
       dcur = dE;
     } else {
       // Through tanh: d pre = d post * (1 - tanh^2).

@@ -507,6 +507,39 @@ static void kernelsAgree() {
     cpu::sparseRow(row.data(), W.data(), cols, idx.data(), vals.data(), int64_t(idx.size()));
     CHECK(normwiseError(row.data(), ref.data(), cols) < 1e-6, "sparse row: %g", normwiseError(row.data(), ref.data(), cols));
   }
+  // Philox words: the vector kernel bit for bit against Philox4x32::generate, over ragged lengths, a
+  // start just below 2^32 (the low counter word wraps inside a vector) and a large step and stream;
+  // then the dropout scales built on it against the scalar rule, whatever the thread count.
+  {
+    const CounterRng rng(0x123456789abcdefULL, uint32_t(Stream::HiddenDropout) * 1000u + 2u, (uint64_t(7) << 32) + 99);
+    for (const uint64_t first : {uint64_t(0), uint64_t(5), (uint64_t(1) << 32) - 37, (uint64_t(3) << 32) + 1})
+      for (const int64_t n : {int64_t(1), int64_t(15), int64_t(67), int64_t(1000)}) {
+        std::vector<uint32_t> w0(n), w1(n), w2(n), w3(n), only(n);
+        cpu::philoxWords(rng, first, n, w0.data(), w1.data(), w2.data(), w3.data());
+        cpu::philoxWords(rng, first, n, only.data(), nullptr, nullptr, nullptr);
+        int64_t differ = only == w0 ? 0 : 1;
+        for (int64_t i = 0; i < n; ++i) {
+          uint32_t w[4];
+          const uint64_t index = first + uint64_t(i);
+          Philox4x32::generate(rng.key(), uint32_t(index), uint32_t(index >> 32), rng.counter2(), rng.counter3(), w);
+          differ += w[0] != w0[size_t(i)] || w[1] != w1[size_t(i)] || w[2] != w2[size_t(i)] || w[3] != w3[size_t(i)];
+        }
+        CHECK(differ == 0, "vector Philox: %lld of %lld indices differ from the scalar generator (first %llu)", (long long)differ, (long long)n,
+              (unsigned long long)first);
+      }
+    const int64_t n = 5003;
+    const double p = 0.5;
+    std::vector<float> one(n), two(n);
+    cpu::dropoutScales(rng, p, 2.0f, n, one.data(), 1);
+    cpu::dropoutScales(rng, p, 2.0f, n, two.data(), 2);
+    int64_t differ = one == two ? 0 : 1, kept = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      differ += one[size_t(i)] != (rng.uniform(uint64_t(i)) >= p ? 2.0f : 0.0f);
+      kept += one[size_t(i)] != 0;
+    }
+    CHECK(differ == 0 && kept > n / 3 && kept < 2 * n / 3, "dropout scales: %lld differ from the scalar rule, %lld of %lld kept", (long long)differ,
+          (long long)kept, (long long)n);
+  }
   // Normal draws: the vector Box-Muller against CounterRng::normal (double, libm) over 100,003 indices
   // (ragged against every width and the 1024-element chunks): within float rounding everywhere, the
   // same float almost always, and the same values whatever the thread count.
@@ -723,9 +756,9 @@ static void layerGradients() {
   // Gaussian KL against N(0, I)
   {
     std::vector<double> enc = randomVector(m * 2 * D, 1);
-    auto f = [&] { return cpu::gaussianKl<double>(enc.data(), m, D, nullptr, 0.0); };
+    auto f = [&] { return cpu::gaussianKl<double>(enc.data(), m, D, 2); };
     std::vector<double> g(m * 2 * D, 0.0);
-    cpu::gaussianKl<double>(enc.data(), m, D, g.data(), 1.0);
+    cpu::gaussianKlBackward<double>(enc.data(), m, D, g.data(), 1.0, 2);
     CHECK(fdError(enc, f, g, "KL to N(0, I)") < 1e-8, "Gaussian KL gradient");
   }
   // Composite prior: the total derivative through z = mu + eps exp(logvar / 2), as the model chains it
