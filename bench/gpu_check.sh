@@ -5,6 +5,9 @@
 # relative errors and pass / fail), times ML-20M-shaped epochs per precision with per-phase device times,
 # runs a full 200-epoch training (FULL_PRECISION, default bf16; stopped after FULL_SECONDS, default 150),
 # and times PyTorch CUDA running the reference formulation on the same generated matrix, in the same run.
+# The opt-in schedules (CudaOptions adamStream / graphs; compiled-only until this script runs them) are
+# checked against the serial one (weights, moments, losses over two epochs in fp32 and bf16) and timed as
+# extra speed rows ("bf16 + Adam stream", "bf16 + CUDA graphs", both; fp32 with both).
 #
 # Prepare here (once):  bash scripts/gpu-debs.sh        # OpenBLAS + oneDNN .debs into .gpu-debs/ (19 MB)
 # Device tool call:     run(command: "VAECF_COMMIT=<sha> bash bench/gpu_check.sh", carry: [".gpu-debs"], timeout_s: 330)
