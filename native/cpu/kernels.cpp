@@ -341,10 +341,11 @@ void PhiloxWords(uint64_t key, uint64_t first, uint32_t c2, uint32_t c3, int64_t
   const hn::RepartitionToWide<decltype(du)> dw;
   const int64_t N = int64_t(hn::Lanes(du));
   using V = hn::Vec<decltype(du)>;
-  // hi, lo = the high and low words of a * b per lane.
+  // hi, lo = the high and low words of a * b per lane, b the same in every lane (so its even lanes
+  // serve the odd lanes' products too).
   auto mulHiLo = [&](V a, V b, V& hi, V& lo) {
     const auto even = hn::MulEven(a, b);
-    const auto odd = hn::MulEven(hn::BitCast(du, hn::ShiftRight<32>(hn::BitCast(dw, a))), hn::BitCast(du, hn::ShiftRight<32>(hn::BitCast(dw, b))));
+    const auto odd = hn::MulEven(hn::BitCast(du, hn::ShiftRight<32>(hn::BitCast(dw, a))), b);
     lo = hn::OddEven(hn::BitCast(du, hn::ShiftLeft<32>(odd)), hn::BitCast(du, even));
     hi = hn::OddEven(hn::BitCast(du, odd), hn::BitCast(du, hn::ShiftRight<32>(even)));
   };

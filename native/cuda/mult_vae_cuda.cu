@@ -168,17 +168,19 @@ struct CudaEngine::Impl {
     nLayers = config.numLayers();
     latent = config.latent();
     items = config.numItems();
-    const char* forceStream = std::getenv("VAECF_CUDA_STREAM");
-    if (forceStream && std::string(forceStream) == "1") options.residency = CudaOptions::Residency::Streamed;
+    // Switches from the environment (1 = on) override the options.
+    auto envOn = [](const char* name) {
+      const char* v = std::getenv(name);
+      return v && std::string(v) == "1";
+    };
+    if (envOn("VAECF_CUDA_STREAM")) options.residency = CudaOptions::Residency::Streamed;
+    if (envOn("VAECF_CUDA_ADAM_STREAM")) options.adamStream = true;
+    if (envOn("VAECF_CUDA_GRAPHS")) options.graphs = true;
     std::string why;
     if (!deviceAvailable(&why)) throw std::runtime_error("device cuda: no usable GPU (" + why + ")");
     CK(cublasCreate(&blas));
     // Default math: SGEMM in full fp32 (no TF32 unless NVIDIA_TF32_OVERRIDE=1); Tf32 asks for TF32 tensor cores.
     CK(cublasSetMathMode(blas, options.precision == CudaPrecision::Tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
-    const char* adamStreamEnv = std::getenv("VAECF_CUDA_ADAM_STREAM");
-    if (adamStreamEnv && std::string(adamStreamEnv) == "1") options.adamStream = true;
-    const char* graphsEnv = std::getenv("VAECF_CUDA_GRAPHS");
-    if (graphsEnv && std::string(graphsEnv) == "1") options.graphs = true;
     if (options.adamStream || options.graphs) {
       // The step's stream at the highest priority, the updates' at the lowest: the critical path first.
       int least = 0, greatest = 0;
@@ -700,8 +702,7 @@ struct CudaEngine::Impl {
   }
 
   // The step's sums copied to a page-locked slot (read in collect()) and the step queued as pending.
-  void queueReadback(const StepOptions& opt, int64_t adamTBefore) {
-    if (pending.size() >= size_t(kSlots)) throw std::logic_error("too many CUDA steps in flight; collect them first");
+  void queueReadback(const StepOptions& opt, int64_t adamTBefore) {  // submitStep checked there is a free slot
     const int slot = nextSlot;
     nextSlot = (nextSlot + 1) % kSlots;
     double* host = reinterpret_cast<double*>(resultSlots.ptr) + slot * (2 + nLayers);
