@@ -78,7 +78,7 @@ async function speed(threads: number): Promise<Record<string, unknown>> {
   const cpu = cpuDescription();
   const lines = [
     `speed at ML-20M shape (${users} users x ${I} items, ${(fp32.shape as { clicks: number }).clicks} clicks, I-600-200-600-I, batch 500, ${threads} threads)`,
-    `  CPU ${cpu.model}, ${cpu.cores} cores, flags ${cpu.flags.join(' ')}; SIMD kernels ${cpu.simdTarget}; bf16: ${cpu.bf16}`,
+    `  CPU ${cpu.model}, ${cpu.cores} cores, flags ${cpu.flags.join(' ')}; SIMD kernels ${cpu.simdTarget}; bf16: ${cpu.bf16}; fp32 products: ${cpu.fp32Gemm}`,
     oursBf16 !== null ? `  vaecf bf16 (${bf16?.precision}): ${oursBf16.toFixed(1)} s/epoch` : `  vaecf bf16: not run (${bf16Description})`,
     `  vaecf fp32 (${fp32.precision}): ${oursFp32.toFixed(1)} s/epoch`,
     `  matrix-product bound: ${bound.epochTflop.toFixed(1)} TFLOP/epoch; fp32 ${fp32Rate.toFixed(0)} GFLOP/s -> ${bound.fp32Seconds.toFixed(1)} s` +

@@ -61,7 +61,7 @@ export function writeCsr(dir: string, m: CsrMatrix, prefix = ''): void {
 }
 
 /** The CPU as the benchmarks report it: model, cores, the SIMD flags that matter, and vaecf's choice. */
-export function cpuDescription(): { model: string; cores: number; flags: string[]; simdTarget: string; bf16: string } {
+export function cpuDescription(): { model: string; cores: number; flags: string[]; simdTarget: string; bf16: string; fp32Gemm: string } {
   let flags: string[] = [];
   try {
     const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
@@ -72,5 +72,6 @@ export function cpuDescription(): { model: string; cores: number; flags: string[
     /* not Linux */
   }
   const native = loadNative();
-  return { model: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, flags, simdTarget: native.simdTarget, bf16: native.bf16Description };
+  return { model: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, flags, simdTarget: native.simdTarget, bf16: native.bf16Description,
+    fp32Gemm: native.fp32GemmDescription };
 }

@@ -202,7 +202,7 @@ export async function runQuality(o: QualityOptions): Promise<QualityResult> {
 if (require.main === module) (async () => {
   const cpu = cpuDescription();
   const precision = (argv('precision') ?? 'auto') as 'auto' | 'fp32' | 'bf16';
-  console.log(`CPU ${cpu.model}, ${cpu.cores} cores, flags ${cpu.flags.join(' ')}; SIMD kernels ${cpu.simdTarget}; bf16: ${cpu.bf16}`);
+  console.log(`CPU ${cpu.model}, ${cpu.cores} cores, flags ${cpu.flags.join(' ')}; SIMD kernels ${cpu.simdTarget}; bf16: ${cpu.bf16}; fp32 products: ${cpu.fp32Gemm}`);
   if (precision === 'bf16' && !loadNative().bf16Available) {
     // `npm run test:slow` asks for a bf16 run too: on a CPU without native bf16 it is not an error.
     console.log(`--precision bf16: skipped, this CPU has no native bf16 (${cpu.bf16})`);

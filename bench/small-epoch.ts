@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   const torchEpochs = Number(opt('torch-epochs') ?? 4);
   const which = opt('data') ?? 'ml-1m';
   const cpu = cpuDescription();
-  console.log(`CPU: ${cpu.model}, ${cpu.cores} cores, flags ${cpu.flags.join(' ')}; vaecf SIMD target ${cpu.simdTarget}; bf16: ${cpu.bf16}`);
+  console.log(`CPU: ${cpu.model}, ${cpu.cores} cores, flags ${cpu.flags.join(' ')}; vaecf SIMD target ${cpu.simdTarget}; bf16: ${cpu.bf16}; fp32 products: ${cpu.fp32Gemm}`);
   const data = DATASETS[which] ? await DATASETS[which]().load() : preparePaperProtocol(await readInteractions(which), { heldOutUsers: 0.1 });
   const items = data.train.cols, trainUsers = data.train.rows, valUsers = data.validation.foldIn.rows;
   console.log(`${which}: ${trainUsers} training users x ${items} items, ${valUsers} validation users`);

@@ -163,6 +163,8 @@ export interface NativeAddon {
   abiVersion: number;
   bf16Available: boolean;
   bf16Description: string;
+  /** What runs the fp32 matrix products: "OpenBLAS (Haswell kernels)", or "oneDNN 2.6 (AVX-512); <why>" (VAECF_FP32_GEMM overrides). */
+  fp32GemmDescription: string;
   /** The SIMD target the CPU kernels run ("AVX2", "AVX-512", "NEON", ...; VAECF_SIMD overrides). */
   simdTarget: string;
   /** Every SIMD target of this build, best first, and whether this processor runs it. */

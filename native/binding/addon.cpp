@@ -1055,6 +1055,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   exports.Set("bf16Available", Napi::Boolean::New(env, cpu::bf16MatmulAvailable()));
   exports.Set("bf16Description", Napi::String::New(env, cpu::bf16MatmulDescription()));
+  // What runs the fp32 matrix products (OpenBLAS, or oneDNN on AVX-512 processors OpenBLAS has no AVX-512 kernels for).
+  exports.Set("fp32GemmDescription", Napi::String::New(env, cpu::fp32GemmDescription()));
   // The SIMD target of the vector kernels (chosen for this processor; VAECF_SIMD overrides) and every
   // target this build has, with whether this processor runs it.
   exports.Set("simdTarget", Napi::String::New(env, cpu::simdTarget()));

@@ -18,6 +18,9 @@
 #include <algorithm>
 #include <mutex>
 #include <shared_mutex>
+#include <type_traits>
+
+#include "onednn_matmul.h"
 
 #if defined(VAECF_USE_ACCELERATE)
 inline void openblas_set_num_threads(int) {}
@@ -69,11 +72,19 @@ inline void cblasGemm(bool transA, bool transB, int m, int n, int k, double alph
 
 // C[m x n] = alpha * op(A) op(B) + beta * C, row-major; C's columns split over this thread's
 // setBlasThreads() threads in 16-aligned slices (each slice one single-threaded OpenBLAS product).
+// fp32 products of at least 4M multiply-adds go to oneDNN instead where fp32GemmUsesOneDnn() (an AVX-512
+// processor whose OpenBLAS kernels are AVX2 ones); double (the reference engine) always stays on OpenBLAS.
 template <typename T>
 inline void gemm(bool transA, bool transB, int m, int n, int k, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C, int ldc) {
+  const int threads = blasThreadsHere();
+  if constexpr (std::is_same_v<T, float>) {
+    if (double(m) * double(n) * double(k) >= 4e6 && fp32GemmUsesOneDnn()) {
+      oneDnnSgemm(transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+      return;
+    }
+  }
   singleThreadedBlas();
   std::shared_lock<std::shared_mutex> hold(blasLock());
-  const int threads = blasThreadsHere();
   if (threads <= 1 || n < 64 || double(m) * double(n) * double(k) < 4e6) {
     cblasGemm(transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
     return;

@@ -1,11 +1,20 @@
 #include "onednn_matmul.h"
 
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <list>
 #include <stdexcept>
 
 #ifdef VAECF_HAVE_ONEDNN
 #include "platform.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
+#if !defined(VAECF_USE_ACCELERATE)
+extern "C" char* openblas_get_corename(void);
+#endif
 #endif
 
 namespace vaecf::cpu {
@@ -33,6 +42,114 @@ std::string bf16MatmulDescription() {
     default: isa = "no bf16 instructions on this CPU (AVX512-BF16 or AMX)"; break;
   }
   return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "; " + isa;
+}
+
+namespace {
+bool cpuHasAvx512() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core:
+    case dnnl::cpu_isa::avx512_core_vnni:
+    case dnnl::cpu_isa::avx512_core_bf16:
+    case dnnl::cpu_isa::avx512_core_amx: return true;
+    default: return false;
+  }
+}
+std::string openBlasCore() {
+#if defined(VAECF_USE_ACCELERATE)
+  return "";
+#else
+  const char* name = openblas_get_corename();
+  return name ? name : "";
+#endif
+}
+// OpenBLAS's AVX-512 kernel sets (0.3.21 and later); any other name on an AVX-512 processor means AVX2 or older code.
+bool openBlasCoreIsAvx512(const std::string& core) {
+  std::string lower;
+  for (char c : core) lower += char(std::tolower(static_cast<unsigned char>(c)));
+  return lower == "skylakex" || lower == "cooperlake" || lower == "sapphirerapids";
+}
+
+struct Fp32Choice {
+  bool oneDnn = false;
+  std::string description;
+};
+const Fp32Choice& fp32Choice() {
+  static const Fp32Choice choice = [] {
+    Fp32Choice c;
+    const std::string core = openBlasCore();
+    const dnnl_version_t* v = dnnl_version();
+    const std::string oneDnn = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) +
+                               (cpuHasAvx512() ? " (AVX-512)" : " (no AVX-512)");
+    const std::string openBlas = "OpenBLAS (" + (core.empty() ? std::string("unknown") : core) + " kernels)";
+    c.oneDnn = cpuHasAvx512() && !openBlasCoreIsAvx512(core);
+    std::string why = c.oneDnn ? "OpenBLAS would run " + core + " kernels on this AVX-512 processor" : "";
+    if (const char* env = std::getenv("VAECF_FP32_GEMM"); env && *env) {
+      if (std::strcmp(env, "onednn") == 0) c.oneDnn = true, why = "VAECF_FP32_GEMM=onednn";
+      else if (std::strcmp(env, "openblas") == 0) c.oneDnn = false, why = "VAECF_FP32_GEMM=openblas";
+      else
+        std::fprintf(stderr, "vaecf: VAECF_FP32_GEMM=%s is not 'openblas' or 'onednn'; using %s\n", env,
+                     c.oneDnn ? oneDnn.c_str() : openBlas.c_str());
+    }
+    c.description = (c.oneDnn ? oneDnn : openBlas) + (why.empty() ? "" : "; " + why);
+    return c;
+  }();
+  return choice;
+}
+
+struct SgemmKey {
+  bool transA, transB;
+  int m, n, k, lda, ldb, ldc;
+  float alpha, beta;
+  bool operator==(const SgemmKey& o) const { return std::memcmp(this, &o, sizeof(SgemmKey)) == 0; }
+};
+// A few shapes per thread, most recent first (a model uses a handful; scoring calls vary m).
+struct SgemmCache {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::list<std::pair<SgemmKey, dnnl::matmul>> entries;
+  static constexpr size_t capacity = 24;
+};
+}  // namespace
+
+bool fp32GemmUsesOneDnn() { return fp32Choice().oneDnn; }
+std::string fp32GemmDescription() { return fp32Choice().description; }
+
+void oneDnnSgemm(bool transA, bool transB, int m, int n, int k, float alpha, const float* A, int lda, const float* B, int ldb,
+                 float beta, float* C, int ldc, int threads) {
+  using dt = dnnl::memory::data_type;
+  thread_local SgemmCache cache;
+  SgemmKey key;
+  std::memset(&key, 0, sizeof key);  // padding too: the key is compared bytewise
+  key.transA = transA, key.transB = transB, key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldb, key.ldc = ldc;
+  key.alpha = alpha, key.beta = beta;
+  // op(A) [m x k]: A row-major [m x lda], or A^T with A [k x lda]; op(B) [k x n] likewise; C [m x ldc].
+  const dnnl::memory::desc aMd({m, k}, dt::f32, transA ? dnnl::memory::dims{1, lda} : dnnl::memory::dims{lda, 1});
+  const dnnl::memory::desc bMd({k, n}, dt::f32, transB ? dnnl::memory::dims{1, ldb} : dnnl::memory::dims{ldb, 1});
+  const dnnl::memory::desc cMd({m, n}, dt::f32, dnnl::memory::dims{ldc, 1});
+  auto it = cache.entries.begin();
+  while (it != cache.entries.end() && !(it->first == key)) ++it;
+  if (it == cache.entries.end()) {
+    dnnl::primitive_attr attr;
+    if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+    if (beta != 0.0f) {
+      dnnl::post_ops ops;
+      ops.append_sum(beta);  // C <- alpha AB + beta C
+      attr.set_post_ops(ops);
+    }
+    dnnl::matmul mm(dnnl::matmul::primitive_desc(dnnl::matmul::desc(aMd, bMd, cMd), attr, cache.engine));
+    if (cache.entries.size() >= SgemmCache::capacity) cache.entries.pop_back();
+    cache.entries.emplace_front(key, std::move(mm));
+    it = cache.entries.begin();
+  } else if (it != cache.entries.begin()) {
+    cache.entries.splice(cache.entries.begin(), cache.entries, it);
+    it = cache.entries.begin();
+  }
+  dnnl::memory a(aMd, cache.engine, const_cast<float*>(A));
+  dnnl::memory b(bMd, cache.engine, const_cast<float*>(B));
+  dnnl::memory c(cMd, cache.engine, C);
+  omp_set_num_threads(std::max(1, threads));
+  it->second.execute(cache.stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+  cache.stream.wait();
 }
 
 struct Bf16Matmul::Impl {
@@ -69,6 +186,17 @@ void Bf16Matmul::run(bool transA, bool transB, int64_t m, int64_t n, int64_t k, 
 
 bool bf16MatmulAvailable() { return false; }
 std::string bf16MatmulDescription() { return "built without oneDNN (fp32 used)"; }
+bool fp32GemmUsesOneDnn() { return false; }
+std::string fp32GemmDescription() {
+#if defined(VAECF_USE_ACCELERATE)
+  return "Accelerate";
+#else
+  return "OpenBLAS";
+#endif
+}
+void oneDnnSgemm(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*, int, int) {
+  throw std::runtime_error("oneDNN fp32 products need a build with oneDNN");
+}
 struct Bf16Matmul::Impl {};
 Bf16Matmul::Bf16Matmul() = default;
 Bf16Matmul::~Bf16Matmul() = default;

@@ -17,6 +17,20 @@ bool bf16MatmulAvailable();
 // A short description for progress output ("oneDNN 2.6 avx512_core_amx", or why bf16 is unavailable).
 std::string bf16MatmulDescription();
 
+// fp32 matrix products (gemm<float> in blas.h): OpenBLAS, or oneDNN's fp32 matmul where OpenBLAS would run
+// AVX2 kernels on an AVX-512 processor. Debian 12's OpenBLAS 0.3.21 does that on AMD Zen 4 / Zen 5 (its
+// "Haswell" kernels): measured there at half oneDNN's rate, which uses AVX-512 (bench/results/
+// fp32-gemm-*). VAECF_FP32_GEMM=openblas|onednn overrides the choice; the choice is made once per process
+// and depends only on the processor, the libraries and that variable, so a seed gives the same numbers.
+bool fp32GemmUsesOneDnn();
+// "OpenBLAS 0.3.21 (Haswell kernels)" or "oneDNN 2.6 (AVX-512)", with the reason when the default was overridden.
+std::string fp32GemmDescription();
+// C[m x n] = alpha op(A) op(B) + beta C, row-major with leading dimensions, through oneDNN with `threads`
+// OpenMP threads. Primitives are cached per calling thread (oneDNN's shared scratchpad wants a primitive run
+// on the thread that created it). Throws where the build has no oneDNN.
+void oneDnnSgemm(bool transA, bool transB, int m, int n, int k, float alpha, const float* A, int lda, const float* B, int ldb,
+                 float beta, float* C, int ldc, int threads);
+
 class Bf16Matmul {
  public:
   Bf16Matmul();

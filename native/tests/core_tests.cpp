@@ -17,6 +17,7 @@
 #include "core/trainer.h"
 #include "cpu/kernels.h"
 #include "cpu/layers.h"
+#include "cpu/onednn_matmul.h"
 #include "cpu/mult_vae_cpu.h"
 #include "cpu/recvae_cpu.h"
 #include "cpu/topk.h"
@@ -962,6 +963,47 @@ static void recVaePhases() {
   CHECK(std::equal(prior.begin(), prior.end(), third.begin()), "updatePrior did not copy the encoder");
 }
 
+// oneDNN's fp32 matmul (what gemm<float> runs on AVX-512 processors whose OpenBLAS kernels are AVX2 ones):
+// every transpose, alpha and beta, leading dimensions wider than the matrices, against a double reference;
+// more shapes than the per-thread primitive cache holds; the same call twice gives the same bits.
+static void oneDnnFp32Products() {
+  std::mt19937 gen(11);
+  std::uniform_real_distribution<float> u(-1, 1);
+  int shapes = 0;
+  for (int round = 0; round < 2; ++round)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (float alpha : {1.0f, 0.5f})
+          for (float beta : {0.0f, 1.0f, -0.25f}) {
+            const int m = 37 + 3 * shapes % 11, n = 301 + round, k = 129, pad = 5;
+            ++shapes;
+            const int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+            std::vector<float> A(size_t((ta ? k : m) * lda)), B(size_t((tb ? n : k) * ldb)), C(size_t(m * ldc));
+            for (auto* v : {&A, &B, &C})
+              for (auto& x : *v) x = u(gen);
+            std::vector<double> want(C.size());
+            for (int i = 0; i < m; ++i)
+              for (int j = 0; j < ldc; ++j) {
+                if (j >= n) {
+                  want[size_t(i * ldc + j)] = C[size_t(i * ldc + j)];  // outside C: untouched
+                  continue;
+                }
+                double acc = 0;
+                for (int p = 0; p < k; ++p)
+                  acc += double(ta ? A[size_t(p * lda + i)] : A[size_t(i * lda + p)]) * double(tb ? B[size_t(j * ldb + p)] : B[size_t(p * ldb + j)]);
+                want[size_t(i * ldc + j)] = double(alpha) * acc + double(beta) * double(C[size_t(i * ldc + j)]);
+              }
+            std::vector<float> first = C, second = C;
+            cpu::oneDnnSgemm(ta, tb, m, n, k, alpha, A.data(), lda, B.data(), ldb, beta, first.data(), ldc, 2);
+            cpu::oneDnnSgemm(ta, tb, m, n, k, alpha, A.data(), lda, B.data(), ldb, beta, second.data(), ldc, 2);
+            CHECK(first == second, "the same product twice gave different bits (ta %d tb %d alpha %g beta %g)", ta, tb, alpha, beta);
+            double worst = 0;
+            for (size_t i = 0; i < C.size(); ++i) worst = std::max(worst, std::fabs(double(first[i]) - want[i]) / (1 + std::fabs(want[i])));
+            CHECK(worst < 1e-5, "ta %d tb %d alpha %g beta %g: error %.3g", ta, tb, alpha, beta, worst);
+          }
+  std::printf("     %d products (more than the 24-shape cache), fp32 products here: %s\n", shapes, cpu::fp32GemmDescription().c_str());
+}
+
 int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a line at a time, also into a pipe (CI, qemu)
   run("gradients of Mult-VAE match central finite differences (double)", [] { gradientCheck(true, false); });
@@ -993,6 +1035,11 @@ int main() {
       if (name == "AVX-512+BF16") CHECK(t.supported == bf16, "AVX-512+BF16 support differs from GCC's reading");
     }
   });
+#endif
+#ifdef VAECF_HAVE_ONEDNN
+  run("fp32 products through oneDNN agree with a double reference (transposes, alpha, beta, leading dimensions)", [] { oneDnnFp32Products(); });
+#else
+  std::printf("skip fp32 products through oneDNN (built without oneDNN; fp32 products: %s)\n", cpu::fp32GemmDescription().c_str());
 #endif
   run("Adam step matches the PyTorch formula", [] { adamMatchesFormula(false); });
   run("AdamW step matches the PyTorch formula", [] { adamMatchesFormula(true); });

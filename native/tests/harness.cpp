@@ -241,8 +241,8 @@ static int profile(int argc, char** argv) {
   engine.setThreads(int(opt["threads"]));
   engine.initialize(1);
   if (opt["bf16"] != 0) engine.model().setBf16Output(true);
-  std::printf("precision: %s (%s; SIMD kernels: %s)\n", opt["bf16"] != 0 ? "bf16 output layer" : "fp32",
-              cpu::bf16MatmulDescription().c_str(), cpu::simdTarget().c_str());
+  std::printf("precision: %s (%s; fp32 products: %s; SIMD kernels: %s)\n", opt["bf16"] != 0 ? "bf16 output layer" : "fp32",
+              cpu::bf16MatmulDescription().c_str(), cpu::fp32GemmDescription().c_str(), cpu::simdTarget().c_str());
   std::vector<int64_t> rows(static_cast<size_t>(users), 0);
   for (int64_t i = 0; i < users; ++i) rows[size_t(i)] = i;
   std::shuffle(rows.begin(), rows.end(), gen);
@@ -410,7 +410,8 @@ static int gemmRate(int argc, char** argv) {
   const double f1 = time([&] { cpu::gemm(false, false, M, I, H, 1.0f, A.data(), H, B.data(), I, 0.0f, C.data(), I); });
   const double f2 = time([&] { cpu::gemm(false, true, M, H, I, 1.0f, G.data(), I, B.data(), I, 0.0f, A.data(), H); });
   const double f3 = time([&] { cpu::gemm(true, false, H, I, M, 1.0f, A.data(), H, G.data(), I, 0.0f, C.data(), I); });
-  std::printf("fp32 (OpenBLAS) forward %.0f, input gradient %.0f, weight gradient %.0f GFLOP/s\n", flops / f1 / 1e9, flops / f2 / 1e9, flops / f3 / 1e9);
+  std::printf("fp32 (%s) forward %.0f, input gradient %.0f, weight gradient %.0f GFLOP/s\n", cpu::fp32GemmDescription().c_str(), flops / f1 / 1e9,
+              flops / f2 / 1e9, flops / f3 / 1e9);
   std::printf("fp32_rate %.1f\n", 3 * flops / (f1 + f2 + f3) / 1e9);
   if (cpu::bf16MatmulAvailable()) {
     cpu::Bf16Matmul mm;

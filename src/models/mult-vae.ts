@@ -61,8 +61,9 @@ export function resolvePrecision(wanted: Precision | undefined, device: 'cpu' | 
     return { precision: 'bf16', note: 'bf16 output layer on tensor cores (fp32 master weights)' };
   }
   if (w === 'tf32') throw new VaecfInputError("precision 'tf32' is a CUDA precision (TF32 tensor cores); on the CPU use 'fp32', 'bf16' or 'auto'");
-  const { bf16Available, bf16Description, simdTarget } = loadNative();
-  const kernels = `${simdTarget} kernels`;
+  const { bf16Available, bf16Description, simdTarget, fp32GemmDescription } = loadNative();
+  // "AVX-512+BF16 kernels, fp32 products oneDNN 2.6 (AVX-512)": the reason after ';' is in fp32GemmDescription.
+  const kernels = `${simdTarget} kernels, fp32 products ${fp32GemmDescription.split(';')[0]}`;
   if (w === 'fp32') return { precision: 'fp32', note: `fp32, ${kernels}` };
   if (bf16Available) return { precision: 'bf16', note: `bf16 output layer (${bf16Description}), ${kernels}` };
   if (w === 'bf16') throw new VaecfInputError(`precision 'bf16' is not available on this machine (${bf16Description}); use 'fp32' or 'auto'`);
