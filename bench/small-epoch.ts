@@ -68,7 +68,9 @@ async function main(): Promise<void> {
 
   let torch: Record<string, unknown> | null = null;
   const python = findPython();
-  if (python) {
+  if (torchEpochs < 1) {
+    console.log('PyTorch: --torch-epochs 0; skipped');
+  } else if (python) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vaecf-small-'));
     const vdir = path.join(dir, 'validation');
     fs.mkdirSync(vdir);

@@ -102,12 +102,13 @@ struct SgemmKey {
   float alpha, beta;
   bool operator==(const SgemmKey& o) const { return std::memcmp(this, &o, sizeof(SgemmKey)) == 0; }
 };
-// A few shapes per thread, most recent first (a model uses a handful; scoring calls vary m).
+// Shapes per thread, most recent first. One model's step uses about a dozen per batch size, and the last
+// batch, validation and scoring add more; too small a cache would rebuild primitives every epoch.
 struct SgemmCache {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   std::list<std::pair<SgemmKey, dnnl::matmul>> entries;
-  static constexpr size_t capacity = 24;
+  static constexpr size_t capacity = 128;
 };
 }  // namespace
 

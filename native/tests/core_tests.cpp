@@ -970,7 +970,7 @@ static void oneDnnFp32Products() {
   std::mt19937 gen(11);
   std::uniform_real_distribution<float> u(-1, 1);
   int shapes = 0;
-  for (int round = 0; round < 2; ++round)
+  for (int round = 0; round < 6; ++round)
     for (bool ta : {false, true})
       for (bool tb : {false, true})
         for (float alpha : {1.0f, 0.5f})
@@ -1001,7 +1001,7 @@ static void oneDnnFp32Products() {
             for (size_t i = 0; i < C.size(); ++i) worst = std::max(worst, std::fabs(double(first[i]) - want[i]) / (1 + std::fabs(want[i])));
             CHECK(worst < 1e-5, "ta %d tb %d alpha %g beta %g: error %.3g", ta, tb, alpha, beta, worst);
           }
-  std::printf("     %d products (more than the 24-shape cache), fp32 products here: %s\n", shapes, cpu::fp32GemmDescription().c_str());
+  std::printf("     %d products (more than the 128-shape cache), fp32 products here: %s\n", shapes, cpu::fp32GemmDescription().c_str());
 }
 
 int main() {
