@@ -1,7 +1,7 @@
 // Device selection: 'cpu' always works; 'auto' is the CUDA engine only where the CUDA flavour finds a
 // GPU; 'cuda' where no GPU (or no CUDA flavour) is usable is a clear error, and where a GPU answers it
 // must agree with the CPU.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -106,4 +106,30 @@ test('the native layer refuses tf32 for the CPU engine (a clear error, not a cra
     threads: 1, precision: 'tf32', device: 'cpu',
   }));
   t.regex(e!.message, /'tf32' is a CUDA precision/);
+});
+
+test('VAECF_FP32_GEMM chooses what runs the fp32 products, shows it in the precision note, and a wrong value is named with the fallback', (t) => {
+  const probe = (value: string | undefined): { out: string; err: string } => {
+    const env = { ...process.env };
+    if (value === undefined) delete env.VAECF_FP32_GEMM;
+    else env.VAECF_FP32_GEMM = value;
+    const script =
+      "const n = require('./dist/src/native.js').loadNative(); const i = require('./dist/src/index.js');" +
+      "console.log(JSON.stringify({ d: n.fp32GemmDescription, bf16: n.bf16Description, note: i.resolvePrecision('fp32').note }));";
+    const r = spawnSync(process.execPath, ['-e', script], { cwd: path.join(__dirname, '..', '..'), env, encoding: 'utf8' });
+    return { out: r.stdout.trim(), err: r.stderr };
+  };
+  const openblas = JSON.parse(probe('openblas').out);
+  t.regex(openblas.d, /^(OpenBLAS|Accelerate).*VAECF_FP32_GEMM=openblas/);
+  t.true(openblas.note.includes(`fp32 products ${openblas.d.split(';')[0]}`), openblas.note);
+  const byDefault = JSON.parse(probe(undefined).out);
+  const wrong = probe('mkl');
+  t.is(JSON.parse(wrong.out).d, byDefault.d, 'a wrong value falls back to the default choice');
+  t.regex(wrong.err, /VAECF_FP32_GEMM=mkl is not 'openblas' or 'onednn'/);
+  if (/built without oneDNN/.test(openblas.bf16)) {
+    t.log(`skipped the oneDNN half: ${openblas.bf16}`);
+    t.regex(JSON.parse(probe('onednn').out).d, /^OpenBLAS|^Accelerate/);
+    return;
+  }
+  t.regex(JSON.parse(probe('onednn').out).d, /^oneDNN \d+\.\d+ .*VAECF_FP32_GEMM=onednn/);
 });

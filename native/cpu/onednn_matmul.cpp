@@ -80,8 +80,13 @@ const Fp32Choice& fp32Choice() {
     const dnnl_version_t* v = dnnl_version();
     const std::string oneDnn = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) +
                                (cpuHasAvx512() ? " (AVX-512)" : " (no AVX-512)");
+#if defined(VAECF_USE_ACCELERATE)
+    const std::string openBlas = "Accelerate";
+#else
     const std::string openBlas = "OpenBLAS (" + (core.empty() ? std::string("unknown") : core) + " kernels)";
-    c.oneDnn = cpuHasAvx512() && !openBlasCoreIsAvx512(core);
+#endif
+    // Only when OpenBLAS names its kernels (never instead of Accelerate).
+    c.oneDnn = !core.empty() && cpuHasAvx512() && !openBlasCoreIsAvx512(core);
     std::string why = c.oneDnn ? "OpenBLAS would run " + core + " kernels on this AVX-512 processor" : "";
     if (const char* env = std::getenv("VAECF_FP32_GEMM"); env && *env) {
       if (std::strcmp(env, "onednn") == 0) c.oneDnn = true, why = "VAECF_FP32_GEMM=onednn";
@@ -189,11 +194,22 @@ bool bf16MatmulAvailable() { return false; }
 std::string bf16MatmulDescription() { return "built without oneDNN (fp32 used)"; }
 bool fp32GemmUsesOneDnn() { return false; }
 std::string fp32GemmDescription() {
+  static const std::string description = [] {
 #if defined(VAECF_USE_ACCELERATE)
-  return "Accelerate";
+    std::string d = "Accelerate";
 #else
-  return "OpenBLAS";
+    std::string d = "OpenBLAS";
 #endif
+    if (const char* env = std::getenv("VAECF_FP32_GEMM"); env && *env) {
+      if (std::strcmp(env, "openblas") == 0) d += "; VAECF_FP32_GEMM=openblas";
+      else if (std::strcmp(env, "onednn") == 0)
+        std::fprintf(stderr, "vaecf: VAECF_FP32_GEMM=onednn needs a build with oneDNN; using %s\n", d.c_str());
+      else
+        std::fprintf(stderr, "vaecf: VAECF_FP32_GEMM=%s is not 'openblas' or 'onednn'; using %s\n", env, d.c_str());
+    }
+    return d;
+  }();
+  return description;
 }
 void oneDnnSgemm(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*, int, int) {
   throw std::runtime_error("oneDNN fp32 products need a build with oneDNN");
