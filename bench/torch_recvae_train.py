@@ -160,8 +160,11 @@ def main():
         print("%s: %.4f (seeds: +- %.4f; users: +- %.4f)" % (k, summary[k]["mean"], summary[k]["seed_se"], summary[k]["user_se"]))
     if a.json:
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+        wanted = {"avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_bf16", "amx_bf16", "amx_tile", "asimd", "sve", "sve2"}
+        flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith(("flags", "Features"))), [])
         with open(a.json, "w") as f:
-            json.dump({"benchmark": "pytorch RecVAE, authors' schedule", "torch": torch.__version__, "machine": {"cpu": cpu, "cores": os.cpu_count()},
+            json.dump({"benchmark": "pytorch RecVAE, authors' schedule", "torch": torch.__version__,
+                       "machine": {"cpu": cpu, "cores": os.cpu_count(), "flags": " ".join(x for x in flags if x in wanted)},
                        "threads": a.threads, "epochs": a.epochs, "command": " ".join(sys.argv), "runs": runs, "summary": summary}, f, indent=2)
 
 
