@@ -493,20 +493,21 @@ static void kernelsAgree() {
     cpu::addBf16(z.data(), h.data(), n);
     for (int64_t i = 0; i < n; ++i) CHECK(z[i] == y[i] + cpu::fromBf16(h[i]), "addBf16 at %lld", (long long)i);
   }
-  // The sparse layer's row kernel against double; zero values skipped.
-  {
-    const int64_t items = 50, cols = 83;  // 83: ragged against every vector width
-    std::vector<float> W(items * cols), row(cols), g(cols);
+  // The sparse layer's row kernel against double; zero values skipped. Widths ragged against every vector
+  // width and wide enough for the eight-vector blocks of every target; more rows than the prefetch distance.
+  for (const int64_t cols : {int64_t(83), int64_t(300), int64_t(600)}) {
+    const int64_t items = 50;
+    std::vector<float> W(items * cols), row(cols);
     for (auto& q : W) q = u(gen);
     for (auto& q : row) q = u(gen);
-    for (auto& q : g) q = u(gen);
-    std::vector<int32_t> idx = {3, 17, 4, 49, 0};
-    std::vector<float> vals = {0.5f, 0.0f, -1.25f, 2.0f, 0.125f};
+    std::vector<int32_t> idx = {3, 17, 4, 49, 0, 22, 8, 31, 45, 11, 2};
+    std::vector<float> vals = {0.5f, 0.0f, -1.25f, 2.0f, 0.125f, 0.75f, 0.0f, -0.5f, 1.5f, 0.25f, -2.0f};
     std::vector<double> ref(row.begin(), row.end());
     for (size_t k = 0; k < idx.size(); ++k)
       for (int64_t c = 0; c < cols; ++c) ref[c] += double(vals[k]) * W[idx[k] * cols + c];
     cpu::sparseRow(row.data(), W.data(), cols, idx.data(), vals.data(), int64_t(idx.size()));
-    CHECK(normwiseError(row.data(), ref.data(), cols) < 1e-6, "sparse row: %g", normwiseError(row.data(), ref.data(), cols));
+    CHECK(normwiseError(row.data(), ref.data(), cols) < 1e-6, "sparse row (%lld columns): %g", (long long)cols,
+          normwiseError(row.data(), ref.data(), cols));
   }
   // Philox words: the vector kernel bit for bit against Philox4x32::generate, over ragged lengths, a
   // start just below 2^32 (the low counter word wraps inside a vector) and a large step and stream;
