@@ -96,13 +96,32 @@ double SparseInput<T>::clickSum(int64_t u) const {
 
 template <typename T>
 void SparseInput<T>::forward(const T* W, const T* b, int64_t cols, T* out, int threads) const {
+  if constexpr (isFloat<T>()) {
+    // Each user's clicks that input dropout kept, gathered first: the row kernel then streams only the
+    // rows it adds, without a branch per click and column block that dropout makes unpredictable.
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<int32_t> idx;
+      std::vector<T> val;
+#pragma omp for schedule(dynamic, 8)
+      for (int64_t u = 0; u < m_; ++u) {
+        T* row = out + u * cols;
+        std::memcpy(row, b, size_t(cols) * sizeof(T));
+        idx.clear();
+        val.clear();
+        for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k)
+          if (input_[k] != T(0)) {
+            idx.push_back(indices_[k]);
+            val.push_back(input_[k]);
+          }
+        sparseRow(row, W, cols, idx.data(), val.data(), int64_t(idx.size()));
+      }
+    }
+  } else {
 #pragma omp parallel for schedule(dynamic, 8) num_threads(threads)
-  for (int64_t u = 0; u < m_; ++u) {
-    T* row = out + u * cols;
-    std::memcpy(row, b, size_t(cols) * sizeof(T));
-    if constexpr (isFloat<T>()) {
-      sparseRow(row, W, cols, indices_.data() + indptr_[u], input_.data() + indptr_[u], indptr_[u + 1] - indptr_[u]);
-    } else {
+    for (int64_t u = 0; u < m_; ++u) {
+      T* row = out + u * cols;
+      std::memcpy(row, b, size_t(cols) * sizeof(T));
       for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
         const T v = input_[k];
         if (v == T(0)) continue;
@@ -116,9 +135,11 @@ void SparseInput<T>::forward(const T* W, const T* b, int64_t cols, T* out, int t
 template <typename T>
 void SparseInput<T>::weightGradient(const T* dOut, int64_t cols, T* dW, int threads) {
   // The batch's clicks by item: itemPtr_[i]..itemPtr_[i + 1] index itemUser_ (ascending) and itemValue_.
+  // Clicks that input dropout zeroed add nothing and are left out here.
   const int64_t nItems = numItems_, nnz = this->nnz();
   itemPtr_.assign(size_t(nItems + 1), 0);
-  for (int64_t k = 0; k < nnz; ++k) ++itemPtr_[size_t(indices_[k]) + 1];
+  for (int64_t k = 0; k < nnz; ++k)
+    if (input_[k] != T(0)) ++itemPtr_[size_t(indices_[k]) + 1];
   for (int64_t i = 0; i < nItems; ++i) itemPtr_[i + 1] += itemPtr_[i];
   itemUser_.resize(size_t(nnz));
   itemValue_.resize(size_t(nnz));
@@ -126,6 +147,7 @@ void SparseInput<T>::weightGradient(const T* dOut, int64_t cols, T* dW, int thre
     std::vector<int64_t> fill(itemPtr_.begin(), itemPtr_.end() - 1);
     for (int64_t u = 0; u < m_; ++u)
       for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
+        if (input_[k] == T(0)) continue;
         const int64_t at = fill[size_t(indices_[k])]++;
         itemUser_[at] = int32_t(u);
         itemValue_[at] = input_[k];
@@ -142,7 +164,6 @@ void SparseInput<T>::weightGradient(const T* dOut, int64_t cols, T* dW, int thre
     } else {
       for (int64_t p = b0; p < b0 + count; ++p) {
         const T v = itemValue_[p];
-        if (v == T(0)) continue;
         const T* g = dOut + int64_t(itemUser_[p]) * cols;
         for (int64_t c = 0; c < cols; ++c) row[c] += v * g[c];
       }

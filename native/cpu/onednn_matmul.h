@@ -23,7 +23,7 @@ std::string bf16MatmulDescription();
 // fp32-gemm-*). VAECF_FP32_GEMM=openblas|onednn overrides the choice; the choice is made once per process
 // and depends only on the processor, the libraries and that variable, so a seed gives the same numbers.
 bool fp32GemmUsesOneDnn();
-// "OpenBLAS 0.3.21 (Haswell kernels)" or "oneDNN 2.6 (AVX-512)", with the reason when the default was overridden.
+// "OpenBLAS (Haswell kernels)" or "oneDNN 2.6 (AVX-512)", then after "; " why oneDNN was chosen or which override.
 std::string fp32GemmDescription();
 // C[m x n] = alpha op(A) op(B) + beta C, row-major with leading dimensions, through oneDNN with `threads`
 // OpenMP threads. Primitives are cached per calling thread (oneDNN's shared scratchpad wants a primitive run

@@ -494,7 +494,7 @@ static void kernelsAgree() {
     for (int64_t i = 0; i < n; ++i) CHECK(z[i] == y[i] + cpu::fromBf16(h[i]), "addBf16 at %lld", (long long)i);
   }
   // The sparse layer's row kernel against double; zero values skipped. Widths ragged against every vector
-  // width and wide enough for the eight-vector blocks of every target; more rows than the prefetch distance.
+  // width, and wide enough for several four-vector blocks on every target.
   for (const int64_t cols : {int64_t(83), int64_t(300), int64_t(600)}) {
     const int64_t items = 50;
     std::vector<float> W(items * cols), row(cols);
