@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <type_traits>
@@ -90,6 +91,7 @@ void RecVaeCpu<T>::initialize(uint64_t seed) {
     }
   }
   fill(prior_.data(), uint64_t(1) << 16);
+  ++priorGeneration_;
   releaseZeroed(adamM_);  // regrown zeroed by the next ensureOptimizerState
   releaseZeroed(adamV_);
   encoderSteps_ = decoderSteps_ = 0;
@@ -99,6 +101,7 @@ void RecVaeCpu<T>::initialize(uint64_t seed) {
 template <typename T>
 void RecVaeCpu<T>::updatePrior() {
   std::memcpy(prior_.data(), params_.data(), size_t(layout_.encoderCount) * sizeof(T));
+  ++priorGeneration_;
 }
 
 template <typename T>
@@ -145,6 +148,72 @@ template <typename T>
 void RecVaeCpu<T>::loadBatch(const CsrView& data, const int64_t* rows, int64_t first, int64_t m) {
   input_.load(data, rows, first, m, config_.items);
   reserve(m);
+  batchRows_.resize(size_t(m));
+  for (int64_t u = 0; u < m; ++u) batchRows_[size_t(u)] = rows ? rows[u] : first + u;
+  batchDataRows_ = data.rows;
+}
+
+// FNV-1a over a loaded row's item indices and click values: a cached prior head is used only for the
+// same clicks (never 0, the empty mark).
+template <typename T>
+uint64_t RecVaeCpu<T>::rowHash(int64_t u) const {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](uint64_t x) {
+    for (int b = 0; b < 8; ++b, x >>= 8) h = (h ^ (x & 0xff)) * 1099511628211ull;
+  };
+  const int64_t b = input_.indptr()[u], e = input_.indptr()[u + 1];
+  mix(uint64_t(e - b));
+  for (int64_t k = b; k < e; ++k) {
+    double v = double(input_.raw()[k]);
+    uint64_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    mix(uint64_t(uint32_t(input_.indices()[k])));
+    mix(bits);
+  }
+  return h ? h : 1;
+}
+
+template <typename T>
+void RecVaeCpu<T>::priorHeads() {
+  const int64_t m = input_.rows(), D2 = 2 * config_.latent;
+  if (priorCacheLimit_ < 0) {
+    const char* env = std::getenv("VAECF_RECVAE_PRIOR_CACHE_MIB");
+    priorCacheLimit_ = (env && *env ? std::max<int64_t>(0, std::atoll(env)) : 1024) << 20;
+  }
+  const bool cacheable = double(batchDataRows_) * double(D2) * sizeof(T) <= double(priorCacheLimit_) && priorCacheLimit_ > 0;
+  if (!cacheable) {
+    priorCacheHead_ = std::vector<T>();
+    priorCacheHash_ = std::vector<uint64_t>();
+  } else if (cacheGeneration_ != priorGeneration_ || int64_t(priorCacheHash_.size()) != batchDataRows_) {
+    priorCacheHash_.assign(size_t(batchDataRows_), 0);  // the heads are written before they are read
+    priorCacheHead_.resize(size_t(batchDataRows_ * D2));
+    cacheGeneration_ = priorGeneration_;
+  }
+  std::vector<uint64_t> hashes;
+  if (cacheable) {
+    hashes.resize(size_t(m));
+    bool all = true;
+    for (int64_t u = 0; u < m; ++u) {
+      hashes[size_t(u)] = rowHash(u);
+      all = all && priorCacheHash_[size_t(batchRows_[size_t(u)])] == hashes[size_t(u)];
+    }
+    if (all) {
+      for (int64_t u = 0; u < m; ++u)
+        std::memcpy(priorPass_.head.data() + u * D2, priorCacheHead_.data() + batchRows_[size_t(u)] * D2, size_t(D2) * sizeof(T));
+      priorCacheHits_ += m;
+      return;
+    }
+  }
+  // The prior's encoder sees the clicks without dropout (the authors' encoder_old(x, dropout 0)).
+  input_.normalise(false, threads_);
+  encoderForward(prior_.data(), priorPass_, threads_, false);
+  priorCacheMisses_ += m;
+  if (!cacheable) return;
+  for (int64_t u = 0; u < m; ++u) {
+    const int64_t r = batchRows_[size_t(u)];
+    std::memcpy(priorCacheHead_.data() + r * D2, priorPass_.head.data() + u * D2, size_t(D2) * sizeof(T));
+    priorCacheHash_[size_t(r)] = hashes[size_t(u)];
+  }
 }
 
 template <typename T>
@@ -277,10 +346,8 @@ StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma)
   ensureZeroed(grads_, size_t(layout_.total));
   StepResult r;
   if (encoder) {
-    // The prior's encoder sees the clicks without dropout (the authors' encoder_old(x, dropout 0)).
     if (priorPass_.head.size() < size_t(m * 2 * D)) reservePass(priorPass_, capacityRows_, false);
-    input_.normalise(false, threads_);
-    encoderForward(prior_.data(), priorPass_, threads_, false);
+    priorHeads();
   }
   input_.normalise(encoder, threads_);
   encoderForward(params_.data(), pass_, threads_, bf16Products_);

@@ -56,8 +56,12 @@ class RecVaeCpu {
   int64_t numEncoderParams() const { return layout_.encoderCount; }
   T* parameters() { return params_.data(); }
   const T* parameters() const { return params_.data(); }
-  // The prior's encoder: numEncoderParams() values laid out as the encoder part of parameters().
-  T* priorParameters() { return prior_.data(); }
+  // The prior's encoder: numEncoderParams() values laid out as the encoder part of parameters(). The
+  // non-const access may write them: it empties the prior cache.
+  T* priorParameters() {
+    ++priorGeneration_;
+    return prior_.data();
+  }
   const T* priorParameters() const { return prior_.data(); }
   T* gradients() { return grads_.data(); }
   void setThreads(int threads) { threads_ = threads < 1 ? 1 : threads; }
@@ -79,6 +83,14 @@ class RecVaeCpu {
   bool bf16Products() const { return bf16Products_; }
   // prior <- encoder (the authors' update_prior, once per epoch after the encoder phases).
   void updatePrior();
+  // The prior cache: the prior encoder's (mu, logvar) of each training row, computed by the first
+  // encoder pass after the prior changes and reused by the next passes (the authors' schedule runs three
+  // encoder passes per prior), each row checked against a hash of its clicks. At most `bytes` of memory
+  // (rows x 2D values); 0 turns it off. Default: VAECF_RECVAE_PRIOR_CACHE_MIB (MiB), else 1024 MiB.
+  void setPriorCacheLimit(int64_t bytes) { priorCacheLimit_ = bytes; }
+  // Rows whose prior (mu, logvar) came from the cache, and rows computed, since construction.
+  int64_t priorCacheHits() const { return priorCacheHits_; }
+  int64_t priorCacheMisses() const { return priorCacheMisses_; }
 
   void loadBatch(const CsrView& data, const int64_t* rows, int64_t first, int64_t m);
   int64_t batchRows() const { return input_.rows(); }
@@ -132,6 +144,20 @@ class RecVaeCpu {
   SparseInput<T> input_;
   int64_t capacityRows_ = 0;
   EncoderPass pass_, priorPass_;
+  // The loaded batch's rows in its data (for the prior cache), and that data's row count.
+  std::vector<int64_t> batchRows_;
+  int64_t batchDataRows_ = 0;
+  // Prior cache: [dataRows x 2D] heads, per row the hash of its clicks (0: empty); emptied when
+  // priorGeneration_ moves past cacheGeneration_ (updatePrior, initialize, priorParameters()).
+  std::vector<T> priorCacheHead_;
+  std::vector<uint64_t> priorCacheHash_;
+  uint64_t priorGeneration_ = 1, cacheGeneration_ = 0;
+  int64_t priorCacheLimit_ = -1;  // bytes; -1: from the environment at first use
+  int64_t priorCacheHits_ = 0, priorCacheMisses_ = 0;
+  // priorPass_.head <- the prior encoder's (mu, logvar) of the loaded batch, from the cache where every
+  // row is there and unchanged, else computed (and cached).
+  void priorHeads();
+  uint64_t rowHash(int64_t u) const;
   std::vector<T> z_, eps_, dEnc_, dz_, dh_, dA_, dResidual_;
   ZeroedVector<T> logits_;  // [m x items]: on huge pages (zeroed_vector.h)
   std::vector<double> rowNll_, klWeight_;

@@ -964,6 +964,66 @@ static void recVaePhases() {
   CHECK(std::equal(prior.begin(), prior.end(), third.begin()), "updatePrior did not copy the encoder");
 }
 
+// RecVAE's prior cache: three encoder passes over shuffled batches give the same losses and weights with
+// the cache as without it, up to rounding (a row's prior computed in another batch may differ in the last
+// bits); the second and third passes take every row from it; updatePrior, a write through
+// priorParameters() and a row whose clicks changed are computed again.
+static void recVaePriorCache() {
+  RecVaeConfig cfg;
+  cfg.items = 40;
+  cfg.hidden = 16;
+  cfg.latent = 4;
+  cpu::RecVaeEngine cached(cfg), plain(cfg);
+  cached.setThreads(2);
+  plain.setThreads(2);
+  cached.initialize(1);
+  plain.initialize(1);
+  plain.model().setPriorCacheLimit(0);
+  Clicks clicks = randomClicks(30, 40, 0.2, 3);
+  const CsrView data = clicks.view(40);
+  StepOptions opt;
+  opt.gamma = 0.005;
+  opt.phase = Phase::Encoder;
+  opt.seed = 5;
+  uint64_t epoch = 0;
+  // One encoder pass of 3 batches of 10 in a shuffled order, on both engines; the losses must agree.
+  auto pass = [&]() {
+    const std::vector<int64_t> rows = epochOrder(30, 7, epoch++, true);
+    for (int64_t b = 0; b < 3; ++b) {
+      opt.step = epoch * 3 + uint64_t(b);
+      const double a = cached.trainStep(data, rows.data() + 10 * b, 10, opt).loss, p = plain.trainStep(data, rows.data() + 10 * b, 10, opt).loss;
+      CHECK(std::fabs(a - p) <= 1e-6 * std::fabs(p), "pass %llu batch %lld: loss %.17g with the cache, %.17g without", (unsigned long long)epoch,
+            (long long)b, a, p);
+    }
+  };
+  const auto& model = cached.model();
+  for (int p = 0; p < 3; ++p) pass();
+  CHECK(model.priorCacheMisses() == 30 && model.priorCacheHits() == 60, "three passes: %lld rows computed, %lld from the cache (want 30, 60)",
+        (long long)model.priorCacheMisses(), (long long)model.priorCacheHits());
+  CHECK(plain.model().priorCacheHits() == 0, "a cache limited to 0 bytes was used");
+  std::vector<float> a(static_cast<size_t>(cached.numParams())), b(a.size());
+  cached.getParameters(a.data());
+  plain.getParameters(b.data());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff += double(a[i] - b[i]) * double(a[i] - b[i]), norm += double(b[i]) * double(b[i]);
+  CHECK(std::sqrt(diff / norm) < 1e-6, "the weights differ with the cache: %g normwise", std::sqrt(diff / norm));
+  cached.updatePrior();
+  plain.updatePrior();
+  pass();
+  CHECK(model.priorCacheMisses() == 60, "after updatePrior: %lld rows computed (want 60)", (long long)model.priorCacheMisses());
+  cached.model().priorParameters();  // may write: the cache is emptied
+  pass();
+  CHECK(model.priorCacheMisses() == 90, "after priorParameters(): %lld rows computed (want 90)", (long long)model.priorCacheMisses());
+  pass();
+  CHECK(model.priorCacheMisses() == 90, "an unchanged prior was computed again");
+  // Row 0's clicks change (same row, same count): the batch holding it is computed again, the others not.
+  clicks.indices[size_t(clicks.indptr[0])] = clicks.indices[size_t(clicks.indptr[0])] == 39 ? 38 : 39;
+  pass();
+  CHECK(model.priorCacheMisses() == 100 && model.priorCacheHits() == 60 + 30 + 20,
+        "after a row changed: %lld computed, %lld from the cache (want 100, 110)", (long long)model.priorCacheMisses(),
+        (long long)model.priorCacheHits());
+}
+
 // oneDNN's fp32 matmul (what gemm<float> runs on AVX-512 processors whose OpenBLAS kernels are AVX2 ones):
 // every transpose, alpha and beta, leading dimensions wider than the matrices, against a double reference;
 // more shapes than the per-thread primitive cache holds; the same call twice gives the same bits.
@@ -1018,6 +1078,7 @@ int main() {
   run("gradients of RecVAE's encoder phase match finite differences (double, fixed beta)", [] { recVaeGradientCheck(Phase::Encoder, 0, false); });
   run("gradients of RecVAE's decoder phase match finite differences (double)", [] { recVaeGradientCheck(Phase::Decoder, 0.05, false); });
   run("RecVAE phases train only their own group, with their own Adam step counts; updatePrior copies the encoder", [] { recVaePhases(); });
+  run("RecVAE's prior cache: the same losses and weights as computing the prior; reused across passes; emptied when the prior or a row changes", [] { recVaePriorCache(); });
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
   // The dispatch reads CPUID itself (every compiler); GCC's own reading must agree on the targets whose
   // features it can name (a wrong bit would silently pick a narrower or an unsupported target).
