@@ -107,8 +107,9 @@ struct SgemmKey {
   float alpha, beta;
   bool operator==(const SgemmKey& o) const { return std::memcmp(this, &o, sizeof(SgemmKey)) == 0; }
 };
-// Shapes per thread, most recent first. One model's step uses about a dozen per batch size, and the last
-// batch, validation and scoring add more; too small a cache would rebuild primitives every epoch.
+// Shapes per thread, most recent first. Counted on ML-1M (batch 500, a last batch of 334, 600 validation
+// users): Mult-VAE's training and validation use 21 shapes on each thread that runs them, and a 24-entry
+// cache built no more primitives than this one; 128 leaves room for several models and scoring sizes.
 struct SgemmCache {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
