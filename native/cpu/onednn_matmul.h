@@ -18,7 +18,7 @@ bool bf16MatmulAvailable();
 std::string bf16MatmulDescription();
 
 // fp32 matrix products (gemm<float> in blas.h): OpenBLAS, or oneDNN's fp32 matmul where OpenBLAS would run
-// AVX2 kernels on an AVX-512 processor. Debian 12's OpenBLAS 0.3.21 does that on AMD Zen 4 / Zen 5 (its
+// AVX2 kernels on an AVX-512 processor. Debian 12's OpenBLAS 0.3.21 does that on a Zen 5-class AMD EPYC (its
 // "Haswell" kernels): measured there at half oneDNN's rate, which uses AVX-512 (bench/results/
 // fp32-gemm-*). VAECF_FP32_GEMM=openblas|onednn overrides the choice; the choice is made once per process
 // and depends only on the processor, the libraries and that variable, so a seed gives the same numbers.
