@@ -638,21 +638,25 @@ static void kernelsAgree() {
 
 // The float engine (the SIMD kernels, OpenBLAS) against the double engine on the same weights, batch
 // and noise: training loss and gradients, evaluation logits in batch and one-user (packed panel) form.
-static void floatEngineAgrees(bool variational) {
-  const int64_t items = 301;
+// items / hidden / users: the default shape's products are small (one OpenBLAS call each); the large one's
+// output layer (64 x 96 x 1201 multiply-adds) takes gemm()'s other path, oneDNN where fp32GemmUsesOneDnn(),
+// else OpenBLAS split over threads.
+static void floatEngineAgrees(bool variational, int64_t items = 301, int64_t hidden = 40, int64_t users = 37) {
   ModelConfig cfg = smallConfig(variational, items);
-  cfg.encoderDims = {items, 40, 8};
-  cfg.decoderDims = {8, 40, items};
+  cfg.encoderDims = {items, hidden, 8};
+  cfg.decoderDims = {8, hidden, items};
   cpu::MultVaeCpu<double> ref(cfg);
   cpu::MultVaeCpu<float> fast(cfg);
   ref.initialize(21);
   for (int64_t i = 0; i < ref.numParams(); ++i) fast.parameters()[i] = float(ref.parameters()[i]);
   for (int64_t i = 0; i < ref.numParams(); ++i) ref.parameters()[i] = double(fast.parameters()[i]);
   fast.parametersChanged();
-  Clicks clicks = randomClicks(37, items, 0.05, 12);
+  Clicks clicks = randomClicks(users, items, 0.05, 12);
   CsrView data = clicks.view(items, true);
   ref.loadBatch(data, nullptr, 0, data.rows);
   fast.loadBatch(data, nullptr, 0, data.rows);
+  ref.setThreads(2);
+  fast.setThreads(2);
   ref.sampleNoise(3, 1);
   fast.sampleNoise(3, 1);
   const StepResult rr = ref.forwardBackward(0.2, 0.01), rf = fast.forwardBackward(0.2, 0.01);
@@ -1165,6 +1169,12 @@ int main() {
   cpu::forceSimdTarget("");
   std::printf("     SIMD targets tested: %s; skipped (not run by this processor): %s; default here: %s\n", ran.c_str(),
               skipped.empty() ? "none" : skipped.c_str(), cpu::simdTarget().c_str());
+  run(("float engine agrees with the double engine where the products are large enough for the other gemm path (fp32 products: " +
+       cpu::fp32GemmDescription() + ")").c_str(),
+      [] {
+        floatEngineAgrees(true, 1201, 96, 64);
+        floatEngineAgrees(false, 1201, 96, 64);
+      });
   run("users with no clicks score (no copy from a null pointer: the sanitizer build checks it)", [] {
     ModelConfig cfg = smallConfig(true, 9);
     cpu::MultVaeCpu<float> model(cfg);
