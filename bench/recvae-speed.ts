@@ -55,8 +55,8 @@ async function main(): Promise<void> {
       // The authors' epoch: the prior refreshed, three encoder passes (the first computes the prior's
       // posterior of every user, the next two take it from the prior cache), one decoder pass.
       rec.learned().native.updatePrior();
-      const enc = [0, 1, 2].map(() => 0);
-      for (let j = 0; j < 3; j++) enc[j] = await pass(rec, { phase: 'encoder', gamma: 0.005 });
+      const enc: number[] = [];
+      for (let j = 0; j < 3; j++) enc.push(await pass(rec, { phase: 'encoder', gamma: 0.005 }));
       times.encoderPasses.push(enc);
       times.encoder.push((enc[0] + enc[1] + enc[2]) / 3);
       times.decoder.push(await pass(rec, { phase: 'decoder', gamma: 0.005 }));

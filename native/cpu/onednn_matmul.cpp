@@ -110,10 +110,15 @@ struct SgemmKey {
 // Shapes per thread, most recent first. Counted on ML-1M (batch 500, a last batch of 334, 600 validation
 // users): Mult-VAE's training and validation use 21 shapes on each thread that runs them, and a 24-entry
 // cache built no more primitives than this one; 128 leaves room for several models and scoring sizes.
+struct SgemmEntry {
+  SgemmKey key;
+  dnnl::memory::desc a, b, c;
+  dnnl::matmul matmul;
+};
 struct SgemmCache {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
-  std::list<std::pair<SgemmKey, dnnl::matmul>> entries;
+  std::list<SgemmEntry> entries;
   static constexpr size_t capacity = 128;
 };
 }  // namespace
@@ -124,18 +129,19 @@ std::string fp32GemmDescription() { return fp32Choice().description; }
 void oneDnnSgemm(bool transA, bool transB, int m, int n, int k, float alpha, const float* A, int lda, const float* B, int ldb,
                  float beta, float* C, int ldc, int threads) {
   using dt = dnnl::memory::data_type;
+  using dims = dnnl::memory::dims;
   thread_local SgemmCache cache;
   SgemmKey key;
   std::memset(&key, 0, sizeof key);  // padding too: the key is compared bytewise
   key.transA = transA, key.transB = transB, key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldb, key.ldc = ldc;
   key.alpha = alpha, key.beta = beta;
-  // op(A) [m x k]: A row-major [m x lda], or A^T with A [k x lda]; op(B) [k x n] likewise; C [m x ldc].
-  const dnnl::memory::desc aMd({m, k}, dt::f32, transA ? dnnl::memory::dims{1, lda} : dnnl::memory::dims{lda, 1});
-  const dnnl::memory::desc bMd({k, n}, dt::f32, transB ? dnnl::memory::dims{1, ldb} : dnnl::memory::dims{ldb, 1});
-  const dnnl::memory::desc cMd({m, n}, dt::f32, dnnl::memory::dims{ldc, 1});
   auto it = cache.entries.begin();
-  while (it != cache.entries.end() && !(it->first == key)) ++it;
+  while (it != cache.entries.end() && !(it->key == key)) ++it;
   if (it == cache.entries.end()) {
+    // op(A) [m x k]: A row-major [m x lda], or A^T with A [k x lda]; op(B) [k x n] likewise; C [m x ldc].
+    const dnnl::memory::desc aMd({m, k}, dt::f32, transA ? dims{1, lda} : dims{lda, 1});
+    const dnnl::memory::desc bMd({k, n}, dt::f32, transB ? dims{1, ldb} : dims{ldb, 1});
+    const dnnl::memory::desc cMd({m, n}, dt::f32, dims{ldc, 1});
     dnnl::primitive_attr attr;
     if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
     if (beta != 0.0f) {
@@ -145,17 +151,16 @@ void oneDnnSgemm(bool transA, bool transB, int m, int n, int k, float alpha, con
     }
     dnnl::matmul mm(dnnl::matmul::primitive_desc(dnnl::matmul::desc(aMd, bMd, cMd), attr, cache.engine));
     if (cache.entries.size() >= SgemmCache::capacity) cache.entries.pop_back();
-    cache.entries.emplace_front(key, std::move(mm));
-    it = cache.entries.begin();
+    cache.entries.push_front(SgemmEntry{key, aMd, bMd, cMd, std::move(mm)});
   } else if (it != cache.entries.begin()) {
     cache.entries.splice(cache.entries.begin(), cache.entries, it);
-    it = cache.entries.begin();
   }
-  dnnl::memory a(aMd, cache.engine, const_cast<float*>(A));
-  dnnl::memory b(bMd, cache.engine, const_cast<float*>(B));
-  dnnl::memory c(cMd, cache.engine, C);
+  const SgemmEntry& e = cache.entries.front();
+  dnnl::memory a(e.a, cache.engine, const_cast<float*>(A));
+  dnnl::memory b(e.b, cache.engine, const_cast<float*>(B));
+  dnnl::memory c(e.c, cache.engine, C);
   omp_set_num_threads(std::max(1, threads));
-  it->second.execute(cache.stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+  e.matmul.execute(cache.stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
   cache.stream.wait();
 }
 

@@ -153,18 +153,19 @@ void RecVaeCpu<T>::loadBatch(const CsrView& data, const int64_t* rows, int64_t f
   batchDataRows_ = data.rows;
 }
 
-// FNV-1a over a loaded row's item indices and click values: a cached prior head is used only for the
-// same clicks (never 0, the empty mark).
+// A hash of a loaded row's item indices and click values (one multiply per word): a cached prior head is
+// used only for the same clicks. Never 0, the empty mark.
 template <typename T>
 uint64_t RecVaeCpu<T>::rowHash(int64_t u) const {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = 0x9e3779b97f4a7c15ull;
   auto mix = [&h](uint64_t x) {
-    for (int b = 0; b < 8; ++b, x >>= 8) h = (h ^ (x & 0xff)) * 1099511628211ull;
+    h = (h ^ x) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
   };
   const int64_t b = input_.indptr()[u], e = input_.indptr()[u + 1];
   mix(uint64_t(e - b));
   for (int64_t k = b; k < e; ++k) {
-    double v = double(input_.raw()[k]);
+    const double v = double(input_.raw()[k]);
     uint64_t bits;
     std::memcpy(&bits, &v, sizeof bits);
     mix(uint64_t(uint32_t(input_.indices()[k])));
