@@ -46,6 +46,11 @@ test('arrays go through the paper protocol like a file, and a model trains and r
   const data = preparePaperProtocol(interactionsFromArrays({ users, items, ratings }), { heldOutUsers: 30 });
   t.is(data.counts.inputRows, users.length);
   t.true(data.dropped!['rows with a rating at or below 3.5 (not clicks)'] > 0);
+  // The same values declared as play counts: every count > 0 is a click.
+  const asCounts = preparePaperProtocol(interactionsFromArrays({ users, items, ratings, valueKind: 'count' }), { heldOutUsers: 30 });
+  t.is(asCounts.protocol.threshold, 0);
+  t.is(asCounts.dropped!['rows with a count at or below 0 (not clicks)'], 0);
+  t.throws(() => interactionsFromArrays({ users, items, ratings, valueKind: 'plays' as 'count' }), { message: /valueKind: expected 'rating' or 'count', got "plays"/ });
   const { matrix, itemIds } = clicksFromArrays(users, items);
   const model = await train({ train: matrix, itemIds }, { epochs: 10, batchSize: 50, seed: 1, architecture: { pDims: [8, 32], threads: 1 } });
   const [rec] = await model.recommend([['item-0', 'item-1', 'item-2']], { k: 5 });

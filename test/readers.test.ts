@@ -218,3 +218,22 @@ test('columns and the delimiter can be named: --user-col / --item-col / --rating
   t.regex(r.stdout, /read 12 rows \(delimited\)/);
   t.regex(r.stdout, /train 4 users x 2 items/);
 });
+
+test('a count column (weight, plays, ...) keeps every count > 0 by default, a rating column keeps rating > 3.5; both can be overridden', async (t) => {
+  const { preparePaperProtocol } = await import('../src/index');
+  // 12 users, 6 items each: counts 1..6 (Last.fm's user_artists.dat names its play counts "weight").
+  const lines = (): string => Array.from({ length: 12 }, (_, u) => Array.from({ length: 6 }, (_, i) => `u${u}\ti${i}\t${i + 1}`).join('\n')).join('\n');
+  const counts = await readInteractions(write('user_artists.tsv', `userID\tartistID\tweight\n${lines()}\n`));
+  t.is(counts.valueKind, 'count');
+  const c = preparePaperProtocol(counts, { heldOutUsers: 2, minUserClicks: 1 });
+  t.is(c.protocol.threshold, 0);
+  t.is(c.counts.clicks, 72, 'every positive count is a click');
+  t.is(c.dropped!['rows with a count at or below 0 (not clicks)'], 0);
+  const stars = await readInteractions(write('stars.tsv', `user_id\titem_id\trating\n${lines()}\n`));
+  t.is(stars.valueKind, 'rating');
+  const s = preparePaperProtocol(stars, { heldOutUsers: 2, minUserClicks: 1 });
+  t.is(s.protocol.threshold, 3.5);
+  t.is(s.counts.clicks, 36, 'ratings 4, 5 and 6 of each user');
+  t.is(s.dropped!['rows with a rating at or below 3.5 (not clicks)'], 36);
+  t.is(preparePaperProtocol(counts, { heldOutUsers: 2, minUserClicks: 1, threshold: 2 }).counts.clicks, 48, 'an explicit threshold applies to counts too');
+});

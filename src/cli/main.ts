@@ -58,7 +58,7 @@ usage:
   vaecf COMMAND --help   that command's options;   vaecf --version
 
 data options (for raw files): --format NAME, --held-out N (users per held-out set; default 10% up to
-  10,000), --threshold X|none (keep rating > X; default 3.5 when there are ratings), --min-user-clicks N
+  10,000), --threshold X|none (keep rating > X; default 3.5 for a rating column, 0 for a count column: weight, count, plays, ...), --min-user-clicks N
   (5), --min-item-clicks N (0), --seed N (98765), --test FILE (a given train/test split: FILE is train;
   --validation-users N|fraction carves validation out of train), --user-col / --item-col / --rating-col / --time-col NAME
   (the header names of a CSV/TSV's columns), --delimiter C|tab

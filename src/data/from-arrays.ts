@@ -12,6 +12,8 @@ export interface InteractionArrays {
   items: ArrayLike<ItemId>;
   /** rating, play count or weight of each interaction (optional) */
   ratings?: ArrayLike<number>;
+  /** what `ratings` holds: 'rating' (default; the protocol keeps rating > 3.5) or 'count' (every count > 0 is a click) */
+  valueKind?: 'rating' | 'count';
   /** time of each interaction (optional; any increasing number) */
   timestamps?: ArrayLike<number>;
 }
@@ -34,6 +36,8 @@ export function interactionsFromArrays(data: InteractionArrays, name = 'memory')
     if (a !== undefined && a.length !== n) throw new VaecfInputError(`${field}: expected ${n} values (one per entry of users), got ${a.length}`);
   }
   if (!data.items) throw new VaecfInputError('items: expected an array of item ids');
+  if (data.valueKind !== undefined && data.valueKind !== 'rating' && data.valueKind !== 'count')
+    throw new VaecfInputError(`valueKind: expected 'rating' or 'count', got ${JSON.stringify(data.valueKind)}`);
   const users = new IdInterner();
   const items = new IdInterner();
   const userCodes = new Int32Array(n);
@@ -52,6 +56,7 @@ export function interactionsFromArrays(data: InteractionArrays, name = 'memory')
   };
   return {
     length: n, userCodes, itemCodes, ratings: numbers('ratings'), timestamps: numbers('timestamps'),
+    ...(data.ratings ? { valueKind: data.valueKind ?? 'rating' } : {}),
     userIds: users.ids, itemIds: items.ids, source: { file: name, format: 'arrays' },
   };
 }

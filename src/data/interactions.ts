@@ -62,6 +62,11 @@ export interface Interactions {
   itemCodes: Int32Array;
   /** rating (or play count, review score); null when the format has none */
   ratings: Float64Array | null;
+  /**
+   * What `ratings` holds: 'rating' (a score such as MovieLens stars; the protocol keeps rating > 3.5 by
+   * default) or 'count' (plays, clicks, a weight; every count > 0 is a click). Absent: 'rating'.
+   */
+  valueKind?: 'rating' | 'count';
   timestamps: Float64Array | null;
   /** external id of each user / item code */
   userIds: Array<string | number>;
@@ -79,6 +84,7 @@ export class InteractionsBuilder {
   private readonly timestamps = new Growable((n) => new Float64Array(n));
   hasRatings = false;
   hasTimestamps = false;
+  valueKind: 'rating' | 'count' = 'rating';
 
   add(user: number, item: number, rating: number, timestamp: number): void {
     this.userCodes.push(user);
@@ -93,6 +99,7 @@ export class InteractionsBuilder {
       userCodes: this.userCodes.toArray(),
       itemCodes: this.itemCodes.toArray(),
       ratings: this.hasRatings ? this.ratings.toArray() : null,
+      ...(this.hasRatings ? { valueKind: this.valueKind } : {}),
       timestamps: this.hasTimestamps ? this.timestamps.toArray() : null,
       userIds: this.users.ids,
       itemIds: this.items.ids,

@@ -8,7 +8,10 @@ import type { Interactions } from './interactions';
 import { NumpyRandomState } from './numpy-random';
 
 export interface ProtocolOptions {
-  /** keep rows with rating > threshold (MovieLens 3.5); null keeps every row (default 3.5 when the data has ratings) */
+  /**
+   * keep rows with rating > threshold; null keeps every row. Default: 3.5 (MovieLens) for a rating
+   * column, 0 for a count column (Interactions.valueKind 'count': plays, clicks, weight), none without one
+   */
   threshold?: number | null;
   /** users with fewer rows are dropped (5) */
   minUserClicks?: number;
@@ -73,7 +76,8 @@ export function preparePaperProtocol(x: Interactions, options: ProtocolOptions):
   const minSc = options.minItemClicks ?? 0;
   const fraction = options.targetFraction ?? 0.2;
   const minForTargets = options.minClicksForTargets ?? 5;
-  const threshold = options.threshold === undefined ? (x.ratings ? 3.5 : null) : options.threshold;
+  const countColumn = x.valueKind === 'count';
+  const threshold = options.threshold === undefined ? (x.ratings ? (countColumn ? 0 : 3.5) : null) : options.threshold;
   if (threshold !== null && !x.ratings)
     throw new VaecfInputError(`threshold: ${x.source.file} has no rating column to compare with ${threshold}; pass threshold: null`);
   const nUsersAll = x.userIds.length;
@@ -243,7 +247,7 @@ export function preparePaperProtocol(x: Interactions, options: ProtocolOptions):
       validationUsers: validation.foldIn.rows, testUsers: test.foldIn.rows,
     },
     dropped: {
-      ...(threshold === null ? {} : { [`rows with a rating at or below ${threshold} (not clicks)`]: belowThreshold }),
+      ...(threshold === null ? {} : { [`rows with a ${countColumn ? 'count' : 'rating'} at or below ${threshold} (not clicks)`]: belowThreshold }),
       ...(minSc > 0 ? { [`rows of items with fewer than ${minSc} rows`]: rareItemRows } : {}),
       [`users with fewer than ${minUc} clicks`]: shortUsers,
       'rows of those users': shortUserRows,

@@ -49,7 +49,9 @@ export class ParseError extends VaecfInputError {
 
 const USER_NAMES = ['userid', 'user_id', 'user', 'reviewerid', 'customerid', 'uid'];
 const ITEM_NAMES = ['movieid', 'itemid', 'item_id', 'item', 'artistid', 'asin', 'songid', 'song', 'song_id', 'movie_id', 'iid'];
-const RATING_NAMES = ['rating', 'weight', 'overall', 'count', 'play_count', 'plays', 'score'];
+// A value column under one of these names counts events (plays, clicks): every count > 0 is a click.
+const COUNT_NAMES = ['weight', 'count', 'play_count', 'playcount', 'plays', 'listen_count', 'listens', 'clicks', 'frequency'];
+const RATING_NAMES = ['rating', 'overall', 'score', ...COUNT_NAMES];
 const TIME_NAMES = ['timestamp', 'time', 'unixreviewtime', 'date', 'ts'];
 
 /**
@@ -306,6 +308,7 @@ export async function readInteractions(file: string, options: ReadOptions = {}):
       const cr = find(options.columns?.rating, RATING_NAMES, 'rating', false);
       const ct = find(options.columns?.timestamp, TIME_NAMES, 'timestamp', false);
       b.hasRatings = cr >= 0;
+      b.valueKind = cr >= 0 && COUNT_NAMES.includes(lower[cr]) ? 'count' : 'rating';
       b.hasTimestamps = ct >= 0;
       const need = Math.max(cu, ci, cr, ct) + 1;
       onLine = (line, lineNo) => {
