@@ -246,3 +246,51 @@ test('a native engine that does not load: the advice names the missing library a
   t.regex(cxx, /libstdc\+\+ is older than the prebuilt binary needs \(GLIBCXX_3\.4\.30\)/);
   t.regex(nativeLoadAdvice('No native build was found for platform=freebsd arch=x64'), /No prebuilt binary for .* it comes in the package @vaecf\//);
 });
+
+test('a model too large for the memory budget is refused before anything is allocated, with the sizes and what to change', async (t) => {
+  // 20 million items: Mult-VAE's two item layers alone need 24e9 parameters (about 360 GiB with Adam): beyond
+  // 75% of any machine this runs on. Nothing proportional to the items is allocated before the refusal.
+  const few = csrFromRows([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [1, 3, 5, 7, 9]], 20_000_000);
+  const e = await t.throwsAsync(train({ train: few }, { epochs: 1 }), { instanceOf: Error });
+  t.regex(e!.message, /training this mult-vae on 20000000 items \(batch 500, (fp32|bf16)\) needs about \d+\.\d GiB \(weights, gradients and Adam moments \d+\.\d GiB/);
+  t.regex(e!.message, /more than the budget of \d+\.\d GiB \(75% of this machine's/);
+  t.regex(e!.message, /minItemClicks/);
+  // An explicit budget: a 20,000-item model (24M parameters, ~0.4 GiB) against 100 MB; RecVAE too.
+  const data = csrFromRows(Array.from({ length: 40 }, (_, u) => [u % 7, (u * 3) % 11, 12 + (u % 5)]), 20_000);
+  for (const model of ['vae', 'recvae'] as const) {
+    const r = await t.throwsAsync(train({ train: data }, { model, epochs: 1, memoryBudget: 100e6 }));
+    t.regex(r!.message, new RegExp(`training this ${model === 'vae' ? 'mult-vae' : 'recvae'} on 20000 items .* more than the budget of 0\\.1 GiB\\. Filter rare items`));
+  }
+  await t.throwsAsync(train({ train: data }, { epochs: 1, memoryBudget: -1 }), { message: /memoryBudget: expected a positive number of bytes, got -1/ });
+});
+
+test("the training memory estimate is within 15% of the memory a training run adds to the process (Mult-VAE and RecVAE, fp32 and the machine's bf16)", async (t) => {
+  // In a child process of its own (ava runs this file's tests side by side in one process), after a small
+  // warm-up run has loaded the libraries: the resident memory one more run adds against the estimate.
+  const { execFileSync } = await import('node:child_process');
+  const script = `
+    const { MultVAE, RecVAE, generateClicks } = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'index.js'))});
+    (async () => {
+      const [kind, precision] = process.argv.slice(1);
+      const make = () => kind === 'recvae' ? new RecVAE({ threads: 2, precision }) : new MultVAE({ threads: 2, precision });
+      const small = generateClicks({ users: 600, items: 200, meanClicksPerUser: 20, seed: 3 });
+      const w = make();
+      await w.fit({ train: small, validation: { foldIn: small, targets: small } }, { epochs: 1, batchSize: 500 });
+      w.dispose();
+      const train = generateClicks({ users: 1000, items: 20000, meanClicksPerUser: 50, seed: 3 });
+      const val = generateClicks({ users: 1000, items: 20000, meanClicksPerUser: 50, seed: 4 });
+      const before = process.memoryUsage().rss;
+      const m = make();
+      await m.fit({ train, validation: { foldIn: val, targets: val } }, { epochs: 1, batchSize: 500 });
+      const added = process.memoryUsage().rss - before;
+      console.log(JSON.stringify({ added, estimate: m.trainingMemory(m.learned().config, 500, 1000, true).bytes }));
+    })();`;
+  const precisions = loadNative().bf16Available ? ['fp32', 'bf16'] : ['fp32'];
+  for (const kind of ['vae', 'recvae'])
+    for (const precision of precisions) {
+      const out = JSON.parse(execFileSync(process.execPath, ['-e', script, kind, precision], { encoding: 'utf8' }).trim().split('\n').pop() as string);
+      const ratio = out.estimate / out.added;
+      t.log(`${kind} ${precision}: added ${(out.added / 2 ** 20).toFixed(0)} MiB, estimate ${(out.estimate / 2 ** 20).toFixed(0)} MiB (${ratio.toFixed(2)}x)`);
+      t.true(ratio > 0.85 && ratio < 1.15, `${kind} ${precision}: estimate ${out.estimate} vs added ${out.added}`);
+    }
+});

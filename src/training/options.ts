@@ -87,6 +87,12 @@ export interface TrainOptions {
   /** continue the run saved in this checkpoint (same data and options) */
   resumeFrom?: string;
   /**
+   * Bytes the CPU engine may allocate for training (default 75% of the machine's memory, as EASE): a
+   * model whose weights, Adam moments and batch buffers need more is refused before anything is
+   * allocated, with what to change, instead of being killed by the system when it runs out of memory.
+   */
+  memoryBudget?: number;
+  /**
    * RecVAE only: each user's KL weight is gamma * (the user's clicks) (default 0.005, the authors'
    * default); 0 uses `beta` instead (give a constant beta).
    */

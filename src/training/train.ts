@@ -1,6 +1,7 @@
 // The training loop: epochs of native updates, beta annealing, validation with the best weights kept,
 // early stopping, reduce-on-plateau, checkpoints after each epoch and exact resume.
 import { createHash } from 'node:crypto';
+import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
 
 import { type CsrMatrix, VaecfInputError, checkCsrShape, validateCsr } from '../data/csr';
@@ -34,6 +35,7 @@ function resolveOptions(o: TrainOptions, model: Pick<VaeFamilyModel<object>, 'ki
     'epochs', 'batchSize', 'learningRate', 'optimizer', 'weightDecay', 'l2', 'beta', 'seed', 'evaluateEvery', 'metric',
     'earlyStopping', 'reduceLearningRateOnPlateau', 'restoreBestWeights', 'signal', 'onEpoch', 'onBatch',
     'checkpointPath', 'checkpointEvery', 'resumeFrom', 'model', 'architecture', 'gamma', 'encoderEpochs', 'decoderEpochs', 'alternating',
+    'memoryBudget',
   ]);
   for (const key of Object.keys(o)) if (!known.has(key)) throw new VaecfInputError(`unknown training option "${key}"`);
   const isRecVae = model.kind === 'recvae';
@@ -124,6 +126,30 @@ function resolveOptions(o: TrainOptions, model: Pick<VaeFamilyModel<object>, 'ki
  */
 export function validateTrainOptions(options: TrainOptions, kind: VaeFamilyModel<object>['kind']): void {
   resolveOptions(options, { kind }, 1);
+}
+
+const GIB = 2 ** 30;
+
+/**
+ * Refuses a CPU training run whose engine buffers (VaeFamilyModel.trainingMemory) exceed the budget
+ * (default 75% of the machine's memory): the system would otherwise kill the process part-way through,
+ * since the engine's large buffers are reserved at once and filled as they are first used.
+ */
+function checkTrainingMemory(model: VaeFamilyModel<object>, config: ReturnType<VaeFamilyModel<object>['architecture']>, batchSize: number,
+  trainUsers: number, validating: boolean, memoryBudget: number | undefined): void {
+  if (memoryBudget !== undefined && !(Number.isFinite(memoryBudget) && memoryBudget > 0))
+    throw new VaecfInputError(`memoryBudget: expected a positive number of bytes, got ${memoryBudget}`);
+  if (config.device === 'cuda') return; // the CUDA engine's buffers are on the GPU, whose allocator reports its own errors
+  const budget = memoryBudget ?? os.totalmem() * 0.75;
+  const need = model.trainingMemory(config, batchSize, trainUsers, validating);
+  if (need.bytes <= budget) return;
+  const items = config.decoderDims[config.decoderDims.length - 1];
+  const parts = Object.entries(need.parts).map(([what, b]) => `${what} ${(b / GIB).toFixed(1)} GiB`).join(', ');
+  throw new VaecfInputError(
+    `training this ${model.kind} on ${items} items (batch ${batchSize}, ${config.precision ?? 'fp32'}) needs about ${(need.bytes / GIB).toFixed(1)} GiB ` +
+      `(${parts}), more than the budget of ${(budget / GIB).toFixed(1)} GiB` + (memoryBudget === undefined ? ` (75% of this machine's ${(os.totalmem() / GIB).toFixed(1)} GiB)` : '') +
+      `. Filter rare items (minItemClicks, --min-item-clicks), use smaller layers (pDims / hidden), a smaller batch, or pass memoryBudget (bytes) if the machine has the memory free`,
+  );
 }
 
 /**
@@ -233,10 +259,12 @@ export async function runTraining(model: VaeFamilyModel<object>, data: TrainingD
     if (differing.length)
       throw new VaecfInputError(`${options.resumeFrom}: options differ from the checkpoint's (${differing.join(', ')}); resume with the same options`);
     if (s.nItems !== data.train.cols) throw new VaecfInputError(`${options.resumeFrom}: the checkpoint has ${s.nItems} items, the data ${data.train.cols}`);
+    checkTrainingMemory(model, s.config, o.batchSize, data.train.rows, !!data.validation, options.memoryBudget);
     state = s.training;
     // A finished run can be extended with more epochs.
     if (state.stopped === 'completed' && o.epochs > state.epoch) state.stopped = null;
   } else {
+    checkTrainingMemory(model, model.architecture(data.train.cols), o.batchSize, data.train.rows, !!data.validation, options.memoryBudget);
     await model.createState(data.train.cols, o.seed, data.itemIds);
     state = {
       epoch: 0, step: 0, annealCount: 0, seed: o.seed, learningRate: o.learningRate, bestScore: null, bestEpoch: null,
