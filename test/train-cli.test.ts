@@ -150,3 +150,9 @@ test('--checkpoint-every N is kept in config.json and given to training; the las
   t.notRegex((e as Error & { stdout: string }).stdout, /read \d+ rows/, 'the option is checked before the data is read');
   t.false(fs.existsSync(bad), 'no run directory is left behind');
 });
+
+test('--memory-budget GIB reaches training: a model over it is refused with the sizes and the option', async (t) => {
+  const e = await t.throwsAsync(run(process.execPath, [...args(path.join(tempDir(), 'run')).filter((a, i, all) => a !== '--p-dims' && all[i - 1] !== '--p-dims'),
+    '--memory-budget', '0.01']));
+  t.regex((e as Error & { stderr: string }).stderr, /training this mult-vae on \d+ items .* more than the budget of 11 MiB\. .*--memory-budget GIB on the command line/);
+});

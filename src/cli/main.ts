@@ -23,7 +23,7 @@ usage:
   vaecf train --dataset FILE|DIR [data options] [--model vae|dae] [--p-dims N,N (default: vae 200,600; dae 200)] [--q-dims ...] [--dropout-enc 0.5,0]
              [--dropout-dec 0,0] [--weight-decay X] [--optimizer adam|adamw] [--lr X] [--lr-scheduler none|plateau]
              [--lr-patience N] [--batch-size N] [--n-epochs N] [--anneal-cap X] [--total-anneal-steps N|epoch-relative]
-             [--constant-anneal] [--early-stop-patience N] [--early-stop-score-fn metric|loss] [--eval-every N] [--checkpoint-every 1]
+             [--constant-anneal] [--early-stop-patience N] [--early-stop-score-fn metric|loss] [--eval-every N] [--checkpoint-every 1] [--memory-budget GIB]
              [--seed N] [--device auto|cpu|cuda] [--threads N] [--precision auto|fp32|bf16|tf32] [--config FILE.json] [--run-dir DIR]
   vaecf train --model recvae --dataset FILE|DIR [data options] [--hidden-dim 600] [--latent-dim 200] [--gamma 0.005 | --beta X]
              [--n-enc-epochs 3] [--n-dec-epochs 1] [--not-alternating] [--dropout-enc 0.5] [--lr 5e-4] [--n-epochs 50]
@@ -71,7 +71,7 @@ const TRAIN_FLAGS = {
   lr: { type: 'string' }, 'lr-scheduler': { type: 'string' }, 'lr-patience': { type: 'string' }, 'batch-size': { type: 'string' },
   'n-epochs': { type: 'string' }, 'anneal-cap': { type: 'string' }, 'total-anneal-steps': { type: 'string' },
   'constant-anneal': { type: 'boolean' }, 'early-stop-patience': { type: 'string' }, 'early-stop-score-fn': { type: 'string' },
-  'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, precision: { type: 'string' },
+  'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'memory-budget': { type: 'string' }, device: { type: 'string' }, threads: { type: 'string' }, precision: { type: 'string' },
   config: { type: 'string' }, 'run-dir': { type: 'string' }, resume: { type: 'string' },
   'hidden-dim': { type: 'string' }, 'latent-dim': { type: 'string' }, gamma: { type: 'string' }, beta: { type: 'string' },
   'n-enc-epochs': { type: 'string' }, 'n-dec-epochs': { type: 'string' }, 'not-alternating': { type: 'boolean' },
@@ -99,7 +99,7 @@ function trainConfigFrom(values: Record<string, string | boolean | undefined>, w
     totalAnnealSteps: values['total-anneal-steps'] === 'epoch-relative' ? 'epoch-relative' : num('total-anneal-steps'),
     constantAnneal: values['constant-anneal'] as boolean | undefined, earlyStopPatience: num('early-stop-patience'),
     earlyStopScoreFn: str('early-stop-score-fn') as TrainConfig['earlyStopScoreFn'] | undefined, evalEvery: num('eval-every'),
-    checkpointEvery: num('checkpoint-every'),
+    checkpointEvery: num('checkpoint-every'), memoryBudgetGiB: num('memory-budget'),
     device: str('device') as TrainConfig['device'] | undefined, threads: num('threads'),
     precision: str('precision') as TrainConfig['precision'] | undefined,
     hiddenDim: num('hidden-dim'), latentDim: num('latent-dim'), gamma: num('gamma'), beta: num('beta'),

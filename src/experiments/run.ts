@@ -48,6 +48,8 @@ export interface TrainConfig extends DataOptions {
   evalEvery: number;
   /** a resumable checkpoint (last.safetensors) every N epochs and at the end (default 1) */
   checkpointEvery?: number;
+  /** GiB the CPU engine may use for training (TrainOptions.memoryBudget; default 75% of the machine) */
+  memoryBudgetGiB?: number;
   seed: number;
   device: 'auto' | 'cpu' | 'cuda';
   threads?: number;
@@ -71,8 +73,10 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'dataset'> = {
 export const RECVAE_DEFAULTS: Partial<TrainConfig> = { lr: 5e-4, nEpochs: 50 };
 
 function trainOptionsOf(c: TrainConfig): TrainOptions {
+  const memory = c.memoryBudgetGiB !== undefined ? { memoryBudget: c.memoryBudgetGiB * 2 ** 30 } : {};
   if (c.model === 'recvae') {
     return {
+      ...memory,
       epochs: c.nEpochs, batchSize: c.batchSize, learningRate: c.lr, optimizer: c.optimizer, weightDecay: c.weightDecay, seed: c.seed,
       evaluateEvery: c.evalEvery, metric: c.validationMetric ?? 'ndcg@100',
       ...(c.beta !== undefined ? { beta: { schedule: 'constant' as const, value: c.beta }, gamma: c.gamma ?? 0 } : { gamma: c.gamma ?? 0.005 }),
@@ -82,6 +86,7 @@ function trainOptionsOf(c: TrainConfig): TrainOptions {
     };
   }
   return {
+    ...memory,
     epochs: c.nEpochs,
     batchSize: c.batchSize,
     learningRate: c.lr,

@@ -144,11 +144,12 @@ function checkTrainingMemory(model: VaeFamilyModel<object>, config: ReturnType<V
   const need = model.trainingMemory(config, batchSize, trainUsers, validating);
   if (need.bytes <= budget) return;
   const items = config.decoderDims[config.decoderDims.length - 1];
-  const parts = Object.entries(need.parts).map(([what, b]) => `${what} ${(b / GIB).toFixed(1)} GiB`).join(', ');
+  const size = (b: number): string => (b >= GIB ? `${(b / GIB).toFixed(1)} GiB` : `${Math.ceil(b / 2 ** 20)} MiB`);
+  const parts = Object.entries(need.parts).map(([what, b]) => `${what} ${size(b)}`).join(', ');
   throw new VaecfInputError(
-    `training this ${model.kind} on ${items} items (batch ${batchSize}, ${config.precision ?? 'fp32'}) needs about ${(need.bytes / GIB).toFixed(1)} GiB ` +
-      `(${parts}), more than the budget of ${(budget / GIB).toFixed(1)} GiB` + (memoryBudget === undefined ? ` (75% of this machine's ${(os.totalmem() / GIB).toFixed(1)} GiB)` : '') +
-      `. Filter rare items (minItemClicks, --min-item-clicks), use smaller layers (pDims / hidden), a smaller batch, or pass memoryBudget (bytes) if the machine has the memory free`,
+    `training this ${model.kind} on ${items} items (batch ${batchSize}, ${config.precision ?? 'fp32'}) needs about ${size(need.bytes)} ` +
+      `(${parts}), more than the budget of ${size(budget)}` + (memoryBudget === undefined ? ` (75% of this machine's ${size(os.totalmem())})` : '') +
+      `. Filter rare items (minItemClicks, --min-item-clicks), use smaller layers (pDims / hidden), a smaller batch, or pass memoryBudget (bytes; --memory-budget GIB on the command line) if the machine has the memory free`,
   );
 }
 
