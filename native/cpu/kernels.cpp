@@ -55,6 +55,7 @@ struct KernelTable {
   void (*rowBlockF32)(const float* x, int64_t k, const float* W, int64_t stride, const float* bias, float* y, int64_t cols);
   // The same over a bf16 panel: xPairs holds x rounded to bf16, two per 32-bit word.
   void (*rowBlockBf16)(const uint32_t* xPairs, int64_t pairs, const bf16* panel, const float* bias, float* y, int64_t cols);
+  int64_t (*firstAbove)(const float* x, int64_t n, float threshold);
   int64_t blockWidth;
 };
 }  // namespace vaecf::cpu
@@ -402,6 +403,29 @@ float Sum(const float* HWY_RESTRICT a, int64_t n) {
   return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
 }
 
+// The first i in [0, n) with x[i] > threshold, else n (a NaN is never above): the scan of top-k selection,
+// four vectors per step.
+int64_t FirstAbove(const float* HWY_RESTRICT x, int64_t n, float threshold) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  const auto t = hn::Set(d, threshold);
+  int64_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    const auto m0 = hn::Gt(hn::LoadU(d, x + i), t), m1 = hn::Gt(hn::LoadU(d, x + i + N), t);
+    const auto m2 = hn::Gt(hn::LoadU(d, x + i + 2 * N), t), m3 = hn::Gt(hn::LoadU(d, x + i + 3 * N), t);
+    if (HWY_LIKELY(hn::AllFalse(d, hn::Or(hn::Or(m0, m1), hn::Or(m2, m3))))) continue;
+    if (!hn::AllFalse(d, m0)) return i + int64_t(hn::FindKnownFirstTrue(d, m0));
+    if (!hn::AllFalse(d, m1)) return i + N + int64_t(hn::FindKnownFirstTrue(d, m1));
+    if (!hn::AllFalse(d, m2)) return i + 2 * N + int64_t(hn::FindKnownFirstTrue(d, m2));
+    return i + 3 * N + int64_t(hn::FindKnownFirstTrue(d, m3));
+  }
+  for (; i < n; i += N) {
+    const auto m = hn::Gt(LoadCount(d, x + i, size_t(std::min(N, n - i)), -HUGE_VALF), t);
+    if (!hn::AllFalse(d, m)) return i + int64_t(hn::FindKnownFirstTrue(d, m));
+  }
+  return n;
+}
+
 // row[0..cols) += sum_k vals[k] W[idx[k], 0..cols) (W row-major with `cols` columns), four vectors of the
 // row at a time in registers while the chosen rows of W stream by. The sparse first layer: forward (one
 // user's clicked rows of the weights) and weight gradient (one item's users' rows of the gradient).
@@ -551,7 +575,7 @@ VAECF_TARGET("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16") void RowBlockBf16D
 const KernelTable* Table() {
   static const KernelTable table{&LikelihoodRow, &ToBf16,       &Adam,        &TanhInPlace,  &TanhBackward, &SwishForward, &SwishBackward, &Multiply,
                                  &AddScaled,     &AddBf16,      &Sum,         &SparseRow,   &LayerNormRow, &LayerNormBackwardRow, &AddProduct,
-                                 &BoxMuller,     &PhiloxWords,   &RowBlockF32,   &RowBlockBf16, int64_t(4 * hn::Lanes(DF()))};
+                                 &BoxMuller,     &PhiloxWords,   &RowBlockF32,   &RowBlockBf16, &FirstAbove,    int64_t(4 * hn::Lanes(DF()))};
   return &table;
 }
 #if HWY_TARGET == HWY_AVX3
@@ -817,6 +841,7 @@ void multiply(const float* a, const float* b, float* out, int64_t n) { kernels()
 void addScaled(float* y, const float* x, float alpha, int64_t n) { kernels().addScaled(y, x, alpha, n); }
 void addBf16(float* y, const bf16* x, int64_t n) { kernels().addBf16(y, x, n); }
 float sum(const float* a, int64_t n) { return kernels().sum(a, n); }
+int64_t firstAbove(const float* x, int64_t n, float threshold) { return kernels().firstAbove(x, n, threshold); }
 void sparseRow(float* row, const float* W, int64_t cols, const int32_t* idx, const float* vals, int64_t nnz) {
   kernels().sparseRow(row, W, cols, idx, vals, nnz);
 }

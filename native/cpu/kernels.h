@@ -58,6 +58,7 @@ void multiply(const float* a, const float* b, float* out, int64_t n);       // o
 void addScaled(float* y, const float* x, float alpha, int64_t n);           // y += alpha x
 void addBf16(float* y, const bf16* x, int64_t n);                           // y += float(x)
 float sum(const float* a, int64_t n);                                       // sum of a (vector order)
+int64_t firstAbove(const float* x, int64_t n, float threshold);             // first i with x[i] > threshold, else n
 
 // The sparse first layer: row[0..cols) += sum_k vals[k] W[idx[k], 0..cols) (W row-major, `cols` wide;
 // entries with value 0, dropped clicks, are skipped). Forward: one user's clicked rows of the weights;

@@ -374,6 +374,33 @@ static double normwiseError(const float* a, const double* ref, int64_t n) {
 
 // Every kernel of the current SIMD target against a double-precision reference (1e-5 normwise
 // relative) and, where the arithmetic is the same, bit for bit against the scalar reference.
+// Row top-k against a full sort: ties by the smaller index, -inf never chosen, k beyond the row; rows
+// short and long (the float scan's four-vector steps and ragged tails), float and double.
+template <typename T>
+static void rowTopKMatchesSort() {
+  std::mt19937 gen(4);
+  cpu::RowTopK<T> select;
+  for (int trial = 0; trial < 400; ++trial) {
+    const int64_t n = 1 + int64_t(gen() % (trial % 2 ? 300 : 3000)), k = 1 + int64_t(gen() % 40);
+    std::vector<T> row(static_cast<size_t>(n));
+    // Few distinct values (many ties) and some -inf (not candidates); every tenth row distinct values in
+    // ascending order (each item beats the worst so far: the most replacements).
+    for (size_t i = 0; i < row.size(); ++i)
+      row[i] = trial % 10 == 3 ? T(i) * T(0.25) : gen() % 7 == 0 ? -std::numeric_limits<T>::infinity() : T(int(gen() % 12) - 6) * T(0.5);
+    std::vector<int32_t> order(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) order[size_t(i)] = int32_t(i);
+    std::sort(order.begin(), order.end(), [&row](int32_t a, int32_t b) { return row[size_t(a)] > row[size_t(b)] || (row[size_t(a)] == row[size_t(b)] && a < b); });
+    std::vector<int32_t> idx(static_cast<size_t>(k));
+    std::vector<float> score(static_cast<size_t>(k));
+    select(row.data(), n, k, idx.data(), score.data());
+    for (int64_t r = 0; r < k; ++r) {
+      const bool valid = r < n && row[size_t(order[size_t(r)])] != -std::numeric_limits<T>::infinity();
+      CHECK(idx[size_t(r)] == (valid ? order[size_t(r)] : -1), "trial %d rank %lld: item %d, expected %d", trial, (long long)r, idx[size_t(r)], valid ? order[size_t(r)] : -1);
+      CHECK(valid ? score[size_t(r)] == float(row[size_t(order[size_t(r)])]) : score[size_t(r)] == -INFINITY, "trial %d rank %lld: score", trial, (long long)r);
+    }
+  }
+}
+
 static void kernelsAgree() {
   std::mt19937 gen(5);
   std::uniform_real_distribution<float> u(-6, 6);
@@ -1160,6 +1187,7 @@ int main() {
     run((target.name + " float engine agrees with the double engine (Mult-VAE)").c_str(), [] { floatEngineAgrees(true); });
     run((target.name + " float engine agrees with the double engine (Mult-DAE)").c_str(), [] { floatEngineAgrees(false); });
     run((target.name + " float engine agrees with the double engine (RecVAE)").c_str(), [] { recVaeFloatAgrees(); });
+    run((target.name + " row top-k (its vector scan) equals a full sort").c_str(), [] { rowTopKMatchesSort<float>(); });
     if (cpu::bf16MatmulAvailable())
       run((target.name + " RecVAE's bf16 products agree with the double engine within bf16 rounding").c_str(), [] { recVaeBf16Products(); });
     else
@@ -1185,26 +1213,9 @@ int main() {
     model.forwardEval();
     for (int64_t i = 0; i < 2 * 9; ++i) CHECK(std::isfinite(model.logits()[i]), "logit %lld is not finite", (long long)i);
   });
-  run("row top-k equals a full sort (ties by the smaller index, -inf never chosen, k beyond the row)", [] {
-    std::mt19937 gen(4);
-    cpu::RowTopK<float> select;
-    for (int trial = 0; trial < 200; ++trial) {
-      const int64_t n = 1 + int64_t(gen() % 300), k = 1 + int64_t(gen() % 40);
-      std::vector<float> row(static_cast<size_t>(n));
-      // Few distinct values (many ties) and some -inf (not candidates).
-      for (auto& v : row) v = gen() % 7 == 0 ? -INFINITY : float(int(gen() % 12) - 6) * 0.5f;
-      std::vector<int32_t> order(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) order[size_t(i)] = int32_t(i);
-      std::sort(order.begin(), order.end(), [&row](int32_t a, int32_t b) { return row[size_t(a)] > row[size_t(b)] || (row[size_t(a)] == row[size_t(b)] && a < b); });
-      std::vector<int32_t> idx(static_cast<size_t>(k));
-      std::vector<float> score(static_cast<size_t>(k));
-      select(row.data(), n, k, idx.data(), score.data());
-      for (int64_t r = 0; r < k; ++r) {
-        const bool valid = r < n && row[size_t(order[size_t(r)])] != -INFINITY;
-        CHECK(idx[size_t(r)] == (valid ? order[size_t(r)] : -1), "trial %d rank %lld: item %d, expected %d", trial, (long long)r, idx[size_t(r)], valid ? order[size_t(r)] : -1);
-        CHECK(valid ? score[size_t(r)] == row[size_t(order[size_t(r)])] : score[size_t(r)] == -INFINITY, "trial %d rank %lld: score", trial, (long long)r);
-      }
-    }
+  run("row top-k equals a full sort (ties by the smaller index, -inf never chosen, k beyond the row; float and double)", [] {
+    rowTopKMatchesSort<float>();
+    rowTopKMatchesSort<double>();
   });
   run("bad input is rejected with a message", [] {
     Clicks c = randomClicks(3, 5, 0.5, 1);
