@@ -133,7 +133,7 @@ void SparseInput<T>::forward(const T* W, const T* b, int64_t cols, T* out, int t
 }
 
 template <typename T>
-void SparseInput<T>::weightGradient(const T* dOut, int64_t cols, T* dW, int threads) {
+void SparseInput<T>::buildItemLists() {
   // The batch's clicks by item: itemPtr_[i]..itemPtr_[i + 1] index itemUser_ (ascending) and itemValue_.
   // Clicks that input dropout zeroed add nothing and are left out here.
   const int64_t nItems = numItems_, nnz = this->nnz();
@@ -143,18 +143,21 @@ void SparseInput<T>::weightGradient(const T* dOut, int64_t cols, T* dW, int thre
   for (int64_t i = 0; i < nItems; ++i) itemPtr_[i + 1] += itemPtr_[i];
   itemUser_.resize(size_t(nnz));
   itemValue_.resize(size_t(nnz));
-  {
-    std::vector<int64_t> fill(itemPtr_.begin(), itemPtr_.end() - 1);
-    for (int64_t u = 0; u < m_; ++u)
-      for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
-        if (input_[k] == T(0)) continue;
-        const int64_t at = fill[size_t(indices_[k])]++;
-        itemUser_[at] = int32_t(u);
-        itemValue_[at] = input_[k];
-      }
-  }
+  std::vector<int64_t> fill(itemPtr_.begin(), itemPtr_.end() - 1);
+  for (int64_t u = 0; u < m_; ++u)
+    for (int64_t k = indptr_[u]; k < indptr_[u + 1]; ++k) {
+      if (input_[k] == T(0)) continue;
+      const int64_t at = fill[size_t(indices_[k])]++;
+      itemUser_[at] = int32_t(u);
+      itemValue_[at] = input_[k];
+    }
+}
+
+template <typename T>
+void SparseInput<T>::weightGradient(const T* dOut, int64_t cols, T* dW, int threads) {
+  buildItemLists();
 #pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
-  for (int64_t i = 0; i < nItems; ++i) {
+  for (int64_t i = 0; i < numItems_; ++i) {
     T* row = dW + i * cols;
     std::memset(row, 0, size_t(cols) * sizeof(T));
     const int64_t b0 = itemPtr_[i], count = itemPtr_[i + 1] - b0;
@@ -166,6 +169,32 @@ void SparseInput<T>::weightGradient(const T* dOut, int64_t cols, T* dW, int thre
         const T v = itemValue_[p];
         const T* g = dOut + int64_t(itemUser_[p]) * cols;
         for (int64_t c = 0; c < cols; ++c) row[c] += v * g[c];
+      }
+    }
+  }
+}
+
+template <typename T>
+void SparseInput<T>::weightGradientAdam(const T* dOut, int64_t cols, T* W, T* M, T* V, const OptimizerOptions& options, int64_t t, int threads) {
+  if constexpr (!isFloat<T>()) {
+    throw std::logic_error("weightGradientAdam: the fused gradient and Adam step is the float engine's");
+  } else {
+    buildItemLists();
+    const AdamStep st = adamStepOf(options, t);
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<float> row(static_cast<size_t>(cols));
+#pragma omp for schedule(dynamic, 64)
+      for (int64_t i = 0; i < numItems_; ++i) {
+        const int64_t b0 = itemPtr_[i], count = itemPtr_[i + 1] - b0;
+        const int64_t at = i * cols;
+        if (count == 0) {
+          adamUpdate(W + at, nullptr, M + at, V + at, cols, st, nullptr);  // a zero gradient, never read
+          continue;
+        }
+        std::memset(row.data(), 0, size_t(cols) * sizeof(float));
+        sparseRow(row.data(), dOut, cols, itemUser_.data() + b0, itemValue_.data() + b0, count);
+        adamUpdate(W + at, row.data(), M + at, V + at, cols, st, nullptr);
       }
     }
   }
@@ -516,18 +545,25 @@ double compositePriorKl(const T* enc, const T* prior, const T* z, int64_t m, int
 
 // ---- Adam ----
 
-template <typename T>
-void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& o, int64_t t, int threads, bf16* pBf16) {
-  // PyTorch: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+AdamStep adamStepOf(const OptimizerOptions& o, int64_t t) {
   const double bc1 = 1.0 - std::pow(o.beta1, double(t));
   const double bc2 = 1.0 - std::pow(o.beta2, double(t));
   const bool decoupled = o.decoupled && o.weightDecay != 0, coupled = !o.decoupled && o.weightDecay != 0;
+  return AdamStep{float(o.learningRate / bc1), float(o.beta1), float(o.beta2), float(o.epsilon), float(std::sqrt(bc2)),
+                  float(o.weightDecay), float(1.0 - o.learningRate * o.weightDecay), coupled, decoupled};
+}
+
+template <typename T>
+void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& o, int64_t t, int threads, bf16* pBf16) {
+  // PyTorch: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
   if constexpr (isFloat<T>()) {
-    const AdamStep st{float(o.learningRate / bc1), float(o.beta1), float(o.beta2), float(o.epsilon), float(std::sqrt(bc2)),
-                      float(o.weightDecay), float(1.0 - o.learningRate * o.weightDecay), coupled, decoupled};
+    const AdamStep st = adamStepOf(o, t);
     forChunks(n, threads, [&](int64_t i0, int64_t i1) { adamUpdate(p + i0, g + i0, m + i0, v + i0, i1 - i0, st, pBf16 ? pBf16 + i0 : nullptr); });
   } else {
     if (pBf16) throw std::logic_error("adamRange: a bf16 copy is only made by the float engine");
+    const double bc1 = 1.0 - std::pow(o.beta1, double(t));
+    const double bc2 = 1.0 - std::pow(o.beta2, double(t));
+    const bool decoupled = o.decoupled && o.weightDecay != 0, coupled = !o.decoupled && o.weightDecay != 0;
     const T stepSize = T(o.learningRate / bc1), bc2Sqrt = T(std::sqrt(bc2)), b1 = T(o.beta1), b2 = T(o.beta2), eps = T(o.epsilon);
     const T decay = T(o.weightDecay), shrink = T(1.0 - o.learningRate * o.weightDecay);
 #pragma omp parallel for schedule(static) num_threads(threads)

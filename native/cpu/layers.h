@@ -50,6 +50,11 @@ class SparseInput {
   // dW[numItems x cols] = input^T dOut, every row written (zeros for items the batch did not click),
   // summed in ascending user order: deterministic whatever the thread count.
   void weightGradient(const T* dOut, int64_t cols, T* dW, int threads);
+  // The same gradient fused with Adam (float only): each item's gradient row is formed in a buffer of
+  // this thread and Adam / AdamW (step t) updates that row of W, M and V at once, so the gradient never
+  // goes through memory and items the batch did not click cost no gradient reads or writes. The same
+  // sums and the same Adam arithmetic as weightGradient followed by adamRange over dW: bit for bit.
+  void weightGradientAdam(const T* dOut, int64_t cols, T* W, T* M, T* V, const OptimizerOptions& options, int64_t t, int threads);
 
   int64_t rows() const { return m_; }
   int64_t nnz() const { return int64_t(indices_.size()); }
@@ -66,6 +71,8 @@ class SparseInput {
   void topK(T* scores, int64_t k, bool excludeSeen, const uint8_t* candidates, int32_t* outItems, float* outScores, int threads) const;
 
  private:
+  // itemPtr_ / itemUser_ / itemValue_: the batch's clicks that dropout kept, by item.
+  void buildItemLists();
   int64_t m_ = 0, numItems_ = 0;
   std::vector<int64_t> indptr_{0};
   std::vector<int32_t> indices_;
@@ -173,5 +180,7 @@ double compositePriorKl(const T* enc, const T* prior, const T* z, int64_t m, int
 // new parameters.
 template <typename T>
 void adamRange(T* p, const T* g, T* m, T* v, int64_t n, const OptimizerOptions& options, int64_t t, int threads, bf16* pBf16 = nullptr);
+// The float kernel's constants for step t (bias corrections, weight decay) of those options.
+AdamStep adamStepOf(const OptimizerOptions& options, int64_t t);
 
 }  // namespace vaecf::cpu

@@ -258,7 +258,19 @@ void MultVaeCpu<T>::forwardEval() {
 }
 
 template <typename T>
-StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
+T* MultVaeCpu<T>::gradients() {
+  if (deferredInput_) {
+    const auto& L = layout_.layers[0];
+    input_.weightGradient(deferredInput_, L.out, grads_.data() + L.weightOffset, threads_);
+    deferredInput_ = nullptr;
+  }
+  return grads_.data();
+}
+
+template <typename T>
+StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2, bool deferInputGradient) {
+  deferredInput_ = nullptr;
+  const bool defer = std::is_same_v<T, float> && deferInputGradient && l2 == 0;
   forward(true);
   const int64_t m = m_, D = latent_, nItems = config_.numItems();
   const T invM = T(1.0 / double(m));
@@ -316,8 +328,9 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
     if (layer == 0) {
       PhaseTimer timer(profile_, Profile::SparseGradient);
       // Sparse weight gradient, by item: dW[i, :] = sum over the batch's clicks (u, i) of input_ui * dcur[u, :],
-      // every row written once, deterministic whatever the thread count (layers.h).
-      input_.weightGradient(dcur, L.out, dW, threads_);
+      // every row written once, deterministic whatever the thread count (layers.h); or left to Adam.
+      if (defer) deferredInput_ = dcur;
+      else input_.weightGradient(dcur, L.out, dW, threads_);
       break;
     }
     const T* in = (dropoutOf(layer) > 0) ? dropped_[layer].data() : layerSource(layer);
@@ -389,8 +402,8 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2) {
 template <typename T>
 void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
   // Adam / AdamW on every parameter (layers.h: adamRange); in bf16 mode the output layer's weights also
-  // refresh their bf16 copy.
-  PhaseTimer timer(profile_, Profile::Optimizer);
+  // refresh their bf16 copy. Profiled as "optimizer", but for a deferred input layer's fused pass
+  // ("sparse weight gradient (+ its Adam)").
   scoringPanelsStale_ = true;
   refreshBf16Copy();  // Adam keeps it in step from here
   ensureOptimizerState();
@@ -400,15 +413,35 @@ void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
   T* m = adamM_.data();
   T* v = adamV_.data();
   const int64_t n = layout_.total;
+  // Ranges in order; the output layer's weights refresh their bf16 copy (bf16 mode); a deferred input
+  // layer's weights take the fused gradient + Adam pass.
+  const auto& first = layout_.layers.front();
+  const auto& out = layout_.layers.back();
+  const int64_t i0 = first.weightOffset, i1 = i0 + first.in * first.out;
+  const int64_t w0 = out.weightOffset, w1 = w0 + out.in * out.out;
+  auto plain = [&](int64_t a, int64_t b) {
+    PhaseTimer timer(profile_, Profile::Optimizer);
+    if (b > a) adamRange(p + a, g + a, m + a, v + a, b - a, o, adamT_, threads_);
+  };
+  auto update = [&](int64_t a, int64_t b) {  // [a, b) around the deferred input weights
+    if (!deferredInput_ || b <= i0 || a >= i1) return plain(a, b);
+    plain(a, i0);
+    if constexpr (std::is_same_v<T, float>) {
+      PhaseTimer fused(profile_, Profile::SparseGradient);
+      input_.weightGradientAdam(deferredInput_, first.out, p + i0, m + i0, v + i0, o, adamT_, threads_);
+    }
+    plain(i1, b);
+  };
   if (!bf16Output_) {
-    adamRange(p, g, m, v, n, o, adamT_, threads_);
+    update(0, n);
     return;
   }
-  const auto& out = layout_.layers.back();
-  const int64_t w0 = out.weightOffset, w1 = out.weightOffset + out.in * out.out;
-  adamRange(p, g, m, v, w0, o, adamT_, threads_);
-  adamRange(p + w0, g + w0, m + w0, v + w0, w1 - w0, o, adamT_, threads_, outputWeightBf16_.data());
-  adamRange(p + w1, g + w1, m + w1, v + w1, n - w1, o, adamT_, threads_);
+  update(0, w0);
+  {
+    PhaseTimer timer(profile_, Profile::Optimizer);
+    adamRange(p + w0, g + w0, m + w0, v + w0, w1 - w0, o, adamT_, threads_, outputWeightBf16_.data());
+  }
+  update(w1, n);
 }
 
 template <typename T>
@@ -457,7 +490,8 @@ StepResult CpuEngine::trainStep(const CsrView& data, const int64_t* rows, int64_
     throw InvalidArgument("Mult-VAE / Mult-DAE train every parameter in each step with one KL weight (no phases, no gamma)");
   model_.loadBatch(data, rows, 0, m);
   model_.sampleNoise(opt.seed, opt.step);
-  const StepResult r = model_.forwardBackward(opt.beta, opt.l2);
+  // With an update the input layer's weight gradient goes straight into Adam (forwardBackward's defer).
+  const StepResult r = model_.forwardBackward(opt.beta, opt.l2, opt.update);
   checkFinite(r, opt.step);
   if (opt.update) model_.optimizerStep(opt.optimizer);
   return r;

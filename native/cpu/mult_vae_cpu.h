@@ -22,7 +22,8 @@ struct Profile {
   static const char* name(int p) {
     static const char* names[] = {"gather batch", "noise (dropout, reparameterisation)", "sparse first layer", "matrix products (hidden layers)",
                                   "matrix products (item output layer)", "element-wise (tanh, dropout, z)",
-                                  "softmax + likelihood grad", "sparse weight gradient", "bias gradients", "optimizer"};
+                                  "softmax + likelihood grad", "sparse weight gradient (+ its Adam)", "bias gradients",
+                                  "optimizer (other weights)"};
     return names[p];
   }
   bool enabled = false;
@@ -41,8 +42,9 @@ class MultVaeCpu {
   int64_t numItems() const { return config_.numItems(); }
   T* parameters() { return params_.data(); }
   const T* parameters() const { return params_.data(); }
-  // Valid after forwardBackward (allocated by the first training step).
-  T* gradients() { return grads_.data(); }
+  // Valid after forwardBackward (allocated by the first training step). A deferred input-layer gradient
+  // (forwardBackward with deferInputGradient) is written here first.
+  T* gradients();
   void setThreads(int threads);
   int threads() const { return threads_; }
   Profile& profile() { return profile_; }
@@ -61,7 +63,10 @@ class MultVaeCpu {
   T* epsilon() { return eps_.data(); }                               // [m x latent]
 
   // Training-mode forward and backward on the loaded batch with the current noise; fills gradients().
-  StepResult forwardBackward(double beta, double l2);
+  // deferInputGradient (float, l2 == 0): the sparse input layer's weight gradient is left to the next
+  // optimizerStep, which forms it row by row fused with Adam (SparseInput::weightGradientAdam: same bits,
+  // two passes over 4 bytes per input weight fewer); gradients() still forms it when asked.
+  StepResult forwardBackward(double beta, double l2, bool deferInputGradient = false);
   // Evaluation-mode forward (no dropout, z = mu); logits() then holds [m x n_items].
   void forwardEval();
   const T* logits() const { return acts_.back().data(); }
@@ -97,6 +102,9 @@ class MultVaeCpu {
   // Zeroed lazily (zeroed_vector.h): allocating them on Node's main thread costs no time.
   ZeroedVector<T> params_, grads_, adamM_, adamV_;
   int64_t adamT_ = 0;
+  // The input layer's pre-activation gradient [m x out_0] whose weight gradient forwardBackward deferred
+  // (null: grads_ holds it); valid until the next forwardBackward.
+  const T* deferredInput_ = nullptr;
 
   // The loaded batch (CSR, the sparse input layer of layers.h): raw click values and the normalised,
   // dropped-out encoder input.

@@ -301,7 +301,8 @@ void RecVaeCpu<T>::encoderBackward(const EncoderPass& pass, T* dHead) {
     swishBackwardOf(dA_.data(), pass.pre[size_t(k)].data(), m * H, threads_);  // dA is now dpre_k
     const auto& fc = layout_.fc[size_t(k)];
     if (k == 0) {
-      input_.weightGradient(dA_.data(), H, G + fc.weight, threads_);
+      if (deferInput_) deferredInput_ = dA_.data();  // formed with Adam in optimizerStep
+      else input_.weightGradient(dA_.data(), H, G + fc.weight, threads_);
       columnSums(dA_.data(), m, H, G + fc.bias, threads_);
       break;
     }
@@ -341,7 +342,19 @@ void RecVaeCpu<T>::decoderForward(const T* z, bool withBias, bool fewRows) {
 }
 
 template <typename T>
-StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma) {
+T* RecVaeCpu<T>::gradients() {
+  if (deferredInput_) {
+    const auto& fc = layout_.fc[0];
+    input_.weightGradient(deferredInput_, config_.hidden, grads_.data() + fc.weight, threads_);
+    deferredInput_ = nullptr;
+  }
+  return grads_.data();
+}
+
+template <typename T>
+StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma, bool deferInputGradient) {
+  deferredInput_ = nullptr;
+  deferInput_ = std::is_same_v<T, float> && deferInputGradient;
   const int64_t m = input_.rows(), D = config_.latent, I = config_.items;
   const bool encoder = phase != Phase::Decoder, decoder = phase != Phase::Encoder;
   ensureZeroed(grads_, size_t(layout_.total));
@@ -442,14 +455,23 @@ void RecVaeCpu<T>::optimizerStep(Phase phase, const OptimizerOptions& options) {
     int64_t offset, count;
     bf16* copy;
   };
+  // [a, b) without a copy: around a deferred input layer, whose weights take the fused gradient + Adam pass.
+  const int64_t i0 = layout_.fc[0].weight, i1 = i0 + layout_.fc[0].in * layout_.fc[0].out;
+  auto plain = [&](int64_t a, int64_t b, int64_t t) {
+    if (b <= a) return;
+    if (!deferredInput_ || b <= i0 || a >= i1) return adamRange(p + a, g + a, m + a, v + a, b - a, options, t, threads_);
+    if (i0 > a) adamRange(p + a, g + a, m + a, v + a, i0 - a, options, t, threads_);
+    input_.weightGradientAdam(deferredInput_, config_.hidden, p + i0, m + i0, v + i0, options, t, threads_);
+    if (b > i1) adamRange(p + i1, g + i1, m + i1, v + i1, b - i1, options, t, threads_);
+  };
   auto adam = [&](int64_t begin, int64_t end, int64_t t, const std::vector<Copy>& copies) {
     int64_t at = begin;
     for (const Copy& c : copies) {
-      if (c.offset > at) adamRange(p + at, g + at, m + at, v + at, c.offset - at, options, t, threads_);
+      plain(at, c.offset, t);
       adamRange(p + c.offset, g + c.offset, m + c.offset, v + c.offset, c.count, options, t, threads_, c.copy);
       at = c.offset + c.count;
     }
-    if (end > at) adamRange(p + at, g + at, m + at, v + at, end - at, options, t, threads_);
+    plain(at, end, t);
   };
   std::vector<Copy> encoderCopies, decoderCopies;
   if (bf16Products_) {
@@ -502,7 +524,8 @@ template class RecVaeCpu<double>;
 StepResult RecVaeEngine::trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
   model_.loadBatch(data, rows, 0, m);
   model_.sampleNoise(opt.seed, opt.step, opt.phase != Phase::Decoder);
-  const StepResult r = model_.forwardBackward(opt.phase, opt.beta, opt.gamma);
+  // With an update the input layer's weight gradient goes straight into Adam (forwardBackward's defer).
+  const StepResult r = model_.forwardBackward(opt.phase, opt.beta, opt.gamma, opt.update);
   checkFinite(r, opt.step);
   if (opt.update) model_.optimizerStep(opt.phase, opt.optimizer);
   return r;

@@ -63,7 +63,8 @@ class RecVaeCpu {
     return prior_.data();
   }
   const T* priorParameters() const { return prior_.data(); }
-  T* gradients() { return grads_.data(); }
+  // The gradients of the last forwardBackward; a deferred input-layer gradient is formed here first.
+  T* gradients();
   void setThreads(int threads) { threads_ = threads < 1 ? 1 : threads; }
   int threads() const { return threads_; }
 
@@ -104,7 +105,9 @@ class RecVaeCpu {
   // dropout, gradients of the encoder; decoder phase: no dropout, gradients of the decoder, and the
   // loss reported is the likelihood alone (the KL term does not depend on the decoder); joint: both.
   // KL weight per user: gamma * clicks when gamma > 0, else beta.
-  StepResult forwardBackward(Phase phase, double beta, double gamma);
+  // deferInputGradient (float): the sparse input layer's weight gradient is left to optimizerStep, which
+  // forms it fused with Adam (MultVaeCpu::forwardBackward says more).
+  StepResult forwardBackward(Phase phase, double beta, double gamma, bool deferInputGradient = false);
   // Evaluation: no dropout, z = mu; logits() then holds [m x items].
   void forwardEval();
   const T* logits() const { return logits_.data(); }
@@ -139,6 +142,9 @@ class RecVaeCpu {
   int threads_ = 1;
   // Zeroed lazily (zeroed_vector.h): allocating them on Node's main thread costs no time.
   ZeroedVector<T> params_, prior_, grads_, adamM_, adamV_;
+  // The input layer's pre-activation gradient [m x hidden] whose weight gradient is deferred (null: none).
+  const T* deferredInput_ = nullptr;
+  bool deferInput_ = false;
   int64_t encoderSteps_ = 0, decoderSteps_ = 0;
 
   SparseInput<T> input_;

@@ -401,6 +401,56 @@ static void rowTopKMatchesSort() {
   }
 }
 
+// The input layer's weight gradient deferred into Adam (forwardBackward's deferInputGradient, the
+// training steps' path) against the plain gradient then Adam: weights, moments and gradients bit for bit,
+// over three steps on different batches, for Adam, Adam with coupled decay and AdamW, and in bf16 mode
+// where the processor runs it; items the batches do not click take Adam's zero-gradient path.
+static void deferredInputGradientIsExact() {
+  const int64_t items = 403;
+  ModelConfig cfg = tinyVae(items);
+  cfg.encoderDims = {items, 48, 8};
+  cfg.decoderDims = {8, 48, items};
+  Clicks clicks = randomClicks(90, items, 0.03, 17);
+  CsrView data = clicks.view(items);
+  for (const bool bf16 : {false, true}) {
+    if (bf16 && !cpu::bf16MatmulAvailable()) continue;
+    for (int variant = 0; variant < 3; ++variant) {
+      OptimizerOptions o;
+      o.learningRate = 0.003;
+      o.weightDecay = variant == 0 ? 0.0 : 0.02;
+      o.decoupled = variant == 2;
+      cpu::MultVaeCpu<float> plain(cfg), fused(cfg);
+      for (auto* e : {&plain, &fused}) {
+        e->setThreads(2);
+        if (bf16) e->setBf16Output(true);
+        e->initialize(11);
+      }
+      const int64_t n = plain.numParams();
+      for (int step = 0; step < 3; ++step) {
+        const int64_t first = step * 30;
+        for (auto* e : {&plain, &fused}) {
+          e->loadBatch(data, nullptr, first, 30);
+          e->sampleNoise(5, uint64_t(step));
+        }
+        const StepResult rp = plain.forwardBackward(0.2, 0.0, false), rf = fused.forwardBackward(0.2, 0.0, true);
+        CHECK(rp.loss == rf.loss, "bf16 %d variant %d step %d: loss %.9g vs %.9g", int(bf16), variant, step, rp.loss, rf.loss);
+        if (step == 1) {  // read the deferred gradient before the update: formed on demand, then the plain Adam
+          CHECK(std::memcmp(plain.gradients(), fused.gradients(), size_t(n) * sizeof(float)) == 0, "bf16 %d variant %d: gradients", int(bf16), variant);
+        }
+        plain.optimizerStep(o);
+        fused.optimizerStep(o);
+        if (step == 2) {  // and after a fused update, the gradient of that step
+          CHECK(std::memcmp(plain.gradients(), fused.gradients(), size_t(n) * sizeof(float)) == 0, "bf16 %d variant %d: gradients after the fused step", int(bf16), variant);
+        }
+        CHECK(std::memcmp(plain.parameters(), fused.parameters(), size_t(n) * sizeof(float)) == 0, "bf16 %d variant %d step %d: weights", int(bf16), variant, step);
+        CHECK(std::memcmp(plain.adamM().data(), fused.adamM().data(), size_t(n) * sizeof(float)) == 0 &&
+                  std::memcmp(plain.adamV().data(), fused.adamV().data(), size_t(n) * sizeof(float)) == 0,
+              "bf16 %d variant %d step %d: Adam moments", int(bf16), variant, step);
+      }
+    }
+  }
+}
+
 static void kernelsAgree() {
   std::mt19937 gen(5);
   std::uniform_real_distribution<float> u(-6, 6);
@@ -958,6 +1008,45 @@ static void recVaeBf16Products() {
 
 // Alternating training through the Engine: each phase changes only its own group, keeps its own Adam
 // step count, and updatePrior copies the encoder.
+// RecVAE's input layer gradient deferred into Adam (the training steps' path) against the plain gradient
+// then Adam, bit for bit: encoder, joint and encoder steps on different batches, fp32 and, where the
+// processor runs them, bf16 products.
+static void recVaeDeferredInputGradientIsExact() {
+  const RecVaeConfig cfg = agreementRecVaeConfig(211);
+  Clicks clicks = randomClicks(90, 211, 0.04, 23);
+  CsrView data = clicks.view(211);
+  for (const bool bf16 : {false, true}) {
+    if (bf16 && !cpu::bf16MatmulAvailable()) continue;
+    cpu::RecVaeCpu<float> plain(cfg), fused(cfg);
+    for (auto* e : {&plain, &fused}) {
+      e->setThreads(2);
+      if (bf16) e->setBf16Products(true);
+      e->initialize(13);
+    }
+    OptimizerOptions o;
+    o.learningRate = 0.002;
+    const int64_t n = plain.numParams();
+    const Phase phases[3] = {Phase::Encoder, Phase::Joint, Phase::Encoder};
+    for (int step = 0; step < 3; ++step) {
+      for (auto* e : {&plain, &fused}) {
+        e->loadBatch(data, nullptr, step * 30, 30);
+        e->sampleNoise(9, uint64_t(step), true);
+      }
+      const StepResult rp = plain.forwardBackward(phases[step], 0, 0.005, false), rf = fused.forwardBackward(phases[step], 0, 0.005, true);
+      CHECK(rp.loss == rf.loss, "bf16 %d step %d: loss %.9g vs %.9g", int(bf16), step, rp.loss, rf.loss);
+      if (step == 1) CHECK(std::memcmp(plain.gradients(), fused.gradients(), size_t(n) * sizeof(float)) == 0, "bf16 %d: gradients", int(bf16));
+      plain.optimizerStep(phases[step], o);
+      fused.optimizerStep(phases[step], o);
+      if (step == 2)
+        CHECK(std::memcmp(plain.gradients(), fused.gradients(), size_t(n) * sizeof(float)) == 0, "bf16 %d: gradients after the fused step", int(bf16));
+      CHECK(std::memcmp(plain.parameters(), fused.parameters(), size_t(n) * sizeof(float)) == 0, "bf16 %d step %d: weights", int(bf16), step);
+      CHECK(std::memcmp(plain.adamM().data(), fused.adamM().data(), size_t(n) * sizeof(float)) == 0 &&
+                std::memcmp(plain.adamV().data(), fused.adamV().data(), size_t(n) * sizeof(float)) == 0,
+            "bf16 %d step %d: Adam moments", int(bf16), step);
+    }
+  }
+}
+
 static void recVaePhases() {
   RecVaeConfig cfg;
   cfg.items = 40;
@@ -1188,6 +1277,10 @@ int main() {
     run((target.name + " float engine agrees with the double engine (Mult-DAE)").c_str(), [] { floatEngineAgrees(false); });
     run((target.name + " float engine agrees with the double engine (RecVAE)").c_str(), [] { recVaeFloatAgrees(); });
     run((target.name + " row top-k (its vector scan) equals a full sort").c_str(), [] { rowTopKMatchesSort<float>(); });
+    run((target.name + " the input layer's gradient fused into Adam equals the gradient then Adam, bit for bit (Mult-VAE, RecVAE)").c_str(), [] {
+      deferredInputGradientIsExact();
+      recVaeDeferredInputGradientIsExact();
+    });
     if (cpu::bf16MatmulAvailable())
       run((target.name + " RecVAE's bf16 products agree with the double engine within bf16 rounding").c_str(), [] { recVaeBf16Products(); });
     else
