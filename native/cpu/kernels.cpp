@@ -56,6 +56,7 @@ struct KernelTable {
   // The same over a bf16 panel: xPairs holds x rounded to bf16, two per 32-bit word.
   void (*rowBlockBf16)(const uint32_t* xPairs, int64_t pairs, const bf16* panel, const float* bias, float* y, int64_t cols);
   int64_t (*firstAbove)(const float* x, int64_t n, float threshold);
+  double (*compositePriorKlRow)(const float*, const float*, const float*, int64_t, const CompositePriorConstants&, double, float*, float*);
   int64_t blockWidth;
 };
 }  // namespace vaecf::cpu
@@ -331,6 +332,50 @@ void BoxMuller(const double* HWY_RESTRICT u1, const double* HWY_RESTRICT u2, int
   }
 }
 
+// One user's composite-prior KL term (layers.h compositePriorKl), in double, a vector of latent
+// dimensions at a time: log q - log p summed over d (vector lanes, then across them), and with dz given
+// the gradients scaled by g added to dz [D] and dEnc [2D] (rounded to float as the scalar code does).
+double CompositePriorKlRow(const float* HWY_RESTRICT enc, const float* HWY_RESTRICT prior, const float* HWY_RESTRICT z, int64_t D,
+                           const CompositePriorConstants& k, double g, float* HWY_RESTRICT dz, float* HWY_RESTRICT dEnc) {
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> df;
+  const int64_t N = int64_t(hn::Lanes(dd));
+  const auto half = hn::Set(dd, 0.5), log2pi = hn::Set(dd, k.log2Pi), invWide = hn::Set(dd, 1.0 / k.wideVar);
+  const auto w0 = hn::Set(dd, k.logWeights[0]), w1 = hn::Set(dd, k.logWeights[1]), w2 = hn::Set(dd, k.logWeights[2]);
+  const auto wideConst = hn::Set(dd, k.wideLogVar + k.log2Pi), vg = hn::Set(dd, g);
+  auto sum = hn::Zero(dd);
+  for (int64_t i = 0; i < D; i += N) {
+    const size_t c = size_t(std::min(N, D - i));
+    auto load = [&](const float* p) { return hn::PromoteTo(dd, LoadCount(df, p + i, c)); };
+    const auto zz = load(z), mu = load(enc), lv = load(enc + D), pmu = load(prior), plv = load(prior + D);
+    const auto diff = hn::Sub(zz, mu), var = hn::Exp(dd, lv), diff2var = hn::Div(hn::Mul(diff, diff), var);
+    const auto logq = hn::Neg(hn::Mul(half, hn::Add(hn::Add(lv, log2pi), diff2var)));
+    const auto pvar = hn::Exp(dd, plv), pdiff = hn::Sub(zz, pmu), zz2 = hn::Mul(zz, zz);
+    const auto c0 = hn::NegMulAdd(half, hn::Add(log2pi, zz2), w0);
+    const auto c1 = hn::NegMulAdd(half, hn::Add(hn::Add(plv, log2pi), hn::Div(hn::Mul(pdiff, pdiff), pvar)), w1);
+    const auto c2 = hn::NegMulAdd(half, hn::Add(wideConst, hn::Mul(zz2, invWide)), w2);
+    const auto mx = hn::Max(c0, hn::Max(c1, c2));
+    const auto e0 = hn::Exp(dd, hn::Sub(c0, mx)), e1 = hn::Exp(dd, hn::Sub(c1, mx)), e2 = hn::Exp(dd, hn::Sub(c2, mx));
+    const auto total = hn::Add(hn::Add(e0, e1), e2);
+    const auto logp = hn::Add(mx, hn::Log(dd, total));
+    sum = hn::Add(sum, hn::IfThenElseZero(hn::FirstN(dd, c), hn::Sub(logq, logp)));
+    if (dz) {
+      // d log p / dz = -sum_k r_k (z - mu_k) / var_k, r_k = e_k / total.
+      const auto num = hn::Add(hn::Add(hn::Mul(e0, zz), hn::Div(hn::Mul(e1, pdiff), pvar)), hn::Mul(hn::Mul(e2, zz), invWide));
+      const auto dlogp = hn::Neg(hn::Div(num, total));
+      const auto dvar = hn::Div(diff, var);
+      const auto gz = hn::Mul(vg, hn::Sub(hn::Neg(dvar), dlogp));
+      const auto gmu = hn::Mul(vg, dvar);
+      const auto glv = hn::Mul(vg, hn::MulSub(half, diff2var, half));  // -0.5 + 0.5 diff^2 / var
+      auto add = [&](float* p, hn::Vec<decltype(dd)> v) { StoreCount(hn::Add(LoadCount(df, p + i, c), hn::DemoteTo(df, v)), df, p + i, c); };
+      add(dz, gz);
+      add(dEnc, gmu);
+      add(dEnc + D, glv);
+    }
+  }
+  return hn::GetLane(hn::SumOfLanes(dd, sum));
+}
+
 // Philox4x32-10 (core/rng.h) for the n indices first..first+n-1 under key `key` and the fixed counter
 // words (c2, c3): the four words of index first + i in w0[i]..w3[i] (w1..w3 may be null: not stored), bit for
 // bit Philox4x32::generate's.
@@ -575,7 +620,8 @@ VAECF_TARGET("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16") void RowBlockBf16D
 const KernelTable* Table() {
   static const KernelTable table{&LikelihoodRow, &ToBf16,       &Adam,        &TanhInPlace,  &TanhBackward, &SwishForward, &SwishBackward, &Multiply,
                                  &AddScaled,     &AddBf16,      &Sum,         &SparseRow,   &LayerNormRow, &LayerNormBackwardRow, &AddProduct,
-                                 &BoxMuller,     &PhiloxWords,   &RowBlockF32,   &RowBlockBf16, &FirstAbove,    int64_t(4 * hn::Lanes(DF()))};
+                                 &BoxMuller,     &PhiloxWords,   &RowBlockF32,   &RowBlockBf16, &FirstAbove,    &CompositePriorKlRow,
+                                 int64_t(4 * hn::Lanes(DF()))};
   return &table;
 }
 #if HWY_TARGET == HWY_AVX3
@@ -842,6 +888,10 @@ void addScaled(float* y, const float* x, float alpha, int64_t n) { kernels().add
 void addBf16(float* y, const bf16* x, int64_t n) { kernels().addBf16(y, x, n); }
 float sum(const float* a, int64_t n) { return kernels().sum(a, n); }
 int64_t firstAbove(const float* x, int64_t n, float threshold) { return kernels().firstAbove(x, n, threshold); }
+double compositePriorKlRow(const float* enc, const float* prior, const float* z, int64_t D, const CompositePriorConstants& k, double g,
+                           float* dz, float* dEnc) {
+  return kernels().compositePriorKlRow(enc, prior, z, D, k, g, dz, dEnc);
+}
 void sparseRow(float* row, const float* W, int64_t cols, const int32_t* idx, const float* vals, int64_t nnz) {
   kernels().sparseRow(row, W, cols, idx, vals, nnz);
 }

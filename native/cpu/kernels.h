@@ -59,6 +59,16 @@ void addScaled(float* y, const float* x, float alpha, int64_t n);           // y
 void addBf16(float* y, const bf16* x, int64_t n);                           // y += float(x)
 float sum(const float* a, int64_t n);                                       // sum of a (vector order)
 int64_t firstAbove(const float* x, int64_t n, float threshold);             // first i with x[i] > threshold, else n
+// RecVAE's composite prior, its constants: log of the mixture weights, the wide component's log
+// variance and variance, log(2 pi).
+struct CompositePriorConstants {
+  double logWeights[3], wideLogVar, wideVar, log2Pi;
+};
+// One user's Monte Carlo KL term sum_d (log q(z_d) - log p(z_d)) over its D latent dimensions (enc:
+// mu [D] then logvar [D]; prior the same for the old encoder; z [D]), in double; with dz given adds
+// g * d/dz to dz [D] and g * d/d(mu, logvar) (z held fixed) to dEnc [2D] (layers.h compositePriorKl).
+double compositePriorKlRow(const float* enc, const float* prior, const float* z, int64_t D, const CompositePriorConstants& k, double g,
+                           float* dz, float* dEnc);
 
 // The sparse first layer: row[0..cols) += sum_k vals[k] W[idx[k], 0..cols) (W row-major, `cols` wide;
 // entries with value 0, dropped clicks, are skipped). Forward: one user's clicked rows of the weights;

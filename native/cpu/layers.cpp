@@ -508,6 +508,17 @@ double compositePriorKl(const T* enc, const T* prior, const T* z, int64_t m, int
   const double logW0 = std::log(p.weights[0]), logW1 = std::log(p.weights[1]), logW2 = std::log(p.weights[2]);
   const double wideVar = std::exp(p.wideLogVar);
   std::vector<double> perUser(size_t(m), 0.0);
+  if constexpr (isFloat<T>()) {
+    // The vector kernel (kernels.h compositePriorKlRow), the same terms in double a vector of dimensions at a time.
+    const CompositePriorConstants k{{logW0, logW1, logW2}, p.wideLogVar, wideVar, kLog2Pi};
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t u = 0; u < m; ++u)
+      perUser[size_t(u)] = w[u] * compositePriorKlRow(enc + u * 2 * D, prior + u * 2 * D, z + u * D, D, k, double(scale) * w[u],
+                                                       dz ? dz + u * D : nullptr, dz ? dEnc + u * 2 * D : nullptr);
+    double kl = 0;
+    for (double v : perUser) kl += v;
+    return kl;
+  }
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t u = 0; u < m; ++u) {
     const T* mu = enc + u * 2 * D;
