@@ -155,4 +155,6 @@ test('--memory-budget GIB reaches training: a model over it is refused with the 
   const e = await t.throwsAsync(run(process.execPath, [...args(path.join(tempDir(), 'run')).filter((a, i, all) => a !== '--p-dims' && all[i - 1] !== '--p-dims'),
     '--memory-budget', '0.01']));
   t.regex((e as Error & { stderr: string }).stderr, /training this mult-vae on \d+ items .* more than the budget of 11 MiB\. .*--memory-budget GIB on the command line/);
+  const f = await t.throwsAsync(run(process.execPath, [...args(path.join(tempDir(), 'run')), '--memory-budget=-2']));
+  t.regex((f as Error & { stderr: string }).stderr, /memoryBudgetGiB \(--memory-budget\): expected a positive number of GiB, got -2/);
 });

@@ -73,6 +73,8 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'dataset'> = {
 export const RECVAE_DEFAULTS: Partial<TrainConfig> = { lr: 5e-4, nEpochs: 50 };
 
 function trainOptionsOf(c: TrainConfig): TrainOptions {
+  if (c.memoryBudgetGiB !== undefined && !(Number.isFinite(c.memoryBudgetGiB) && c.memoryBudgetGiB > 0))
+    throw new VaecfInputError(`memoryBudgetGiB (--memory-budget): expected a positive number of GiB, got ${c.memoryBudgetGiB}`);
   const memory = c.memoryBudgetGiB !== undefined ? { memoryBudget: c.memoryBudgetGiB * 2 ** 30 } : {};
   if (c.model === 'recvae') {
     return {

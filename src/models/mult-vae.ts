@@ -145,7 +145,7 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
   /**
    * Bytes the CPU engine allocates to train `config` with batches of `batchSize` on `trainUsers` users,
    * from its buffers (native/cpu/mult_vae_cpu.cpp, recvae_cpu.cpp): weights, gradients and Adam's two
-   * moments (16 B per parameter); the bf16 copy of the item layer (bf16); the logits of a batch, at least
+   * moments (16 B per parameter, 12 B for the input layer's weights, whose gradient is fused into Adam); the bf16 copy of the item layer (bf16); the logits of a batch, at least
    * the 1,000 users of a scoring batch (4 B per item, + 2 B for the bf16 gradient); for RecVAE the prior
    * encoder's weights and its per-user cache (when it fits VAECF_RECVAE_PRIOR_CACHE_MIB, default 1 GiB);
    * with validation, the snapshot of the best weights (4 B per parameter); the hidden layers' activations.
@@ -159,22 +159,22 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
     const bf16 = config.precision === 'bf16';
     const itemLayer = [...tensors].reverse().find((t) => t.name.endsWith('.weight'));
     const rows = Math.max(batchSize, 1000);
+    // The input layer's weight gradient goes straight into Adam in training steps (never stored).
+    const input = tensors[0]?.name.endsWith('.weight') && tensors[0].shape[0] === items ? size(tensors[0]) : 0;
     const parts: Record<string, number> = {
-      'weights, gradients and Adam moments': 16 * params,
+      'weights, gradients and Adam moments': 16 * params - 4 * input,
       'the logits of a batch': rows * items * (bf16 ? 6 : 4),
     };
     if (bf16 && itemLayer) parts['the bf16 item layer'] = 2 * size(itemLayer);
     if (validating) parts['the best weights'] = 4 * params;
-    if (config.recvae) {
-      // Per encoder pass (the model's and the prior's): pre-activation, output and normalised input of each layer.
-      const { hidden, layers } = config.recvae;
-      parts['hidden activations'] = 2 * rows * hidden * (3 * layers + 2) * 4;
-    } else {
+    if (!config.recvae) {
       // Each hidden layer's output, its dropout copy and mask, and the gradient buffers (about 4 floats per unit and row).
       const widths = [...config.encoderDims.slice(1), ...config.decoderDims.slice(1, -1)];
       parts['hidden activations'] = 4 * rows * widths.reduce((a, b) => a + b, 0) * 4;
-    }
-    if (config.recvae) {
+    } else {
+      // Per encoder pass (the model's and the prior's): pre-activation, output and normalised input of each layer.
+      const { hidden, layers } = config.recvae;
+      parts['hidden activations'] = 2 * rows * hidden * (3 * layers + 2) * 4;
       const encoder = tensors.filter((t) => t.name.startsWith('encoder.')).reduce((a, t) => a + size(t), 0);
       parts["the prior's weights"] = 4 * encoder;
       const env = process.env.VAECF_RECVAE_PRIOR_CACHE_MIB;
