@@ -135,6 +135,7 @@ void MultVaeCpu<T>::initialize(uint64_t seed) {
 
 template <typename T>
 void MultVaeCpu<T>::loadBatch(const CsrView& data, const int64_t* rows, int64_t first, int64_t m) {
+  if (deferredInput_) gradients();  // formed from this batch before it is replaced
   PhaseTimer timer(profile_, Profile::Gather);
   input_.load(data, rows, first, m, config_.numItems());
   reserve(m);
@@ -254,6 +255,7 @@ void MultVaeCpu<T>::forward(bool training) {
 
 template <typename T>
 void MultVaeCpu<T>::forwardEval() {
+  if (deferredInput_) gradients();  // evaluation renormalises the batch's input the deferred gradient reads
   forward(false);
 }
 
@@ -488,6 +490,7 @@ template class MultVaeCpu<double>;
 StepResult CpuEngine::trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
   if (opt.phase != Phase::Joint || opt.gamma != 0)
     throw InvalidArgument("Mult-VAE / Mult-DAE train every parameter in each step with one KL weight (no phases, no gamma)");
+  model_.discardDeferredGradient();  // this step writes every gradient again
   model_.loadBatch(data, rows, 0, m);
   model_.sampleNoise(opt.seed, opt.step);
   // With an update the input layer's weight gradient goes straight into Adam (forwardBackward's defer).

@@ -45,6 +45,9 @@ class MultVaeCpu {
   // Valid after forwardBackward (allocated by the first training step). A deferred input-layer gradient
   // (forwardBackward with deferInputGradient) is written here first.
   T* gradients();
+  // Forgets a deferred input-layer gradient without forming it (the next forwardBackward writes every
+  // gradient; loadBatch and forwardEval otherwise form it first, as they change what it is formed from).
+  void discardDeferredGradient() { deferredInput_ = nullptr; }
   void setThreads(int threads);
   int threads() const { return threads_; }
   Profile& profile() { return profile_; }

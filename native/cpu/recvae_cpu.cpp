@@ -146,6 +146,7 @@ void RecVaeCpu<T>::reserve(int64_t rows) {
 
 template <typename T>
 void RecVaeCpu<T>::loadBatch(const CsrView& data, const int64_t* rows, int64_t first, int64_t m) {
+  if (deferredInput_) gradients();  // formed from this batch before it is replaced
   input_.load(data, rows, first, m, config_.items);
   reserve(m);
   batchRows_.resize(size_t(m));
@@ -422,6 +423,7 @@ StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma,
 
 template <typename T>
 void RecVaeCpu<T>::forwardEval() {
+  if (deferredInput_) gradients();  // evaluation renormalises the batch's input the deferred gradient reads
   const int64_t m = input_.rows(), D = config_.latent;
   // Scoring one or a few users: the small layers run on this thread (waking OpenMP threads costs more).
   const bool fewRows = std::is_same_v<T, float> && m <= 4;
@@ -522,6 +524,7 @@ template class RecVaeCpu<double>;
 // ---- RecVaeEngine ----
 
 StepResult RecVaeEngine::trainStep(const CsrView& data, const int64_t* rows, int64_t m, const StepOptions& opt) {
+  model_.discardDeferredGradient();  // this step writes every gradient again
   model_.loadBatch(data, rows, 0, m);
   model_.sampleNoise(opt.seed, opt.step, opt.phase != Phase::Decoder);
   // With an update the input layer's weight gradient goes straight into Adam (forwardBackward's defer).

@@ -65,6 +65,8 @@ class RecVaeCpu {
   const T* priorParameters() const { return prior_.data(); }
   // The gradients of the last forwardBackward; a deferred input-layer gradient is formed here first.
   T* gradients();
+  // Forgets a deferred input-layer gradient without forming it (MultVaeCpu::discardDeferredGradient).
+  void discardDeferredGradient() { deferredInput_ = nullptr; }
   void setThreads(int threads) { threads_ = threads < 1 ? 1 : threads; }
   int threads() const { return threads_; }
 

@@ -1082,6 +1082,57 @@ static void recVaeDeferredInputGradientIsExact() {
   }
 }
 
+// A fused training step's input-layer gradient is still the step's gradient when read later, after the
+// engine scored other users (their batch replaces the one it is formed from): getGradients after
+// trainStep + scores equals the plain forward-backward's gradients of that step, bit for bit.
+static void deferredGradientSurvivesScoring() {
+  const int64_t items = 157;
+  Clicks clicks = randomClicks(60, items, 0.05, 29);
+  CsrView data = clicks.view(items);
+  std::vector<int64_t> rows(30);
+  for (int64_t i = 0; i < 30; ++i) rows[size_t(i)] = 2 * i;
+  StepOptions opt;
+  opt.beta = 0.2;
+  opt.seed = 3;
+  opt.step = 4;
+  std::vector<float> scores(size_t(20 * items));
+  {
+    cpu::CpuEngine engine(tinyVae(items));
+    cpu::MultVaeCpu<float> plain(tinyVae(items));
+    engine.setThreads(2);
+    plain.setThreads(2);
+    engine.initialize(8);
+    plain.initialize(8);
+    engine.trainStep(data, rows.data(), 30, opt);  // fused: the input layer's gradient went into Adam
+    engine.scores(data, 31, 20, scores.data());     // another batch loaded and scored
+    std::vector<float> got(size_t(engine.numParams()));
+    engine.getGradients(got.data());
+    plain.loadBatch(data, rows.data(), 0, 30);
+    plain.sampleNoise(opt.seed, opt.step);
+    plain.forwardBackward(opt.beta, 0.0);
+    CHECK(std::memcmp(got.data(), plain.gradients(), got.size() * sizeof(float)) == 0, "Mult-VAE: the step's gradients after scoring");
+  }
+  {
+    const RecVaeConfig cfg = agreementRecVaeConfig(items);
+    cpu::RecVaeEngine engine(cfg);
+    cpu::RecVaeCpu<float> plain(cfg);
+    engine.setThreads(2);
+    plain.setThreads(2);
+    engine.initialize(8);
+    plain.initialize(8);
+    opt.phase = Phase::Encoder;
+    opt.gamma = 0.005;
+    engine.trainStep(data, rows.data(), 30, opt);
+    engine.scores(data, 31, 20, scores.data());
+    std::vector<float> got(size_t(engine.numParams()));
+    engine.getGradients(got.data());
+    plain.loadBatch(data, rows.data(), 0, 30);
+    plain.sampleNoise(opt.seed, opt.step, true);
+    plain.forwardBackward(Phase::Encoder, opt.beta, opt.gamma);
+    CHECK(std::memcmp(got.data(), plain.gradients(), got.size() * sizeof(float)) == 0, "RecVAE: the step's gradients after scoring");
+  }
+}
+
 static void recVaePhases() {
   RecVaeConfig cfg;
   cfg.items = 40;
@@ -1346,6 +1397,7 @@ int main() {
     rowTopKMatchesSort<float>();
     rowTopKMatchesSort<double>();
   });
+  run("a fused step's gradients read after scoring other users are the step's gradients (Mult-VAE, RecVAE)", [] { deferredGradientSurvivesScoring(); });
   run("bad input is rejected with a message", [] {
     Clicks c = randomClicks(3, 5, 0.5, 1);
     c.indices[1] = 9;
