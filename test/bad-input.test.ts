@@ -264,7 +264,7 @@ test('a model too large for the memory budget is refused before anything is allo
   await t.throwsAsync(train({ train: data }, { epochs: 1, memoryBudget: -1 }), { message: /memoryBudget: expected a positive number of bytes, got -1/ });
 });
 
-test("the training memory estimate is within 15% of the memory a training run adds to the process (Mult-VAE and RecVAE, fp32 and the machine's bf16)", async (t) => {
+test("the training memory estimate is at least 0.95x and at most 1.25x the memory a training run adds to the process (Mult-VAE and RecVAE, fp32 and the machine's bf16)", async (t) => {
   // In a child process of its own (ava runs this file's tests side by side in one process), after a small
   // warm-up run has loaded the libraries: the resident memory one more run adds against the estimate.
   const { execFileSync } = await import('node:child_process');
@@ -291,6 +291,6 @@ test("the training memory estimate is within 15% of the memory a training run ad
       const out = JSON.parse(execFileSync(process.execPath, ['-e', script, kind, precision], { encoding: 'utf8' }).trim().split('\n').pop() as string);
       const ratio = out.estimate / out.added;
       t.log(`${kind} ${precision}: added ${(out.added / 2 ** 20).toFixed(0)} MiB, estimate ${(out.estimate / 2 ** 20).toFixed(0)} MiB (${ratio.toFixed(2)}x)`);
-      t.true(ratio > 0.85 && ratio < 1.15, `${kind} ${precision}: estimate ${out.estimate} vs added ${out.added}`);
+      t.true(ratio >= 0.95 && ratio <= 1.25, `${kind} ${precision}: estimate ${out.estimate} vs added ${out.added}`);
     }
 });

@@ -145,7 +145,7 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
   /**
    * Bytes the CPU engine allocates to train `config` with batches of `batchSize` on `trainUsers` users,
    * from its buffers (native/cpu/mult_vae_cpu.cpp, recvae_cpu.cpp): weights, gradients and Adam's two
-   * moments (16 B per parameter, 12 B for the input layer's weights, whose gradient is fused into Adam); the bf16 copy of the item layer (bf16); the logits of a batch, at least
+   * moments (16 B per parameter); the bf16 copy of the item layer (bf16); the logits of a batch, at least
    * the 1,000 users of a scoring batch (4 B per item, + 2 B for the bf16 gradient); for RecVAE the prior
    * encoder's weights and its per-user cache (when it fits VAECF_RECVAE_PRIOR_CACHE_MIB, default 1 GiB);
    * with validation, the snapshot of the best weights (4 B per parameter); the hidden layers' activations.
@@ -159,10 +159,10 @@ export abstract class VaeFamilyModel<O extends EngineOptions = ArchitectureOptio
     const bf16 = config.precision === 'bf16';
     const itemLayer = [...tensors].reverse().find((t) => t.name.endsWith('.weight'));
     const rows = Math.max(batchSize, 1000);
-    // The input layer's weight gradient goes straight into Adam in training steps (never stored).
-    const input = tensors[0]?.name.endsWith('.weight') && tensors[0].shape[0] === items ? size(tensors[0]) : 0;
+    // Counted whole, an upper bound: the input layer's weight gradient goes straight into Adam in training
+    // steps and is stored only when the engine evaluates right after such a step (mult_vae_cpu.h).
     const parts: Record<string, number> = {
-      'weights, gradients and Adam moments': 16 * params - 4 * input,
+      'weights, gradients and Adam moments': 16 * params,
       'the logits of a batch': rows * items * (bf16 ? 6 : 4),
     };
     if (bf16 && itemLayer) parts['the bf16 item layer'] = 2 * size(itemLayer);
