@@ -27,6 +27,7 @@ constexpr bool isFloat() {
 
 template <typename T>
 void SparseInput<T>::load(const CsrView& data, const int64_t* rows, int64_t first, int64_t m, int64_t numItems) {
+  formDeferredGradient();  // from the batch this one replaces
   if (data.cols != numItems)
     throw InvalidArgument("the click matrix has " + std::to_string(data.cols) + " item columns but the model has " +
                           std::to_string(numItems) + " items");
@@ -78,6 +79,7 @@ void SparseInput<T>::sampleDropout(uint64_t seed, uint64_t step, double p, int t
 
 template <typename T>
 void SparseInput<T>::normalise(bool withDropout, int threads) {
+  formDeferredGradient();  // from the input this rewrites
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t u = 0; u < m_; ++u) {
     double sq = 0;
@@ -175,10 +177,29 @@ void SparseInput<T>::weightGradient(const T* dOut, int64_t cols, T* dW, int thre
 }
 
 template <typename T>
-void SparseInput<T>::weightGradientAdam(const T* dOut, int64_t cols, T* W, T* M, T* V, const OptimizerOptions& options, int64_t t, int threads) {
+void SparseInput<T>::deferWeightGradient(const T* dOut, int64_t cols, T* dW, int threads) {
+  deferredOut_ = dOut;
+  deferredCols_ = cols;
+  deferredTarget_ = dW;
+  deferredThreads_ = threads;
+}
+
+template <typename T>
+void SparseInput<T>::formDeferredGradient() {
+  if (!deferredOut_) return;
+  const T* dOut = deferredOut_;
+  deferredOut_ = nullptr;
+  weightGradient(dOut, deferredCols_, deferredTarget_, deferredThreads_);
+}
+
+template <typename T>
+void SparseInput<T>::adamOnDeferredGradient(T* W, T* M, T* V, const OptimizerOptions& options, int64_t t, int threads) {
   if constexpr (!isFloat<T>()) {
-    throw std::logic_error("weightGradientAdam: the fused gradient and Adam step is the float engine's");
+    throw std::logic_error("adamOnDeferredGradient: the fused gradient and Adam step is the float engine's");
   } else {
+    if (!deferredOut_) throw std::logic_error("adamOnDeferredGradient: no deferred gradient");
+    const int64_t cols = deferredCols_;
+    const float* dOut = deferredOut_;
     buildItemLists();
     const AdamStep st = adamStepOf(options, t);
 #pragma omp parallel num_threads(threads)

@@ -50,11 +50,20 @@ class SparseInput {
   // dW[numItems x cols] = input^T dOut, every row written (zeros for items the batch did not click),
   // summed in ascending user order: deterministic whatever the thread count.
   void weightGradient(const T* dOut, int64_t cols, T* dW, int threads);
-  // The same gradient fused with Adam (float only): each item's gradient row is formed in a buffer of
-  // this thread and Adam / AdamW (step t) updates that row of W, M and V at once, so the gradient never
-  // goes through memory and items the batch did not click cost no gradient reads or writes. The same
-  // sums and the same Adam arithmetic as weightGradient followed by adamRange over dW: bit for bit.
-  void weightGradientAdam(const T* dOut, int64_t cols, T* W, T* M, T* V, const OptimizerOptions& options, int64_t t, int threads);
+  // A deferred weight gradient (training steps): the gradient dW = input^T dOut is not formed now but
+  // either fused with Adam (adamOnDeferredGradient) or formed into dW when asked (formDeferredGradient).
+  // load() and normalise() form it first, since they replace what it is formed from; dOut must stay
+  // valid until then.
+  void deferWeightGradient(const T* dOut, int64_t cols, T* dW, int threads);
+  bool hasDeferredGradient() const { return deferredOut_ != nullptr; }
+  void formDeferredGradient();
+  void discardDeferredGradient() { deferredOut_ = nullptr; }
+  // Adam / AdamW (step t) on W [numItems x cols] with the deferred gradient (float only): each item's
+  // gradient row is formed in a buffer of this thread and that row of W, M and V updated at once, so the
+  // gradient never goes through memory and items the batch did not click cost no gradient reads or
+  // writes. The same sums and the same Adam arithmetic as weightGradient then adamRange: bit for bit.
+  // The gradient stays deferred (formDeferredGradient still gives it).
+  void adamOnDeferredGradient(T* W, T* M, T* V, const OptimizerOptions& options, int64_t t, int threads);
 
   int64_t rows() const { return m_; }
   int64_t nnz() const { return int64_t(indices_.size()); }
@@ -74,6 +83,10 @@ class SparseInput {
   // itemPtr_ / itemUser_ / itemValue_: the batch's clicks that dropout kept, by item.
   void buildItemLists();
   int64_t m_ = 0, numItems_ = 0;
+  const T* deferredOut_ = nullptr;
+  T* deferredTarget_ = nullptr;
+  int64_t deferredCols_ = 0;
+  int deferredThreads_ = 1;
   std::vector<int64_t> indptr_{0};
   std::vector<int32_t> indices_;
   std::vector<T> raw_, input_, scale_;

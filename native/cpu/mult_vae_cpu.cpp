@@ -135,7 +135,6 @@ void MultVaeCpu<T>::initialize(uint64_t seed) {
 
 template <typename T>
 void MultVaeCpu<T>::loadBatch(const CsrView& data, const int64_t* rows, int64_t first, int64_t m) {
-  if (deferredInput_) gradients();  // formed from this batch before it is replaced
   PhaseTimer timer(profile_, Profile::Gather);
   input_.load(data, rows, first, m, config_.numItems());
   reserve(m);
@@ -255,23 +254,12 @@ void MultVaeCpu<T>::forward(bool training) {
 
 template <typename T>
 void MultVaeCpu<T>::forwardEval() {
-  if (deferredInput_) gradients();  // evaluation renormalises the batch's input the deferred gradient reads
   forward(false);
 }
 
 template <typename T>
-T* MultVaeCpu<T>::gradients() {
-  if (deferredInput_) {
-    const auto& L = layout_.layers[0];
-    input_.weightGradient(deferredInput_, L.out, grads_.data() + L.weightOffset, threads_);
-    deferredInput_ = nullptr;
-  }
-  return grads_.data();
-}
-
-template <typename T>
 StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2, bool deferInputGradient) {
-  deferredInput_ = nullptr;
+  input_.discardDeferredGradient();  // this step writes every gradient
   const bool defer = std::is_same_v<T, float> && deferInputGradient && l2 == 0;
   forward(true);
   const int64_t m = m_, D = latent_, nItems = config_.numItems();
@@ -331,7 +319,7 @@ StepResult MultVaeCpu<T>::forwardBackward(double beta, double l2, bool deferInpu
       PhaseTimer timer(profile_, Profile::SparseGradient);
       // Sparse weight gradient, by item: dW[i, :] = sum over the batch's clicks (u, i) of input_ui * dcur[u, :],
       // every row written once, deterministic whatever the thread count (layers.h); or left to Adam.
-      if (defer) deferredInput_ = dcur;
+      if (defer) input_.deferWeightGradient(dcur, L.out, dW, threads_);
       else input_.weightGradient(dcur, L.out, dW, threads_);
       break;
     }
@@ -426,11 +414,11 @@ void MultVaeCpu<T>::optimizerStep(const OptimizerOptions& o) {
     if (b > a) adamRange(p + a, g + a, m + a, v + a, b - a, o, adamT_, threads_);
   };
   auto update = [&](int64_t a, int64_t b) {  // [a, b) around the deferred input weights
-    if (!deferredInput_ || b <= i0 || a >= i1) return plain(a, b);
+    if (!input_.hasDeferredGradient() || b <= i0 || a >= i1) return plain(a, b);
     plain(a, i0);
     if constexpr (std::is_same_v<T, float>) {
       PhaseTimer fused(profile_, Profile::SparseGradient);
-      input_.weightGradientAdam(deferredInput_, first.out, p + i0, m + i0, v + i0, o, adamT_, threads_);
+      input_.adamOnDeferredGradient(p + i0, m + i0, v + i0, o, adamT_, threads_);
     }
     plain(i1, b);
   };

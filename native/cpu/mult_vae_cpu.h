@@ -44,10 +44,13 @@ class MultVaeCpu {
   const T* parameters() const { return params_.data(); }
   // Valid after forwardBackward (allocated by the first training step). A deferred input-layer gradient
   // (forwardBackward with deferInputGradient) is written here first.
-  T* gradients();
+  T* gradients() {
+    input_.formDeferredGradient();
+    return grads_.data();
+  }
   // Forgets a deferred input-layer gradient without forming it (the next forwardBackward writes every
-  // gradient; loadBatch and forwardEval otherwise form it first, as they change what it is formed from).
-  void discardDeferredGradient() { deferredInput_ = nullptr; }
+  // gradient; a new batch or an evaluation forward otherwise forms it first: SparseInput).
+  void discardDeferredGradient() { input_.discardDeferredGradient(); }
   void setThreads(int threads);
   int threads() const { return threads_; }
   Profile& profile() { return profile_; }
@@ -67,7 +70,7 @@ class MultVaeCpu {
 
   // Training-mode forward and backward on the loaded batch with the current noise; fills gradients().
   // deferInputGradient (float, l2 == 0): the sparse input layer's weight gradient is left to the next
-  // optimizerStep, which forms it row by row fused with Adam (SparseInput::weightGradientAdam: same bits,
+  // optimizerStep, which forms it row by row fused with Adam (SparseInput::adamOnDeferredGradient: same bits,
   // two passes over 4 bytes per input weight fewer); gradients() still forms it when asked.
   StepResult forwardBackward(double beta, double l2, bool deferInputGradient = false);
   // Evaluation-mode forward (no dropout, z = mu); logits() then holds [m x n_items].
@@ -105,9 +108,6 @@ class MultVaeCpu {
   // Zeroed lazily (zeroed_vector.h): allocating them on Node's main thread costs no time.
   ZeroedVector<T> params_, grads_, adamM_, adamV_;
   int64_t adamT_ = 0;
-  // The input layer's pre-activation gradient [m x out_0] whose weight gradient forwardBackward deferred
-  // (null: grads_ holds it); valid until the next forwardBackward.
-  const T* deferredInput_ = nullptr;
 
   // The loaded batch (CSR, the sparse input layer of layers.h): raw click values and the normalised,
   // dropped-out encoder input.

@@ -146,7 +146,6 @@ void RecVaeCpu<T>::reserve(int64_t rows) {
 
 template <typename T>
 void RecVaeCpu<T>::loadBatch(const CsrView& data, const int64_t* rows, int64_t first, int64_t m) {
-  if (deferredInput_) gradients();  // formed from this batch before it is replaced
   input_.load(data, rows, first, m, config_.items);
   reserve(m);
   batchRows_.resize(size_t(m));
@@ -302,7 +301,7 @@ void RecVaeCpu<T>::encoderBackward(const EncoderPass& pass, T* dHead) {
     swishBackwardOf(dA_.data(), pass.pre[size_t(k)].data(), m * H, threads_);  // dA is now dpre_k
     const auto& fc = layout_.fc[size_t(k)];
     if (k == 0) {
-      if (deferInput_) deferredInput_ = dA_.data();  // formed with Adam in optimizerStep
+      if (deferInput_) input_.deferWeightGradient(dA_.data(), H, G + fc.weight, threads_);  // with Adam in optimizerStep
       else input_.weightGradient(dA_.data(), H, G + fc.weight, threads_);
       columnSums(dA_.data(), m, H, G + fc.bias, threads_);
       break;
@@ -343,18 +342,8 @@ void RecVaeCpu<T>::decoderForward(const T* z, bool withBias, bool fewRows) {
 }
 
 template <typename T>
-T* RecVaeCpu<T>::gradients() {
-  if (deferredInput_) {
-    const auto& fc = layout_.fc[0];
-    input_.weightGradient(deferredInput_, config_.hidden, grads_.data() + fc.weight, threads_);
-    deferredInput_ = nullptr;
-  }
-  return grads_.data();
-}
-
-template <typename T>
 StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma, bool deferInputGradient) {
-  deferredInput_ = nullptr;
+  input_.discardDeferredGradient();  // this step writes every gradient
   deferInput_ = std::is_same_v<T, float> && deferInputGradient;
   const int64_t m = input_.rows(), D = config_.latent, I = config_.items;
   const bool encoder = phase != Phase::Decoder, decoder = phase != Phase::Encoder;
@@ -423,7 +412,6 @@ StepResult RecVaeCpu<T>::forwardBackward(Phase phase, double beta, double gamma,
 
 template <typename T>
 void RecVaeCpu<T>::forwardEval() {
-  if (deferredInput_) gradients();  // evaluation renormalises the batch's input the deferred gradient reads
   const int64_t m = input_.rows(), D = config_.latent;
   // Scoring one or a few users: the small layers run on this thread (waking OpenMP threads costs more).
   const bool fewRows = std::is_same_v<T, float> && m <= 4;
@@ -461,9 +449,9 @@ void RecVaeCpu<T>::optimizerStep(Phase phase, const OptimizerOptions& options) {
   const int64_t i0 = layout_.fc[0].weight, i1 = i0 + layout_.fc[0].in * layout_.fc[0].out;
   auto plain = [&](int64_t a, int64_t b, int64_t t) {
     if (b <= a) return;
-    if (!deferredInput_ || b <= i0 || a >= i1) return adamRange(p + a, g + a, m + a, v + a, b - a, options, t, threads_);
+    if (!input_.hasDeferredGradient() || b <= i0 || a >= i1) return adamRange(p + a, g + a, m + a, v + a, b - a, options, t, threads_);
     if (i0 > a) adamRange(p + a, g + a, m + a, v + a, i0 - a, options, t, threads_);
-    input_.weightGradientAdam(deferredInput_, config_.hidden, p + i0, m + i0, v + i0, options, t, threads_);
+    input_.adamOnDeferredGradient(p + i0, m + i0, v + i0, options, t, threads_);
     if (b > i1) adamRange(p + i1, g + i1, m + i1, v + i1, b - i1, options, t, threads_);
   };
   auto adam = [&](int64_t begin, int64_t end, int64_t t, const std::vector<Copy>& copies) {

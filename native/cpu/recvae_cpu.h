@@ -64,9 +64,12 @@ class RecVaeCpu {
   }
   const T* priorParameters() const { return prior_.data(); }
   // The gradients of the last forwardBackward; a deferred input-layer gradient is formed here first.
-  T* gradients();
+  T* gradients() {
+    input_.formDeferredGradient();
+    return grads_.data();
+  }
   // Forgets a deferred input-layer gradient without forming it (MultVaeCpu::discardDeferredGradient).
-  void discardDeferredGradient() { deferredInput_ = nullptr; }
+  void discardDeferredGradient() { input_.discardDeferredGradient(); }
   void setThreads(int threads) { threads_ = threads < 1 ? 1 : threads; }
   int threads() const { return threads_; }
 
@@ -144,8 +147,7 @@ class RecVaeCpu {
   int threads_ = 1;
   // Zeroed lazily (zeroed_vector.h): allocating them on Node's main thread costs no time.
   ZeroedVector<T> params_, prior_, grads_, adamM_, adamV_;
-  // The input layer's pre-activation gradient [m x hidden] whose weight gradient is deferred (null: none).
-  const T* deferredInput_ = nullptr;
+  // forwardBackward's deferInputGradient, for encoderBackward.
   bool deferInput_ = false;
   int64_t encoderSteps_ = 0, decoderSteps_ = 0;
 
